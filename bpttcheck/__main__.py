@@ -1,0 +1,3 @@
+from bpttcheck.cli import main
+
+main()

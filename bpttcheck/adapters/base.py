@@ -1,0 +1,131 @@
+"""What every Python adapter shares: reading user return values into float64 arrays with
+messages that say what was expected."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from bpttcheck.errors import InterfaceError
+from bpttcheck.layout import Layout
+from bpttcheck.oracle.common import Dims
+
+
+class NotImplementedByUser(InterfaceError):
+    """The entry point exists but is a stub (returns None, raises NotImplementedError)."""
+
+
+def as_float_array(obj: Any, label: str) -> np.ndarray:
+    if obj is None:
+        raise NotImplementedByUser(f"{label} is None: is the function still a stub?")
+    if isinstance(obj, (dict, list, tuple, str, bytes)) and not isinstance(obj, np.ndarray):
+        if isinstance(obj, (list, tuple)):
+            try:
+                return np.asarray(obj, dtype=np.float64)
+            except (TypeError, ValueError):
+                pass
+        raise InterfaceError(f"{label} should be a numpy array, got {type(obj).__name__}")
+    try:
+        a = np.asarray(obj)
+        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
+            raise TypeError
+        return a
+    except (TypeError, ValueError):
+        raise InterfaceError(
+            f"{label} should be a numpy array of numbers, got {type(obj).__name__}") from None
+
+
+def as_loss(obj: Any, label: str = "loss") -> float:
+    a = as_float_array(obj, label)
+    if a.size != 1:
+        raise InterfaceError(f"{label} should be a single number, got an array of shape {a.shape}")
+    return float(a.reshape(()))
+
+
+def n_positional(fn) -> int:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return -1
+    return sum(1 for p in sig.parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+class PythonAdapter:
+    """Base of the built-in Python adapters."""
+
+    name = "python"
+    priority = 0
+
+    def __init__(self, module, path: str, options: dict):
+        self.module = module
+        self.path = path
+        self.options = options
+        self.notes: list[dict] = []
+        self.grad_dtype = "float64"
+
+    @classmethod
+    def detect(cls, module, path: str) -> bool:
+        return False
+
+    def prepare(self, dims: Dims) -> None:
+        """Called before each call with the case's sizes."""
+        self._dims, self._H = dims, dims.H
+
+    def describe(self) -> dict:
+        """{"arch": str, "dims": Dims|None (fixed sizes), "layouts": [Layout...],
+        "notes": [...]} — layouts are candidates, most likely first."""
+        raise NotImplementedError
+
+    def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
+        raise NotImplementedError
+
+    def _note_dtype(self, arrays) -> None:
+        dts = {np.dtype(a.dtype) for a in arrays if isinstance(a, np.ndarray)}
+        if dts and all(d == np.float32 for d in dts):
+            self.grad_dtype = "float32"
+        elif dts and all(np.issubdtype(d, np.floating) for d in dts):
+            self.grad_dtype = "float64" if np.dtype(np.float64) in dts else str(max(dts))
+
+
+def dims_from_shapes(arch: str, shapes: dict[str, tuple]) -> Dims | None:
+    """Sizes implied by canonical-named arrays of a module (Karpathy globals)."""
+    try:
+        if arch == "rnn":
+            H, X = shapes["Wxh"]
+            return Dims(T=0, X=X, H=H, Y=shapes["Why"][0])
+        Wy = shapes["Wy"]
+        H = Wy[1]
+        wname = "Wf" if arch == "lstm" else "Wz"
+        return Dims(T=0, X=shapes[wname][1] - H, H=H, Y=Wy[0])
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def snapshot(named: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.copy() if isinstance(v, np.ndarray) else list(v) if isinstance(v, list) else v)
+            for k, v in named.items()}
+
+
+def modified(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Names whose value the user's call changed in place."""
+    out = []
+    for k, b in before.items():
+        a = after[k]
+        if isinstance(b, np.ndarray):
+            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+                out.append(k)
+        elif a != b:
+            out.append(k)
+    return out
+
+
+def module_strings(module) -> set[str]:
+    """String constants in the module's source: where parameter names like "W_f" are spelled."""
+    import ast
+    src = getattr(module, "__bpttcheck_source__", None)
+    if src is None:
+        return set()
+    return {n.value for n in ast.walk(ast.parse(src))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 40}

@@ -1,0 +1,139 @@
+"""Functional style (CONTRACT 2.2): ``loss_and_grads(params, inputs, targets, state)`` with
+dicts of arrays; and the split style (2.2b): ``forward(...) -> (loss, cache)`` and
+``backward(params, cache)`` or ``backward(cache)``."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, modified,
+                                     module_strings, n_positional, snapshot)
+from bpttcheck.errors import InterfaceError
+from bpttcheck.layout import Layout, gate_order
+from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
+from bpttcheck.plugins import architectures
+
+
+class FunctionalAdapter(PythonAdapter):
+    name = "functional"
+    priority = 20
+    entry = "loss_and_grads"
+
+    @classmethod
+    def detect(cls, module, path: str) -> bool:
+        return callable(getattr(module, cls.entry, None))
+
+    def __init__(self, module, path, options):
+        super().__init__(module, path, options)
+        strings = module_strings(module)
+        self.arch_name = options.get("arch") or guess_arch(strings) or "rnn"
+        self.arch = architectures()[self.arch_name]
+        names: dict[str, str] = {}
+        for s in sorted(strings):
+            canon = canonical_for(self.arch_name, s)
+            if canon and (canon not in names or s == canon):
+                names[canon] = s
+        names.update(options.get("names", {}))
+        self.names = names
+
+    def describe(self) -> dict:
+        o = self.options
+        stacked = o.get("gate_order") if o.get("stacked") else None
+        if stacked:
+            stacked = gate_order(self.arch_name, stacked)
+        base = dict(names=self.names, transposed=bool(o.get("transposed", False)),
+                    stacked=stacked, stacked_names=tuple(o.get("stacked_names", ("W", "b"))))
+        columns = [o["column_vectors"]] if "column_vectors" in o else [False, True]
+        concats = [o.get("concat", "hx")] if "concat" in o or self.arch_name == "rnn" else ["hx", "xh"]
+        layouts = [Layout(**base, column=col, concat=cat) for cat in concats for col in columns]
+        if stacked and "gate_order" in o:
+            # other gate orders are candidates too: a consistent other order is layout.gate-order
+            import itertools
+            letters = stacked
+            for perm in itertools.permutations(letters):
+                p = "".join(perm)
+                if p != stacked:
+                    layouts += [Layout(**{**base, "stacked": p}, column=lay.column, concat=lay.concat)
+                                for lay in layouts[:len(concats) * len(columns)]]
+        return {"arch": self.arch_name, "dims": None, "layouts": layouts}
+
+    def _user_inputs(self, P, xs, ys, state, layout):
+        H = len(state[0])
+        user = layout.params_to_user(self.arch, P, H)
+        st = layout.state_to_user(state)
+        st_arg = st[0] if len(st) == 1 else tuple(st)
+        return user, list(xs), list(ys), st, st_arg
+
+    def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
+        user, xs_l, ys_l, st, st_arg = self._user_inputs(P, xs, ys, state, layout)
+        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        out = self.module.loss_and_grads(user, xs_l, ys_l, st_arg)
+        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        if out is None:
+            from bpttcheck.adapters.base import NotImplementedByUser
+            raise NotImplementedByUser("loss_and_grads returned None: is it still a stub?")
+        if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+            raise InterfaceError(
+                f"loss_and_grads returned {type(out).__name__}"
+                f"{' of ' + str(len(out)) if isinstance(out, (tuple, list)) else ''}; "
+                "expected (loss, grads, last_state)")
+        loss = as_loss(out[0])
+        grads = self._read_grads(out[1], user, layout, "loss_and_grads") if want_grads else None
+        last = self._read_state(out[2] if len(out) == 3 else None, layout, len(state[0]))
+        return loss, grads, last, changes
+
+    def _read_grads(self, G, user: dict, layout: Layout, fn: str):
+        if not isinstance(G, dict):
+            raise InterfaceError(f"{fn} should return the gradients as a dict keyed by parameter "
+                                 f"name; got {type(G).__name__}")
+        by_user: dict[str, np.ndarray] = {}
+        for gk, gv in G.items():
+            key = str(gk)
+            target = key if key in user else strip_grad_prefix(key)
+            if target not in user:
+                canon = canonical_for(self.arch_name, target or key)
+                target = layout.user_name(canon) if canon else None
+            if target in user:
+                by_user[target] = as_float_array(gv, f"gradient {key!r}")
+        self._note_dtype(by_user.values())
+        H = self._H
+        shapes = self.arch.shapes(self._dims)
+        return layout.grads_from_user(self.arch, by_user, shapes, H)
+
+    def _read_state(self, s, layout: Layout, H: int):
+        names = self.arch.state_names
+        if s is None:
+            return tuple(None for _ in names)
+        if len(names) == 2:
+            if not isinstance(s, (tuple, list)) or len(s) != 2:
+                raise InterfaceError("the last state of an LSTM should be a pair (h, c); got "
+                                     f"{type(s).__name__}")
+            return tuple(layout.state_from_user(as_float_array(v, f"last {n}"), H, f"last {n}")
+                         for n, v in zip(names, s))
+        return (layout.state_from_user(as_float_array(s, "last h"), H, "last h"),)
+
+
+class SplitAdapter(FunctionalAdapter):
+    name = "split"
+    priority = 15
+
+    @classmethod
+    def detect(cls, module, path: str) -> bool:
+        return callable(getattr(module, "forward", None)) and callable(
+            getattr(module, "backward", None))
+
+    def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
+        user, xs_l, ys_l, st, st_arg = self._user_inputs(P, xs, ys, state, layout)
+        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        out = self.module.forward(user, xs_l, ys_l, st_arg)
+        if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+            raise InterfaceError(f"forward returned {type(out).__name__}; expected (loss, cache) "
+                                 "or (loss, cache, last_state)")
+        loss = as_loss(out[0])
+        grads = None
+        if want_grads:
+            bw = self.module.backward
+            G = bw(user, out[1]) if n_positional(bw) >= 2 else bw(out[1])
+            grads = self._read_grads(G, user, layout, "backward")
+        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        last = self._read_state(out[2] if len(out) == 3 else None, layout, len(state[0]))
+        return loss, grads, last, changes

@@ -1,0 +1,137 @@
+"""Karpathy style (CONTRACT 2.1): parameters are module globals, ``lossFun(inputs, targets,
+hprev[, cprev])`` returns the loss, the gradients and the last state in the order its
+``return`` statement names them (``dWf`` goes with the global ``Wf``)."""
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+
+from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, dims_from_shapes,
+                                     modified, n_positional, snapshot)
+from bpttcheck.errors import InterfaceError
+from bpttcheck.layout import Layout
+from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
+from bpttcheck.plugins import architectures
+
+
+class KarpathyAdapter(PythonAdapter):
+    name = "karpathy"
+    priority = 10
+
+    @classmethod
+    def detect(cls, module, path: str) -> bool:
+        return callable(getattr(module, "lossFun", None))
+
+    def __init__(self, module, path, options):
+        super().__init__(module, path, options)
+        self.fn = module.lossFun
+        arrays = {k: v for k, v in vars(module).items()
+                  if isinstance(v, np.ndarray) and v.ndim in (1, 2) and not k.startswith("_")}
+        self.arch_name = options.get("arch") or guess_arch(arrays) or (
+            "lstm" if n_positional(self.fn) == 4 else "rnn")
+        self.arch = architectures()[self.arch_name]
+        self.globals: dict[str, str] = dict(options.get("names", {}))  # canonical -> global
+        for k in arrays:
+            canon = canonical_for(self.arch_name, k)
+            if canon and (canon not in self.globals or k == canon):
+                self.globals[canon] = k
+        missing = [c for c in self.arch.param_names if c not in self.globals]
+        if missing:
+            raise InterfaceError(
+                f"lossFun found, but no module globals for {', '.join(missing)} "
+                f"({self.arch_name}); define them at module level as min-char-rnn does, or name "
+                f"them in a spec ([names] {missing[0]} = \"your_name\")")
+        shapes = {c: arrays[g].shape for c, g in self.globals.items()}
+        self.column = any(len(s) == 2 and s[1] == 1 for c, s in shapes.items() if c[0] == "b")
+        flat = {c: (s[0],) if c[0] == "b" else s for c, s in shapes.items()}
+        self.dims = dims_from_shapes(self.arch_name, flat)
+        self.order = self._return_order()
+
+    def _return_order(self) -> list[tuple[str, str]]:
+        """[(kind, what)]: ('loss', ''), ('grad', canonical) or ('state', 'h'|'c') per position."""
+        src = getattr(self.module, "__bpttcheck_source__", "")
+        fn_node = next((n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef)
+                        and n.name == "lossFun"), None) if src else None
+        rets = [n for n in ast.walk(fn_node) if isinstance(n, ast.Return)
+                and isinstance(n.value, ast.Tuple)] if fn_node else []
+        by_global = {g: c for c, g in self.globals.items()}
+        for ret in rets:
+            order = []
+            for elt in ret.value.elts:
+                label = _label(elt)
+                base = strip_grad_prefix(label) if label else None
+                canon = by_global.get(base) or (canonical_for(self.arch_name, base) if base else None)
+                if label and "loss" in label.lower():
+                    order.append(("loss", ""))
+                elif canon:
+                    order.append(("grad", canon))
+                elif label and label.lower().lstrip("_")[:1] in ("h", "c"):
+                    order.append(("state", label.lower().lstrip("_")[0]))
+                else:
+                    order = []
+                    break
+            if order and sum(k == "grad" for k, _ in order) == len(self.arch.param_names):
+                return order
+        default = [("loss", "")] + [("grad", c) for c in self.arch.param_names]
+        return default + [("state", s) for s in self.arch.state_names]
+
+    def describe(self) -> dict:
+        base = dict(names=self.globals, column=self.column)
+        layouts = [Layout(**base)]
+        if self.arch_name != "rnn":
+            declared = self.options.get("concat")
+            layouts = [Layout(**base, concat=c) for c in ([declared] if declared else ["hx", "xh"])]
+        if self.order[0] != ("loss", ""):
+            self.notes.append({"id": "layout.inferred", "title": "Return order read from lossFun",
+                               "evidence": "lossFun returns " + ", ".join(
+                                   w or k for k, w in self.order)})
+        return {"arch": self.arch_name, "dims": self.dims, "layouts": layouts}
+
+    def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
+        H = self.dims.H
+        user = layout.params_to_user(self.arch, P, H)
+        g = vars(self.module)
+        for k, v in user.items():
+            g[k] = v
+        for size_name, value in (("vocab_size", self.dims.X), ("hidden_size", H)):
+            if isinstance(g.get(size_name), int):
+                g[size_name] = value
+        states = [s.reshape(-1, 1) if self.column else s.copy() for s in layout.state_to_user(state)]
+        xs_l, ys_l = list(xs), list(ys)
+        before = snapshot({**user, "inputs": xs_l, "targets": ys_l})
+        out = self.fn(xs_l, ys_l, *states)
+        changes = modified(before, {**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})
+        if not isinstance(out, tuple) or len(out) != len(self.order):
+            got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+            raise InterfaceError(f"lossFun returned {got}; expected {len(self.order)} values: "
+                                 + ", ".join(w or k for k, w in self.order))
+        loss, grads, new_state = None, {}, {}
+        for (kind, what), val in zip(self.order, out):
+            if kind == "loss":
+                loss = as_loss(val)
+            elif kind == "grad":
+                grads[layout.user_name(what)] = as_float_array(val, f"d{layout.user_name(what)}")
+            else:
+                new_state[what] = val
+        self._note_dtype(grads.values())
+        canon = layout.grads_from_user(self.arch, grads, self.arch.shapes(self._dims_for(len(xs))), H)
+        last = tuple(layout.state_from_user(new_state.get(s), H, f"last {s}") if s in new_state
+                     else None for s in self.arch.state_names)
+        return loss, canon, last, changes
+
+    def _dims_for(self, T):
+        d = self.dims
+        return type(d)(T=T, X=d.X, H=d.H, Y=d.Y)
+
+
+def _label(node) -> str | None:
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    if isinstance(node, ast.Call) and node.args:  # np.copy(hs[-1]) and the like
+        return _label(node.args[0])
+    return None

@@ -1,0 +1,96 @@
+"""The command line: parse, call the engine, write the reports. Nothing else lives here."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from bpttcheck.errors import BpttcheckError, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Check hand-written backpropagation through time against a float64 "
+                       "reference and finite differences, and name the bug.")
+
+
+@app.command()
+def run(
+    path: str = typer.Argument(..., help="Your model: a .py file."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
+    spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
+    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional or split (default: detected)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 20)."),
+    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
+) -> None:
+    """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could
+    not be run, 4 internal error."""
+    from bpttcheck import engine, report_json, report_terminal
+    from bpttcheck.case import Dims
+    from bpttcheck.output import write_atomic
+    from bpttcheck.runner import Limits
+
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    if not path.endswith(".py"):
+        raise UsageError(f"{path}: bpttcheck checks .py files (C support: see the README)")
+    if arch is not None and arch not in ("rnn", "lstm", "gru"):
+        raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
+    opts = engine.Options()
+    if spec:
+        from bpttcheck.spec import load_spec
+        s = load_spec(spec)
+        opts.arch, opts.style, opts.seed = s.assignment.arch, s.assignment.style, s.assignment.seed
+        opts.adapter_options = s.adapter_options()
+        if s.sizes:
+            opts.dims = Dims(**s.sizes.model_dump())
+        opts.limits = Limits(call_timeout=s.limits.timeout, load_timeout=s.limits.timeout,
+                             memory_mb=s.limits.memory_mb)
+    if arch:
+        opts.arch = arch
+    if style:
+        opts.style = style
+    if seed is not None:
+        opts.seed = seed
+    if timeout is not None:
+        opts.limits.call_timeout = opts.limits.load_timeout = timeout
+    if memory_mb is not None:
+        opts.limits.memory_mb = memory_mb
+    report = engine.check(path, opts)
+    if json_out:
+        write_atomic(json_out, report_json.render(report))
+    if not quiet and json_out != "-":
+        sys.stdout.write(report_terminal.render(report, verbose))
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from bpttcheck import __version__
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc or 0)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except BpttcheckError as e:
+        sys.stderr.write(f"bpttcheck: {e}\n")
+        sys.exit(e.exit_code)
+    except (typer.BadParameter, __import__("click").exceptions.UsageError) as e:
+        sys.stderr.write(f"bpttcheck: {e.format_message()}\n")
+        sys.exit(2)
+    except __import__("click").exceptions.Abort:
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - anything else is our bug: say so, exit 4
+        import traceback
+        sys.stderr.write("bpttcheck: internal error (please report it with this output):\n")
+        traceback.print_exc()
+        sys.exit(4)

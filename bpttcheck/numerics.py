@@ -1,0 +1,149 @@
+"""Finite differences, the Taylor-remainder rate test, and array comparison with tolerances
+that follow from the dtype. Plain numpy; nothing here knows about user code or reports."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Finite-difference steps along a unit-norm direction. float64: Richardson-extrapolated
+# central differences have truncation error ~h^4 and round-off ~eps*|L|/h, both ~1e-12 here.
+FD_STEP = {np.dtype("float64"): 1e-3, np.dtype("float32"): 3e-2}
+# How many ulps of accumulated round-off an entry may carry per sqrt(term) before it is wrong.
+ULPS = 100.0
+
+
+def eps_of(dtype) -> float:
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def oracle_rtol(dtype, T: int, width: int) -> float:
+    """Relative tolerance for comparing a user's gradient with the float64 reference.
+
+    A correct implementation in ``dtype`` carries round-off of about eps * sqrt(terms summed),
+    where an entry sums T steps of products of length ``width``; ULPS gives head-room for
+    reassociation and different-but-equal formulas (sigmoid via exp or via tanh)."""
+    return ULPS * eps_of(dtype) * math.sqrt(max(T, 1) * max(width, 1))
+
+
+@dataclass
+class Comparison:
+    """Entry-wise comparison of one array with its reference."""
+
+    max_abs_error: float
+    max_rel_error: float  # max over entries of |u - r| / max(|u|, |r|); 0 where both are 0
+    worst_index: tuple[int, ...]
+    worst_user: float
+    worst_ref: float
+    tolerance: float  # the absolute bound an entry's error must stay within
+    scale: float  # max |ref| over the array, the yardstick of the bound
+    n_bad: int  # entries over the bound
+    n: int
+    finite: bool  # the user's array has no NaN/inf
+
+    @property
+    def passed(self) -> bool:
+        return self.finite and self.n_bad == 0
+
+
+def compare(user: np.ndarray, ref: np.ndarray, rtol: float, floor: float = 0.0) -> Comparison:
+    """Compare entry by entry: |u - r| <= rtol * (|r| + scale), scale = max|r| over the array.
+
+    The scale term keeps an entry whose true value is near zero (cancellation) from demanding
+    more relative accuracy than its neighbours carry. Where both values are zero the error is
+    exactly zero (no 0/0). ``floor`` is an absolute bound for arrays whose reference is all zero.
+    """
+    u = np.asarray(user, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    finite = bool(np.all(np.isfinite(u)))
+    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    with np.errstate(all="ignore"):
+        err = np.abs(u - r)
+        err = np.where(np.isfinite(err), err, np.inf)
+        bound = rtol * (np.abs(r) + scale) + floor
+        big = np.maximum(np.abs(u), np.abs(r))
+        rel = np.where(big > 0, err / np.where(big > 0, big, 1.0), 0.0)
+        rel = np.where(np.isnan(rel), np.inf, rel)
+    if u.size == 0:
+        return Comparison(0.0, 0.0, (), 0.0, 0.0, 0.0, 0.0, 0, 0, True)
+    over = err - bound
+    worst = np.unravel_index(int(np.argmax(over)), u.shape)
+    return Comparison(
+        max_abs_error=float(np.max(err)),
+        max_rel_error=float(np.max(rel)),
+        worst_index=tuple(int(i) for i in worst),
+        worst_user=float(u[worst]),
+        worst_ref=float(r[worst]),
+        tolerance=float(rtol * (abs(r[worst]) + scale) + floor),
+        scale=scale,
+        n_bad=int(np.sum(err > bound)),
+        n=int(u.size),
+        finite=finite,
+    )
+
+
+# --------------------------------------------------------------------------- finite differences
+
+def fd_offsets(h: float) -> tuple[float, ...]:
+    """Where along the direction a check evaluates the loss: ±h, ±h/2 for Richardson
+    central differences and +h/4 for the Taylor-remainder rate."""
+    return (h, -h, h / 2, -h / 2, h / 4)
+
+
+@dataclass
+class DirectionalCheck:
+    """The user's analytic directional derivative against finite differences of a loss."""
+
+    analytic: float  # <g, d>
+    numeric: float  # Richardson-extrapolated central difference
+    error: float  # |analytic - numeric|
+    tolerance: float
+    noise: float  # estimated error of ``numeric`` (truncation + round-off)
+    magnitude: float  # sum |g_i d_i|: the size of the terms behind ``analytic``
+    taylor_rates: tuple[float, float]  # log2 ratios of Taylor remainders; ~2 right, ~1 wrong
+    step: float
+
+    @property
+    def passed(self) -> bool:
+        return self.error <= self.tolerance
+
+    @property
+    def rate_verdict(self) -> str:
+        """'right' (rate ~2), 'wrong' (rate ~1) or 'noise' (remainders at round-off)."""
+        r = self.taylor_rates[-1]
+        if not math.isfinite(r):
+            return "noise"
+        if r > 1.6:
+            return "right"
+        if 0.6 < r < 1.4:
+            return "wrong"
+        return "noise"
+
+
+def directional_check(
+    loss0: float,
+    losses: dict[float, float],
+    analytic: float,
+    magnitude: float,
+    h: float,
+    dtype,
+) -> DirectionalCheck:
+    """Judge ``analytic`` = <g, d> against the loss along d at the offsets of fd_offsets(h)."""
+    d1 = (losses[h] - losses[-h]) / (2 * h)
+    d2 = (losses[h / 2] - losses[-h / 2]) / h
+    numeric = (4 * d2 - d1) / 3  # Richardson: cancels the h^2 term of the central difference
+    roundoff = 4 * eps_of(dtype) * max(abs(loss0), 1.0) / h
+    noise = abs(numeric - d2) + roundoff
+    rtol = 1e-6 if np.dtype(dtype) == np.float64 else 1e-2
+    tolerance = max(10 * noise, rtol * magnitude, 1e-12)
+    rates = []
+    rem = [abs(losses[s] - loss0 - s * analytic) for s in (h, h / 2, h / 4)]
+    for a, b in zip(rem, rem[1:]):
+        floor = 10 * roundoff * h  # remainder below this is round-off, not signal
+        rates.append(math.log2(a / b) if a > floor and b > floor else math.nan)
+    return DirectionalCheck(
+        analytic=float(analytic), numeric=float(numeric), error=float(abs(analytic - numeric)),
+        tolerance=float(tolerance), noise=float(noise), magnitude=float(magnitude),
+        taylor_rates=(rates[0], rates[1]), step=h,
+    )

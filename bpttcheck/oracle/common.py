@@ -1,0 +1,103 @@
+"""Pieces shared by the reference models: the trace they return, softmax + cross-entropy
+(with its known bugs), and the architecture descriptor."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dims:
+    T: int  # time steps
+    X: int  # input vocabulary (one-hot width)
+    H: int  # hidden units
+    Y: int  # output classes
+
+
+@dataclass
+class Trace:
+    """Everything one forward/backward pass of a reference model produces."""
+
+    loss: float
+    loss_steps: np.ndarray  # (T,)   -log p[t][target[t]] (already scaled if reduction is mean)
+    probs: np.ndarray  # (T, Y)
+    state: tuple[np.ndarray, ...]  # last state: (h,) or (h, c), each (H,)
+    grads: dict[str, np.ndarray]  # name -> array of the parameter's shape
+    contrib: dict[str, np.ndarray]  # name -> (T, *shape): step t's share of the gradient
+    dh: np.ndarray  # (T, H)  dL/dh[t+1], everything that reaches the hidden state of step t
+    hs: np.ndarray = field(default=None)  # (T+1, H) hidden states, hs[0] = h0
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What the engine needs to know about an architecture."""
+
+    name: str
+    param_names: tuple[str, ...]
+    state_names: tuple[str, ...]
+    shapes: Callable[[Dims], dict[str, tuple[int, ...]]]
+    run: Callable[..., Trace]
+    # bias name -> weight name, used to pair per-gate weights and biases in reports
+    gate_groups: tuple[tuple[str, ...], ...] = ()
+
+
+def has(bugs: frozenset[str], bug_id: str) -> str | None:
+    """The variant of ``bug_id`` planted in ``bugs`` ('' for a bug without variants), or None."""
+    for b in bugs:
+        name, _, variant = b.partition(":")
+        if name == bug_id:
+            return variant
+    return None
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * a))  # overflow-free form of 1 / (1 + exp(-a))
+
+
+def softmax_xent(z: np.ndarray, target: int, bugs: frozenset[str]) -> tuple[np.ndarray, float]:
+    """Probabilities and the step's loss from logits z (Y,), as the correct code or a known
+    softmax bug computes them."""
+    double_exp = has(bugs, "softmax.double-exp") is not None
+    sum_logits = has(bugs, "softmax.sum-logits") is not None
+    with np.errstate(all="ignore"):
+        if double_exp or sum_logits:
+            e = np.exp(z)  # (Y,) the bugs store exp(z) ...
+            num = np.exp(e) if double_exp else e  # ... and some take exp of it again
+            den = np.sum(z) if sum_logits else np.sum(e)  # ... or sum the raw logits
+            p = num / den
+        elif has(bugs, "softmax.unstable") is not None:
+            e = np.exp(z)  # no max-subtraction: overflows for logits above ~709
+            p = e / np.sum(e)
+        else:
+            e = np.exp(z - np.max(z))
+            p = e / np.sum(e)
+        return p, float(-np.log(p[target]))
+
+
+def output_grad(p: np.ndarray, target: int, bugs: frozenset[str]) -> np.ndarray:
+    """dL/dz for softmax + cross-entropy: p - onehot(target) (or its sign-flipped bug)."""
+    dy = p.copy()  # (Y,)
+    dy[target] -= 1.0
+    return -dy if has(bugs, "loss.dy-sign") is not None else dy
+
+
+def finish(
+    loss_steps: np.ndarray,
+    contrib: dict[str, np.ndarray],
+    bugs: frozenset[str],
+    reduction: str,
+) -> tuple[float, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Sum per-step contributions into gradients and apply the loss reduction (and its bug)."""
+    T = len(loss_steps)
+    loss_scale = grad_scale = 1.0 / T if reduction == "mean" else 1.0
+    variant = has(bugs, "loss.mean-grad-sum")
+    if variant in ("", "mean-loss"):
+        loss_scale, grad_scale = 1.0 / T, 1.0  # loss averaged, gradients summed
+    elif variant == "mean-grad":
+        loss_scale, grad_scale = 1.0, 1.0 / T  # loss summed, gradients averaged
+    contrib = {k: v * grad_scale for k, v in contrib.items()}
+    grads = {k: v.sum(axis=0) for k, v in contrib.items()}
+    steps = loss_steps * loss_scale
+    return float(steps.sum()), steps, grads, contrib

@@ -1,0 +1,64 @@
+"""Vanilla tanh RNN (CONTRACT §1), forward next to backward.
+
+    h[t+1] = tanh(Wxh @ onehot(x[t]) + Whh @ h[t] + bh)
+    z[t]   = Why @ h[t+1] + by ;  p[t] = softmax(z[t]) ;  loss = sum_t -log p[t][y[t]]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.oracle.common import Arch, Dims, Trace, finish, has, output_grad, softmax_xent
+
+NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+
+def shapes(d: Dims) -> dict[str, tuple[int, ...]]:
+    return {"Wxh": (d.H, d.X), "Whh": (d.H, d.H), "Why": (d.Y, d.H), "bh": (d.H,), "by": (d.Y,)}
+
+
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
+    Wxh, Whh, Why, bh, by = (P[k] for k in NAMES)
+    (h0,) = state
+    dt = P[NAMES[0]].dtype
+    T, H, Y = len(xs), Whh.shape[0], Why.shape[0]
+
+    # forward
+    hs = np.empty((T + 1, H), dtype=dt); hs[0] = h0  # (T+1, H)  hs[t+1] is the state after step t
+    ps = np.empty((T, Y), dtype=dt)  # (T, Y)
+    loss_steps = np.empty(T, dtype=dt)  # (T,)
+    for t in range(T):
+        a = Wxh[:, xs[t]] + Whh @ hs[t] + bh  # (H,)  one-hot input picks a column
+        hs[t + 1] = np.tanh(a)
+        z = Why @ hs[t + 1] + by  # (Y,)
+        ps[t], loss_steps[t] = softmax_xent(z, ys[t], bugs)
+
+    # backward
+    c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}  # per-step contributions
+    dhs = np.empty((T, H), dtype=dt)  # (T, H)
+    dh_next = np.zeros(H, dtype=dt)  # (H,)
+    for t in reversed(range(T)):
+        dy = output_grad(ps[t], ys[t], bugs)  # (Y,)
+        h_out = hs[t] if has(bugs, "rnn.dwhy-uses-prev-h") is not None else hs[t + 1]
+        c["Why"][t] = np.outer(dy, h_out)  # (Y, H)
+        c["by"][t] = dy
+        dh = Why.T @ dy  # (H,)
+        if has(bugs, "rnn.missing-dh-next") is None:
+            dh = dh + dh_next
+        dhs[t] = dh
+        if has(bugs, "rnn.tanh-derivative-missing") is None:
+            draw = (1.0 - hs[t + 1] ** 2) * dh  # (H,)  back through tanh
+        else:
+            draw = dh
+        c["bh"][t] = draw
+        c["Wxh"][t][:, xs[t]] = draw
+        h_in = hs[t + 1] if has(bugs, "rnn.dwhh-uses-current-h") is not None else hs[t]
+        c["Whh"][t] = np.outer(draw, h_in)  # (H, H)
+        W = Whh if has(bugs, "rnn.whh-not-transposed") is not None else Whh.T
+        dh_next = W @ draw  # (H,)
+
+    loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
+    return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+
+
+ARCH = Arch(name="rnn", param_names=NAMES, state_names=("h",), shapes=shapes, run=run,
+            gate_groups=(("Wxh", "Whh", "bh"), ("Why", "by")))

@@ -1,0 +1,67 @@
+"""The terminal summary: verdict, one row per parameter group, the top diagnoses."""
+from __future__ import annotations
+
+from bpttcheck.result import Report
+
+MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip"}
+
+
+def render(r: Report, verbose: bool = False) -> str:
+    out: list[str] = []
+    head = f"bpttcheck {r.path}"
+    if r.arch:
+        head += f"  [{r.arch}, {r.style} style"
+        if r.sizes:
+            s = r.sizes
+            head += f", T={s['T']} X={s['X']} H={s['H']} Y={s['Y']}"
+        if r.dtype:
+            head += f", {r.dtype}"
+        head += "]"
+    out.append(head)
+    if r.error:
+        e = r.error
+        out.append(f"\nERROR ({e.kind}): {e.message}")
+        if e.line:
+            out.append(f"  at {e.line}")
+        if e.output.strip():
+            out.append("  " + e.output.strip().replace("\n", "\n  "))
+        return "\n".join(out) + "\n"
+    if r.loss:
+        out.append(f"loss: yours {r.loss['user']:.10g}, reference {r.loss['reference']:.10g}"
+                   f" ({r.reduction} over time)")
+    if r.groups:
+        out.append("")
+        out.append(f"  {'group':<8} {'':4} {'max abs err':>11} {'max rel err':>11} "
+                   f"{'tolerance':>9}  worst entry (yours vs reference)   finite diff")
+        for g in r.groups:
+            idx = "[" + ",".join(map(str, g.worst_index)) + "]"
+            fd = "-" if g.fd is None else f"{g.fd.status} ({g.fd.error:.1e})"
+            label = g.name if g.user_name == g.name else f"{g.name}={g.user_name}"
+            out.append(f"  {label:<8} {MARK[g.status]} {g.max_abs_error:11.2e} "
+                       f"{g.max_rel_error:11.2e} {g.tolerance:9.1e}  "
+                       f"{idx:<7} {g.worst_user:>11.5g} vs {g.worst_ref:<11.5g} {fd}")
+    others = [c for c in r.checks if not c.name.startswith(("grad.", "fd."))
+              or c.name == "fd.all"]
+    bad = [c for c in others if c.status == "fail" or verbose]
+    if bad:
+        out.append("")
+        for c in bad:
+            out.append(f"  {MARK[c.status]} {c.name}: {c.message}")
+    for d in r.diagnoses[:3]:
+        out.append("")
+        out.append(f"DIAGNOSIS {d.id} (confidence {d.confidence:.2f}; {', '.join(d.groups) or '-'}): "
+                   f"{d.title}")
+        out.append("  evidence: " + d.evidence)
+        out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
+    for n in r.notes:
+        out.append(f"\nnote {n.id}: {n.title}. {n.evidence}")
+    n_fail = sum(c.status == "fail" for c in r.checks)
+    out.append("")
+    out.append(f"{r.verdict.upper()}: {len(r.checks) - n_fail} of {len(r.checks)} checks passed; "
+               f"{r.evaluations} calls of your code in {r.timings.get('total', 0):.2f} s"
+               f" (seed {r.seed}, tolerances: {_tols(r)})")
+    return "\n".join(out) + "\n"
+
+
+def _tols(r: Report) -> str:
+    return ", ".join(f"{k} {v:.1e}" for k, v in r.tolerances.items())

@@ -1,0 +1,97 @@
+"""Assignment specs (CONTRACT 2.4): TOML, validated by pydantic, errors that name the field."""
+from __future__ import annotations
+
+import tomllib
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bpttcheck.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sizes(_Strict):
+    T: int = Field(6, ge=1, le=1000)
+    X: int = Field(5, ge=1, le=100000)
+    H: int = Field(4, ge=1, le=100000)
+    Y: int = Field(3, ge=1, le=100000)
+
+
+class LayoutSpec(_Strict):
+    concat: Optional[Literal["hx", "xh"]] = None
+    column_vectors: Optional[bool] = None
+    transposed: bool = False
+    stacked: bool = False
+    gate_order: Optional[str] = None
+    stacked_names: tuple[str, str] = ("W", "b")
+
+
+class Limits(_Strict):
+    timeout: float = Field(20.0, gt=0, le=3600)
+    memory_mb: int = Field(4096, ge=64)
+
+
+class Assignment(_Strict):
+    arch: Optional[Literal["rnn", "lstm", "gru"]] = None
+    style: Optional[str] = None
+    seed: int = 0
+    title: str = ""
+
+
+class Spec(_Strict):
+    assignment: Assignment = Assignment()
+    sizes: Optional[Sizes] = None
+    layout: LayoutSpec = LayoutSpec()
+    names: dict[str, str] = {}
+    points: dict[str, float] = {}
+    limits: Limits = Limits()
+
+    @field_validator("points")
+    @classmethod
+    def _non_negative(cls, v):
+        for k, p in v.items():
+            if p < 0:
+                raise ValueError(f"points for {k!r} must not be negative")
+        return v
+
+    def adapter_options(self) -> dict:
+        o: dict = {}
+        lay = self.layout
+        if lay.concat:
+            o["concat"] = lay.concat
+        if lay.column_vectors is not None:
+            o["column_vectors"] = lay.column_vectors
+        if lay.transposed:
+            o["transposed"] = True
+        if lay.stacked:
+            o.update(stacked=True, gate_order=lay.gate_order, stacked_names=list(lay.stacked_names))
+        if self.names:
+            o["names"] = dict(self.names)
+        return o
+
+
+def load_spec(path: str) -> Spec:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise SpecError(f"cannot read spec {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"spec {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"spec {path} is not UTF-8 text") from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise SpecError(f"spec {path} is invalid:\n" + "\n".join(lines)) from None
+    if spec.layout.stacked and not spec.layout.gate_order:
+        raise SpecError(f"spec {path}: layout.stacked = true needs layout.gate_order "
+                        "(e.g. \"ifgo\")")
+    return spec

@@ -1,0 +1,228 @@
+"""The worker process: imports the user's code, calls it on request, and sends back plain
+arrays. It runs in a child process (see runner.py) so that anything the user's code does —
+raise, crash, hang, exit — ends here and not in the checker."""
+from __future__ import annotations
+
+import ast
+import faulthandler
+import io
+import os
+import sys
+import tokenize
+import traceback
+import types
+
+ENTRY_NAMES = {"lossFun", "loss_and_grads", "forward", "backward"}
+
+
+class UserFailure(Exception):
+    def __init__(self, kind: str, message: str, line: str | None = None, tb: str = ""):
+        super().__init__(message)
+        self.kind, self.message, self.line, self.tb = kind, message, line, tb
+
+
+class Worker:
+    def __init__(self, workdir: str, origdir: str, tb_path: str):
+        self.workdir = os.path.realpath(workdir)
+        self.origdir = origdir
+        self.tb_file = open(tb_path, "w")
+        self.adapter = None
+        self.evaluations = 0
+
+    # ------------------------------------------------------------------ user frames
+
+    def _orig(self, filename: str) -> str:
+        real = os.path.realpath(filename)
+        if real.startswith(self.workdir + os.sep):
+            return os.path.join(self.origdir, os.path.relpath(real, self.workdir))
+        return filename
+
+    def _is_user(self, filename: str) -> bool:
+        return os.path.realpath(filename).startswith(self.workdir + os.sep)
+
+    def failure_from(self, exc: BaseException, where: str) -> UserFailure:
+        from bpttcheck.adapters.base import NotImplementedByUser
+        from bpttcheck.errors import InterfaceError
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if self._is_user(f.filename)]
+        line = None
+        if frames:
+            f = frames[-1]
+            line = f"{os.path.basename(self._orig(f.filename))}:{f.lineno}: {(f.line or '').strip()}"
+        tb = "".join(
+            f'  File "{self._orig(f.filename)}", line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}\n'
+            for f in frames)
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, NotImplementedByUser) or isinstance(exc, NotImplementedError):
+            return UserFailure("not-implemented", f"{where}: {exc or 'NotImplementedError'}", line, tb)
+        if isinstance(exc, InterfaceError):
+            return UserFailure("interface", f"{where}: {exc}", line, tb)
+        if isinstance(exc, SystemExit):
+            return UserFailure("exit", f"{where} called sys.exit({exc.code!r}); bpttcheck needs the "
+                               "function to return. Remove the exit or put it under "
+                               "`if __name__ == \"__main__\":`", line, tb)
+        if isinstance(exc, MemoryError):
+            return UserFailure("memory", f"{where} ran out of memory (MemoryError)", line, tb)
+        if isinstance(exc, SyntaxError):
+            loc = f"{os.path.basename(self._orig(exc.filename or ''))}:{exc.lineno}"
+            return UserFailure("syntax", f"syntax error in {loc}: {exc.msg}",
+                               f"{loc}: {(exc.text or '').strip()}")
+        if isinstance(exc, ImportError) and where.startswith("importing"):
+            return UserFailure("import", f"{where} failed: {text}", line, tb)
+        return UserFailure("exception", f"{where} raised {text}", line, tb)
+
+    def guarded(self, where: str, timeout: float, fn, *args):
+        """Run user code; on a hang the parent kills us, and this dump names the user's line."""
+        faulthandler.dump_traceback_later(max(timeout - 0.5, 0.1), exit=False, file=self.tb_file)
+        try:
+            return fn(*args)
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything, SystemExit too
+            raise self.failure_from(e, where) from None
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
+    # ------------------------------------------------------------------ loading
+
+    def load_module(self, path: str, timeout: float):
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            enc, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+            src = raw.decode(enc)
+        except (SyntaxError, UnicodeDecodeError, LookupError) as e:
+            raise UserFailure("syntax", f"{os.path.basename(path)} is not valid text in its "
+                              f"declared encoding ({e}); save it as UTF-8") from None
+        try:
+            tree = ast.parse(src, filename=path)
+        except SyntaxError as e:
+            raise self.failure_from(e, f"importing {os.path.basename(path)}") from None
+        lines = src.splitlines()
+        kept, skipped = [], []
+        for node in tree.body:
+            if _is_training_loop(node):
+                skipped.append(f"line {node.lineno}: {lines[node.lineno - 1].strip()}")
+            else:
+                kept.append(node)
+        tree.body = kept
+        code = compile(tree, path, "exec")
+        stem = os.path.splitext(os.path.basename(path))[0]
+        name = stem if stem.isidentifier() and stem not in sys.modules else f"_bpttcheck_user_{abs(hash(stem))}"
+        mod = types.ModuleType(name)
+        mod.__file__ = path
+        mod.__bpttcheck_source__ = src
+        sys.modules[name] = mod
+        self.guarded(f"importing {os.path.basename(path)}", timeout, exec, code, mod.__dict__)
+        return mod, skipped
+
+
+def _is_training_loop(node) -> bool:
+    """A top-level `while` loop, or a top-level `for` loop that calls the loss function, is a
+    training loop: importing the module must not run it (min-char-rnn ends in `while True`)."""
+    if isinstance(node, ast.While):
+        return True
+    if isinstance(node, (ast.For, ast.AsyncFor)):
+        return any(isinstance(n, ast.Name) and n.id in ENTRY_NAMES for n in ast.walk(node))
+    return False
+
+
+def _dims_dict(d):
+    return None if d is None else {"T": d.T, "X": d.X, "H": d.H, "Y": d.Y}
+
+
+def serve(w: Worker, rf, wf) -> None:
+    import numpy as np
+
+    from bpttcheck import protocol
+    from bpttcheck.layout import Layout
+    from bpttcheck.oracle.common import Dims
+    from bpttcheck.plugins import adapters
+
+    while True:
+        try:
+            hdr, arrs = protocol.receive(rf)
+        except EOFError:
+            return
+        op, timeout = hdr["op"], float(hdr.get("timeout", 10.0))
+        out_arrays: dict = {}
+        try:
+            if op == "load":
+                mod, skipped = w.load_module(hdr["path"], timeout)
+                options = {}
+                declared = getattr(mod, "BPTTCHECK", None)
+                if isinstance(declared, dict):
+                    options.update(declared)
+                options.update(hdr.get("options") or {})
+                found = adapters()
+                style = hdr.get("style")
+                if style and style != "auto":
+                    if style not in found:
+                        raise UserFailure("interface", f"unknown style {style!r}; known: "
+                                          + ", ".join(found))
+                    cls = found[style]
+                else:
+                    cls = next((c for c in found.values() if c.detect(mod, hdr["path"])), None)
+                if cls is None:
+                    raise UserFailure("interface", "found none of the entry points bpttcheck "
+                                      "knows: lossFun(inputs, targets, hprev) (Karpathy style), "
+                                      "loss_and_grads(params, inputs, targets, state), or "
+                                      "forward(...) with backward(...). Define one of them.")
+                w.adapter = w.guarded("reading the module", timeout, cls, mod, hdr["path"], options)
+                desc = w.guarded("describing the module", timeout, w.adapter.describe)
+                reply = {"ok": True, "adapter": cls.name, "arch": desc["arch"],
+                         "dims": _dims_dict(desc.get("dims")),
+                         "layouts": [lay.to_dict() for lay in desc["layouts"]],
+                         "skipped": skipped, "notes": w.adapter.notes,
+                         "options": {k: v for k, v in options.items()
+                                     if isinstance(v, (str, int, float, bool))}}
+            elif op in ("call", "losses"):
+                layout = Layout.from_dict(hdr["layout"])
+                P = protocol.unpack_params("P", arrs)
+                xs = [int(v) for v in arrs["xs"]]
+                ys = [int(v) for v in arrs["ys"]]
+                state = tuple(arrs[f"state{i}"] for i in range(hdr["nstate"]))
+                d = hdr["dims"]
+                w.adapter.prepare(Dims(**d))
+                if op == "call":
+                    w.evaluations += 1
+                    loss, grads, last, changed = w.guarded(
+                        "your gradient function", timeout, w.adapter.call, P, xs, ys, state,
+                        layout, True)
+                    for k, v in grads.items():
+                        out_arrays[f"G.{k}"] = np.asarray(v, dtype=np.float64)
+                    for i, s in enumerate(last):
+                        if s is not None:
+                            out_arrays[f"S{i}"] = np.asarray(s, dtype=np.float64)
+                    reply = {"ok": True, "loss": loss, "modified": changed,
+                             "dtype": w.adapter.grad_dtype}
+                else:
+                    dirs = {}
+                    losses = []
+                    for j, s in hdr["offsets"]:
+                        if j not in dirs:
+                            dirs[j] = protocol.unpack_params(f"D{j}", arrs)
+                        Q = {k: P[k] + s * dirs[j][k] for k in P}
+                        w.evaluations += 1
+                        loss, *_ = w.guarded("your loss function", timeout, w.adapter.call, Q, xs,
+                                             ys, state, layout, False)
+                        losses.append(loss)
+                    out_arrays["losses"] = np.asarray(losses, dtype=np.float64)
+                    reply = {"ok": True}
+            else:
+                reply = {"ok": False, "kind": "internal", "message": f"unknown op {op}"}
+        except UserFailure as f:
+            reply = {"ok": False, "kind": f.kind, "message": f.message, "line": f.line,
+                     "traceback": f.tb}
+        reply["evaluations"] = w.evaluations
+        protocol.send(wf, reply, out_arrays)
+
+
+def main(argv: list[str]) -> None:
+    fd_in, fd_out = int(argv[0]), int(argv[1])
+    workdir, origdir, tb_path = argv[2], argv[3], argv[4]
+    os.chdir(workdir)
+    sys.path.insert(0, workdir)
+    rf = os.fdopen(fd_in, "rb")
+    wf = os.fdopen(fd_out, "wb")
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - user code reading input() gets EOF, not a hang
+    faulthandler.enable(file=open(tb_path + ".crash", "w"))  # noqa: SIM115 - names the line of a segfault
+    serve(Worker(workdir, origdir, tb_path), rf, wf)
+    os._exit(0)  # skip atexit hooks the user's module may have registered
