@@ -116,6 +116,7 @@ class Checker:
         self.check_groups(obs)
         t = self._time("compare", t)
         self.check_behaviour(w, obs)
+        self.check_large_logits(w, obs)
         t = self._time("behaviour", t)
         self.check_fd(w, obs)
         t = self._time("finite_differences", t)
@@ -271,9 +272,11 @@ class Checker:
                  f"your code modified {', '.join(changed)} in place; a gradient function must "
                  f"not change what it is given (copy before modifying)")
         loss2, grads2, _, _ = w.call(o.case, o.layout)
-        diffs = {k: float(np.max(np.abs(grads2[k] - o.grads[k]))) for k in o.grads}
+        diffs = {k: 0.0 if np.array_equal(grads2[k], o.grads[k], equal_nan=True) else
+                 float(np.nanmax(np.abs(grads2[k] - o.grads[k]))) for k in o.grads}
         worst = max(diffs, key=diffs.get)
-        same = loss2 == o.loss or abs(loss2 - o.loss) <= 1e-12 * max(abs(o.loss), 1)
+        same = (loss2 == o.loss or (np.isnan(loss2) and np.isnan(o.loss))
+                or abs(loss2 - o.loss) <= 1e-12 * max(abs(o.loss), 1))
         same = same and all(v <= 1e-12 * max(float(np.max(np.abs(o.grads[k]))), 1e-300)
                             for k, v in diffs.items())
         self.second_call = (loss2, grads2)
@@ -282,6 +285,35 @@ class Checker:
                  f"a second call on the same case gave different results: loss {o.loss:.10g} then "
                  f"{loss2:.10g}; d{worst} differs by up to {diffs[worst]:.3g}. Something is kept "
                  f"between calls (gradient accumulators or dh_next not reset to zero)")
+
+    def check_large_logits(self, w: WorkerSession, o: Observation) -> None:
+        """Logits near 1000: exp overflows unless the softmax subtracts the max first."""
+        case = make_case(self.arch, o.case.dims, o.case.seed + 31, logit_scale=600.0)
+        ref = self.reference(case, self.report.dtype)
+        if not all(np.all(np.isfinite(g)) for g in ref.grads.values()):
+            return
+        try:
+            loss, grads, _, _ = w.call(case, o.layout)
+        except UserCodeError as e:
+            if e.kind != "exception":
+                raise
+            self.large_logit_evidence = f"with logits of order 1000 your code raised: {e.message}"
+            self.add("probe.large-logits", False, self.large_logit_evidence)
+            return
+        bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
+        if bad:
+            self.large_logit_evidence = (
+                f"on a case whose logits reach about 1000 (the reference stays finite: loss "
+                f"{ref.loss:.6g}), your gradients {', '.join('d' + k for k in bad)} contain NaN or "
+                f"inf and your loss is {loss:.6g}: exp(z) overflows above z = 709")
+        self.add("probe.large-logits", not bad,
+                 "logits of order 1000: your gradients stay finite" if not bad else
+                 self.large_logit_evidence)
+        if not bad and not np.isfinite(loss):
+            self.note("loss.log-zero", "Loss is infinite when a probability underflows",
+                      f"with logits of order 1000 your loss is {loss} while the reference's is "
+                      f"{ref.loss:.6g}: compute the loss as logsumexp(z) - z[target] rather than "
+                      f"-log(p[target])")
 
     def check_fd(self, w: WorkerSession, o: Observation) -> None:
         r = self.report

@@ -59,20 +59,31 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
 def softmax_xent(z: np.ndarray, target: int, bugs: frozenset[str]) -> tuple[np.ndarray, float]:
     """Probabilities and the step's loss from logits z (Y,), as the correct code or a known
     softmax bug computes them."""
-    double_exp = has(bugs, "softmax.double-exp") is not None
-    sum_logits = has(bugs, "softmax.sum-logits") is not None
+    de, sl = has(bugs, "softmax.double-exp"), has(bugs, "softmax.sum-logits")
     with np.errstate(all="ignore"):
-        if double_exp or sum_logits:
-            e = np.exp(z)  # (Y,) the bugs store exp(z) ...
-            num = np.exp(e) if double_exp else e  # ... and some take exp of it again
-            den = np.sum(z) if sum_logits else np.sum(e)  # ... or sum the raw logits
+        if de is not None or sl is not None:
+            # variants: was the max subtracted before the first exp ("shift"), and is the second
+            # exp a full softmax of the stored exponentials ("softmax", "softmax-raw")?
+            shift = "shift" in (de or "") + (sl or "") or de == "softmax"
+            e = np.exp(z - np.max(z)) if shift else np.exp(z)  # the stored exponentials
+            if de in ("softmax", "softmax-raw"):
+                num = np.exp(e - np.max(e))
+                den = np.sum(num)
+            elif de is not None:
+                num, den = np.exp(e), np.sum(e)  # exp taken again in the numerator only
+            else:
+                num, den = e, np.sum(e)
+            if sl is not None:
+                den = np.sum(z)  # the denominator sums the raw logits
             p = num / den
         elif has(bugs, "softmax.unstable") is not None:
             e = np.exp(z)  # no max-subtraction: overflows for logits above ~709
             p = e / np.sum(e)
         else:
-            e = np.exp(z - np.max(z))
+            zs = z - np.max(z)
+            e = np.exp(zs)
             p = e / np.sum(e)
+            return p, float(np.log(np.sum(e)) - zs[target])  # log-sum-exp: finite even if p underflows
         return p, float(-np.log(p[target]))
 
 

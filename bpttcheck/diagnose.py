@@ -1,0 +1,272 @@
+"""Naming the bug. The user's code is a function we can call, and the bugs people make are
+few and known (catalogue.py): plant each in the reference and see which one the user's
+output matches, exactly, on several cases. When none does, localise honestly."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from bpttcheck import catalogue
+from bpttcheck.case import make_case
+from bpttcheck.errors import UserCodeError
+from bpttcheck.numerics import compare, oracle_rtol
+from bpttcheck.oracle.common import Dims
+from bpttcheck.result import Diagnosis
+
+EXTRA_CASES = 2  # cases beyond the first on which an exact match is confirmed
+
+
+def _same(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]:
+    """Equal within rtol, with NaN/inf required at the same places (a buggy softmax can make
+    both the user's and the mutant's values non-finite). Returns (match, max abs difference)."""
+    fu, fm = np.isfinite(u), np.isfinite(m)
+    if not np.array_equal(fu, fm):
+        return False, float("inf")
+    if not fu.any():
+        return True, 0.0
+    c = compare(u[fu], m[fm], rtol)
+    return c.passed, c.max_abs_error
+
+
+class Matcher:
+    def __init__(self, ck, w, o):
+        self.ck, self.w, self.o = ck, w, o
+        self.arch = ck.arch
+        self.dtype = ck.report.dtype
+        d = o.case.dims
+        self.rtol = oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y)
+        self.names = list(self.arch.param_names)
+        self.failing = [g.name for g in ck.report.groups if g.status == "fail"]
+        self.loss_bad = any(c.name == "forward.loss" and c.status == "fail" for c in ck.report.checks)
+        self.extra = None
+
+    def trace(self, obs, bugs):
+        return self.ck.reference(obs.case, self.dtype, obs.reduction, frozenset(bugs))
+
+    def explains(self, obs, bugs) -> tuple[bool, float, list[str]]:
+        """Does the reference with ``bugs`` planted reproduce the user's loss and every group?
+        Returns (exact, worst difference, groups the bugs change)."""
+        tr = self.trace(obs, bugs)
+        ok_loss = (np.isnan(obs.loss) and np.isnan(tr.loss)) or self.ck.loss_matches(
+            obs.loss, tr.loss, self.dtype, obs.case)
+        worst, changed, exact = 0.0, [], ok_loss
+        for k in self.names:
+            same, diff = _same(obs.grads[k], tr.grads[k], self.rtol)
+            exact = exact and same
+            worst = max(worst, diff)
+            if not _same(tr.grads[k], obs.ref.grads[k], self.rtol)[0]:
+                changed.append(k)
+        return exact, worst, changed
+
+    def extra_observations(self):
+        """The user's code on further cases: other seeds, other sizes where sizes are free."""
+        if self.extra is None:
+            self.extra = []
+            d = self.o.case.dims
+            fixed = self.ck.report.style == "karpathy"
+            sizes = [Dims(T=5, X=d.X, H=d.H, Y=d.Y), Dims(T=7, X=d.X, H=d.H, Y=d.Y)] if fixed else \
+                [Dims(T=5, X=3, H=5, Y=4), Dims(T=7, X=4, H=3, Y=6)]
+            for i, dims in enumerate(sizes[:EXTRA_CASES]):
+                case = make_case(self.arch, dims, self.o.case.seed + 101 + i)
+                try:
+                    self.extra.append(self.ck.observe(self.w, case, self.o.layout))
+                except UserCodeError:
+                    pass
+        return self.extra
+
+    def confirm(self, bugs) -> tuple[int, int, float]:
+        """(cases matched, cases tried, worst difference) over the first and extra cases."""
+        n_ok, worst = 1, 0.0
+        extra = self.extra_observations()
+        for obs in extra:
+            exact, diff, _ = self.explains(obs, bugs)
+            n_ok += exact
+            worst = max(worst, diff)
+        return n_ok, 1 + len(extra), worst
+
+
+def diagnose(ck, w, o) -> list[Diagnosis]:
+    m = Matcher(ck, w, o)
+    out: list[Diagnosis] = []
+    if getattr(ck, "gate_order_mismatch", None):
+        declared, actual = ck.gate_order_mismatch
+        out.append(_diag("layout.gate-order", 0.97, m.names[:8],
+                         f"your loss equals the reference's ({o.loss:.10g}) only when the stacked "
+                         f"matrix is read in gate order {actual!r}; with the declared order "
+                         f"{declared!r} it does not. Forward and backward agree with each other.",
+                         exact=True))
+    if any(c.name == "probe.large-logits" and c.status == "fail" for c in ck.report.checks):
+        out.append(_diag("softmax.unstable", 0.95, ["Why" if "Why" in m.names else "Wy"],
+                         ck.large_logit_evidence, exact=True))
+    if any(c.name == "behaviour.repeat" and c.status == "fail" for c in ck.report.checks):
+        out.append(_not_reset(ck, m, o))
+    if not (m.failing or m.loss_bad) or getattr(ck, "gate_order_mismatch", None):
+        return _rank(out)
+    if ck.report.checks and _first_call_clean(ck) and out:
+        return _rank(out)  # the first call was right: the findings above are the whole story
+
+    singles = catalogue.mutants(m.arch.name)
+    scored = []
+    for bug in singles:
+        exact, worst, changed = m.explains(o, [bug])
+        if exact and changed + (["loss"] if m.loss_bad else []):
+            scored.append(([bug], worst, changed))
+    if not scored:
+        scored += _overwrite(m, o)
+    if not scored:
+        for a, b in itertools.combinations(singles, 2):
+            if a.split(":")[0] == b.split(":")[0]:
+                continue
+            exact, worst, changed = m.explains(o, [a, b])
+            if exact and changed:
+                scored.append(([a, b], worst, changed))
+    for bugs, worst, changed in scored[:4]:
+        if bugs[0].startswith("grad.overwrite-not-accumulate"):
+            out.append(_overwrite_diag(m, o, bugs, changed))
+            continue
+        n_ok, n, worst_all = m.confirm(bugs)
+        conf = 0.99 if n_ok == n and n >= 3 else 0.9 if n_ok == n else 0.6
+        if len(bugs) > 1:
+            conf -= 0.03
+        tr = m.trace(o, [])
+        diffs = {k: float(np.max(np.abs(np.nan_to_num(o.grads[k] - tr.grads[k], nan=np.inf))))
+                 for k in changed}
+        worst_g = max(diffs, key=diffs.get) if diffs else None
+        for bug in bugs:
+            bid = bug.split(":")[0]
+            groups = [g for g in changed if g in m.failing] or changed
+            variant = bug.partition(":")[2]
+            ev = (f"with this bug planted in the float64 reference ({', '.join(bugs)}), its loss and "
+                  f"all {len(m.names)} gradients equal yours to within {max(worst, worst_all):.1e} "
+                  f"(tolerance {m.rtol:.1e} relative) on {n_ok} of {n} cases")
+            if worst_g:
+                ev += (f"; the correct d{worst_g} differs from yours by up to {diffs[worst_g]:.3g}")
+            if m.loss_bad:
+                ev += f"; your loss {o.loss:.10g} vs the correct {tr.loss:.10g}"
+            if variant:
+                ev += f" (variant: {variant})"
+            out.append(_diag(bid, conf, groups, ev, exact=n_ok == n))
+    if not scored:
+        out.append(_localise(m, o))
+    return _rank(out)
+
+
+def _first_call_clean(ck) -> bool:
+    return all(g.status == "pass" for g in ck.report.groups) and all(
+        c.status == "pass" for c in ck.report.checks if c.name.startswith("forward."))
+
+
+def _not_reset(ck, m, o) -> Diagnosis:
+    loss2, g2 = ck.second_call
+    ratios = []
+    for k in m.names:
+        a, b = o.grads[k], g2[k]
+        if np.any(a):
+            ratios.append(float(np.sum(a * b) / np.sum(a * a)))
+    doubled = ratios and all(abs(r - 2) < 1e-6 for r in ratios)
+    first_ok = not m.failing
+    ev = (f"calling your code twice on the same case gave different gradients"
+          + (" (the second call returned exactly twice the first: accumulators kept between calls)"
+             if doubled else "")
+          + ("; the first call matched the reference" if first_ok else "")
+          + f"; loss {o.loss:.10g} then {loss2:.10g}")
+    return _diag("grad.not-reset", 0.97 if first_ok else 0.8,
+                 [k for k in m.names if not np.array_equal(o.grads[k], g2[k])], ev,
+                 exact=first_ok)
+
+
+def _overwrite(m, o):
+    """Groups that equal a single time step's contribution: `=` where `+=` was meant."""
+    if m.loss_bad or o.case.dims.T < 2:
+        return []
+    found = {}
+    for k in m.failing:
+        for t in (0, o.case.dims.T - 1, *range(1, o.case.dims.T - 1)):
+            if _same(o.grads[k], o.ref.contrib[k][t], m.rtol)[0]:
+                found[k] = t
+                break
+    if found and set(found) == set(m.failing):
+        m.overwrite_steps = found
+        return [(["grad.overwrite-not-accumulate"], 0.0, sorted(found, key=m.names.index))]
+    return []
+
+
+def _overwrite_diag(m, o, bugs, groups) -> Diagnosis:
+    steps = m.overwrite_steps
+    T = o.case.dims.T
+    parts = [f"d{k} equals step t={t}'s contribution alone" for k, t in steps.items()]
+    ev = (f"{'; '.join(parts)} (to within {m.rtol:.1e} relative); the correct gradient sums all "
+          f"{T} steps. Every other group matches the reference.")
+    return _diag("grad.overwrite-not-accumulate", 0.95, groups, ev, exact=True)
+
+
+def _localise(m, o) -> Diagnosis:
+    """No known bug matches: say what we can measure about where the error is."""
+    facts = []
+    for k in m.failing:
+        u, r = o.grads[k], o.ref.grads[k]
+        if not np.all(np.isfinite(u)):
+            facts.append(f"d{k} contains NaN or inf")
+            continue
+        if not np.any(u):
+            facts.append(f"d{k} is all zeros (never accumulated?)")
+            continue
+        rr = float(np.sum(r * r))
+        if rr > 0:
+            a = float(np.sum(u * r) / rr)
+            if np.linalg.norm(u - a * r) <= 1e-6 * np.linalg.norm(r):
+                facts.append(f"d{k} is exactly {a:.6g} x the correct gradient")
+                continue
+        if u.ndim == 2 and u.shape[0] == u.shape[1] and np.allclose(u, r.T, rtol=1e-6, atol=1e-12):
+            facts.append(f"d{k} is the transpose of the correct gradient")
+            continue
+        C = o.ref.contrib[k].reshape(o.case.dims.T, -1).T  # (entries, T)
+        coef, *_ = np.linalg.lstsq(C, u.ravel(), rcond=None)
+        if np.linalg.norm(C @ coef - u.ravel()) <= 1e-6 * np.linalg.norm(u):
+            facts.append(f"d{k} is a weighted sum of the per-step contributions with weights "
+                         f"{np.round(coef, 3).tolist()} (correct: all 1)")
+            continue
+        facts.append(f"d{k} is off by up to {float(np.max(np.abs(u - r))):.3g}")
+    T1 = _t1_probe(m, o)
+    if T1:
+        facts.append(T1)
+    if m.loss_bad:
+        facts.append(f"the loss itself differs ({o.loss:.10g} vs {o.ref.loss:.10g}): start with "
+                     "the forward pass (softmax, log, the one-hot input)")
+    return _diag("unmatched", 0.0, m.failing,
+                 "no known bug reproduces your gradients exactly. " + "; ".join(facts),
+                 fix="compare your backward loop line by line with reference/python/ of the same "
+                     "architecture; the groups and time steps named here are where to look")
+
+
+def _t1_probe(m, o) -> str | None:
+    """T = 1 vs T = 2 separates bugs within one step from bugs in what flows between steps."""
+    d = o.case.dims
+    try:
+        case = make_case(m.arch, Dims(T=1, X=d.X, H=d.H, Y=d.Y), o.case.seed + 11)
+        obs = m.ck.observe(m.w, case, o.layout)
+    except UserCodeError:
+        return None
+    bad = [k for k in m.names if not _same(obs.grads[k], obs.ref.grads[k], m.rtol)[0]]
+    if not bad:
+        return ("with T = 1 every gradient is right: the bug is in what flows between time steps "
+                "(dh_next / dc_next, the recurrent matrix, accumulation)")
+    return f"already wrong with T = 1 (in {', '.join(bad)}): the bug is inside a single step"
+
+
+def _diag(bid: str, conf: float, groups: list[str], evidence: str, exact: bool = False,
+          fix: str | None = None) -> Diagnosis:
+    bug = catalogue.BY_ID.get(bid)
+    return Diagnosis(id=bid, confidence=round(conf, 3), groups=groups,
+                     title=bug.title if bug else "No known bug matches exactly",
+                     evidence=evidence, fix=fix or (bug.fix if bug else ""), exact=exact)
+
+
+def _rank(ds: list[Diagnosis]) -> list[Diagnosis]:
+    seen, out = set(), []
+    for d in sorted(ds, key=lambda d: -d.confidence):
+        if d.id not in seen:
+            seen.add(d.id)
+            out.append(d)
+    return out

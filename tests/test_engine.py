@@ -1,0 +1,133 @@
+"""Integration: real worker processes on real files. Correct code passes in every style;
+broken or hostile code ends in a verdict that names the cause."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bpttcheck.engine import Options, check
+from bpttcheck.runner import Limits
+
+from conftest import REF, correct_files
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("path", correct_files(), ids=lambda p: p.name)
+def test_correct_reference_passes(path):
+    r = check(str(path), Options(seed=0))
+    assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
+    assert r.diagnoses == []
+    assert all(g.status == "pass" for g in r.groups)
+
+
+def test_karpathy_min_char_rnn_with_its_training_loop_is_checkable():
+    r = check(str(REF / "rnn_karpathy.py"), Options())
+    assert r.verdict == "pass"
+    assert r.style == "karpathy" and r.arch == "rnn"
+    assert any(n.id == "load.skipped-loop" for n in r.notes)
+    assert r.evaluations <= 8  # a passing check of a Karpathy-size model stays cheap
+
+
+def test_mean_loss_is_detected_and_noted():
+    r = check(str(REF / "rnn_mean_loss.py"), Options())
+    assert r.verdict == "pass" and r.reduction == "mean"
+    assert any(n.id == "loss.mean" for n in r.notes)
+
+
+def test_undeclared_concatenation_is_inferred():
+    r = check(str(REF / "lstm_xfirst_undeclared.py"), Options())
+    assert r.verdict == "pass"
+    assert any(n.id == "layout.inferred" for n in r.notes)
+
+
+CLIPPED = '''
+import numpy as np
+BPTTCHECK = {"arch": "rnn"}
+def loss_and_grads(p, xs, ys, h0):
+    Wxh, Whh, Why, bh, by = p["Wxh"], p["Whh"], p["Why"], p["bh"], p["by"]
+    hs, ps, loss = {-1: h0}, {}, 0.0
+    for t, x in enumerate(xs):
+        hs[t] = np.tanh(Wxh[:, x] + Whh @ hs[t-1] + bh)
+        z = Why @ hs[t] + by
+        e = np.exp(z - z.max()); ps[t] = e / e.sum()
+        loss -= np.log(ps[t][ys[t]])
+    g = {k: np.zeros_like(v) for k, v in p.items()}
+    dhn = np.zeros_like(h0)
+    for t in reversed(range(len(xs))):
+        dy = ps[t].copy(); dy[ys[t]] -= 1
+        g["Why"] += np.outer(dy, hs[t]); g["by"] += dy
+        dh = Why.T @ dy + dhn
+        dr = (1 - hs[t]**2) * dh
+        g["bh"] += dr; g["Wxh"][:, xs[t]] += dr; g["Whh"] += np.outer(dr, hs[t-1])
+        dhn = Whh.T @ dr
+    for v in g.values():
+        np.clip(v, -CLIP, CLIP, out=v)
+    return loss, g, hs[len(xs)-1]
+'''
+
+
+def test_clipping_inside_the_function_is_a_note_not_a_failure(tmp_module):
+    r = check(tmp_module(CLIPPED.replace("CLIP", "0.05")), Options())
+    assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
+    assert any(n.id == "grad.clipped" for n in r.notes)
+    assert any(g.clipped_at == 0.05 for g in r.groups)
+
+
+def test_wide_clip_changes_nothing(tmp_module):
+    r = check(tmp_module(CLIPPED.replace("CLIP", "5.0")), Options())
+    assert r.verdict == "pass" and not any(n.id == "grad.clipped" for n in r.notes)
+
+
+HOSTILE = {
+    "raises": ("def loss_and_grads(p, x, y, h):\n    raise ValueError('boom')\n", "exception", "model.py:2"),
+    "syntax": ("def loss_and_grads(p, x, y, h)\n    return 1\n", "syntax", "model.py:1"),
+    "sys_exit": ("import sys\ndef loss_and_grads(p, x, y, h):\n    sys.exit(0)\n", "exit", "model.py:3"),
+    "os_exit": ("import os\ndef loss_and_grads(p, x, y, h):\n    os._exit(0)\n", "exit", None),
+    "segfault": ("import ctypes\ndef loss_and_grads(p, x, y, h):\n    ctypes.string_at(0)\n", "crash", None),
+    "loop_in_call": ("def loss_and_grads(p, x, y, h):\n    while True:\n        pass\n", "timeout", "model.py:2"),
+    "loop_at_import": ("import time\nfor i in range(10**12):\n    time.sleep(0.01)\ndef loss_and_grads(p, x, y, h):\n    pass\n", "timeout", "model.py:3"),
+    "wrong_type": ("def loss_and_grads(p, x, y, h):\n    return 'a', 'b', 'c'\n", "interface", None),
+    "stub": ("def loss_and_grads(p, x, y, h):\n    pass\n", "not-implemented", None),
+    "no_entry": ("x = 1\n", "interface", None),
+    "missing_group": ("import numpy as np\ndef loss_and_grads(p, x, y, h):\n    return 1.0, {'Wxh': p['Wxh']}, h\n", "interface", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_code_ends_in_a_named_error(tmp_module, name):
+    src, kind, line = HOSTILE[name]
+    r = check(tmp_module(src), Options(limits=Limits(call_timeout=2.0, load_timeout=2.0)))
+    assert r.verdict == "error", r
+    assert r.error.kind == kind, r.error
+    if line:
+        assert r.error.line and r.error.line.startswith(line), r.error
+    assert "Traceback" not in r.error.message
+
+
+def test_user_files_are_not_touched(tmp_path):
+    src = tmp_path / "model.py"
+    src.write_text("open('input.txt', 'w').write('overwritten')\n"
+                   "def loss_and_grads(p, x, y, h):\n    raise ValueError\n")
+    (tmp_path / "input.txt").write_text("original")
+    check(str(src), Options())
+    assert (tmp_path / "input.txt").read_text() == "original"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "bpttcheck", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_exit_codes_and_json(tmp_module, tmp_path):
+    ok = _cli("run", str(REF / "rnn_functional.py"), "--json", str(tmp_path / "r.json"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["verdict"] == "pass" and data["arch"] == "rnn" and data["error"] is None
+    assert {g["name"] for g in data["groups"]} == {"Wxh", "Whh", "Why", "bh", "by"}
+    assert data["evaluations"] > 0 and "total" in data["timings"] and data["tolerances"]
+    bad = _cli("run", tmp_module("def loss_and_grads(p, x, y, h):\n    raise KeyError\n"))
+    assert bad.returncode == 3 and "ERROR (exception)" in bad.stdout
+    assert _cli("run", str(tmp_path / "nope.py")).returncode == 2
+    assert _cli("run", str(REF / "rnn_functional.py"), "--arch", "cnn").returncode == 2
