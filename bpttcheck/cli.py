@@ -78,19 +78,19 @@ def version() -> None:
 def main() -> None:
     try:
         rc = app(standalone_mode=False)
-        sys.exit(rc or 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except BpttcheckError as e:
         sys.stderr.write(f"bpttcheck: {e}\n")
         sys.exit(e.exit_code)
-    except (typer.BadParameter, __import__("click").exceptions.UsageError) as e:
-        sys.stderr.write(f"bpttcheck: {e.format_message()}\n")
-        sys.exit(2)
-    except __import__("click").exceptions.Abort:
-        sys.exit(2)
-    except Exception as e:  # noqa: BLE001 - anything else is our bug: say so, exit 4
-        import traceback
+    except Exception as e:  # noqa: BLE001
+        if hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2:
+            sys.stderr.write(f"bpttcheck: {e.format_message()}\n")  # a usage error of the parser
+            sys.exit(2)
+        if type(e).__name__ == "Abort":
+            sys.exit(2)
+        import traceback  # anything else is our bug: say so, exit 4
         sys.stderr.write("bpttcheck: internal error (please report it with this output):\n")
         traceback.print_exc()
         sys.exit(4)
+    sys.exit(rc or 0)
