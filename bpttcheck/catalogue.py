@@ -56,7 +56,8 @@ BUGS: list[Bug] = [
         "c_prev = c[t]                     # index t+1 is the state after step t",
         variants=("", "shifted")),
     Bug("lstm.cprev-wraparound", ("lstm",), "Previous cell state read as c[t-1] (wraps to the last state at t = 0)",
-        "c_prev = c[t]                     # with c[0] = c0; c[t-1] is c[-1] = the LAST state at t = 0"),
+        "c_prev = c[t]                     # with c[0] = c0; c[t-1] is c[-1] = the LAST state at t = 0",
+        variants=("", "first-step")),
     Bug("lstm.gate-derivative-reapplied", ("lstm",), "Gate derivative applies the nonlinearity again",
         "do = dh * np.tanh(c_t) * o * (1 - o)   # o is already sigmoid(...): not sigmoid(o)\n"
         "dg = dc * i * (1 - g ** 2)             # g is already tanh(...)",

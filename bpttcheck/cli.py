@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 @app.command()
 def run(
-    path: str = typer.Argument(..., help="Your model: a .py file."),
+    path: str = typer.Argument(..., help="Your model: a .py file, a .c file (compiled for you) or a .so."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
@@ -36,8 +36,8 @@ def run(
 
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
-    if not path.endswith(".py"):
-        raise UsageError(f"{path}: bpttcheck checks .py files (C support: see the README)")
+    if not path.endswith((".py", ".c", ".so")):
+        raise UsageError(f"{path}: bpttcheck checks .py, .c and .so files")
     if arch is not None and arch not in ("rnn", "lstm", "gru"):
         raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
     opts = engine.Options()
@@ -66,6 +66,13 @@ def run(
     if not quiet and json_out != "-":
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def include() -> None:
+    """Print the compiler flag that finds bpttcheck.h (cc $(bpttcheck include) -shared ...)."""
+    from bpttcheck.compile import include_dir
+    typer.echo(f"-I{include_dir()}")
 
 
 @app.command()

@@ -14,7 +14,8 @@ from bpttcheck.numerics import compare, oracle_rtol
 from bpttcheck.oracle.common import Dims
 from bpttcheck.result import Diagnosis
 
-EXTRA_CASES = 2  # cases beyond the first on which an exact match is confirmed
+EXTRA_CASES = 2
+MATCH_SLACK = 30.0  # cases beyond the first on which an exact match is confirmed
 
 
 def _same(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]:
@@ -35,19 +36,30 @@ class Matcher:
         self.arch = ck.arch
         self.dtype = ck.report.dtype
         d = o.case.dims
-        self.rtol = oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y)
+        # Matching a mutant needs less precision than passing a check (mutants differ by O(0.1))
+        # and more slack: a buggy formula (exp of exp) can be far worse conditioned than the
+        # right one, so the user's round-off is amplified.
+        self.rtol = MATCH_SLACK * oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y)
         self.names = list(self.arch.param_names)
         self.failing = [g.name for g in ck.report.groups if g.status == "fail"]
         self.loss_bad = any(c.name == "forward.loss" and c.status == "fail" for c in ck.report.checks)
         self.extra = None
 
-    def trace(self, obs, bugs):
-        return self.ck.reference(obs.case, self.dtype, obs.reduction, frozenset(bugs))
+    def trace(self, obs, bugs, reduction=None):
+        return self.ck.reference(obs.case, self.dtype, reduction or obs.reduction, frozenset(bugs))
 
     def explains(self, obs, bugs) -> tuple[bool, float, list[str]]:
-        """Does the reference with ``bugs`` planted reproduce the user's loss and every group?
-        Returns (exact, worst difference, groups the bugs change)."""
-        tr = self.trace(obs, bugs)
+        """Does the reference with ``bugs`` planted reproduce the user's loss and every group,
+        under the reduction the loss showed or, when the loss is itself wrong, the other one?"""
+        best = self._explains(obs, bugs, obs.reduction)
+        if not best[0] and self.loss_bad:
+            other = self._explains(obs, bugs, "sum" if obs.reduction == "mean" else "mean")
+            if other[0]:
+                return other
+        return best
+
+    def _explains(self, obs, bugs, reduction) -> tuple[bool, float, list[str]]:
+        tr = self.trace(obs, bugs, reduction)
         ok_loss = (np.isnan(obs.loss) and np.isnan(tr.loss)) or self.ck.loss_matches(
             obs.loss, tr.loss, self.dtype, obs.case)
         worst, changed, exact = 0.0, [], ok_loss
@@ -97,10 +109,15 @@ def diagnose(ck, w, o) -> list[Diagnosis]:
                          f"{declared!r} it does not. Forward and backward agree with each other.",
                          exact=True))
     if any(c.name == "probe.large-logits" and c.status == "fail" for c in ck.report.checks):
-        out.append(_diag("softmax.unstable", 0.95, ["Why" if "Why" in m.names else "Wy"],
+        alone = not (m.failing or m.loss_bad)  # else another bug is the first thing to fix
+        out.append(_diag("softmax.unstable", 0.95 if alone else 0.5, ["Why" if "Why" in m.names else "Wy"],
                          ck.large_logit_evidence, exact=True))
     if any(c.name == "behaviour.repeat" and c.status == "fail" for c in ck.report.checks):
         out.append(_not_reset(ck, m, o))
+    poisoned = _poisoned(m, o)
+    if poisoned:
+        out.append(poisoned)
+        return _rank(out)
     if not (m.failing or m.loss_bad) or getattr(ck, "gate_order_mismatch", None):
         return _rank(out)
     if ck.report.checks and _first_call_clean(ck) and out:
@@ -174,6 +191,30 @@ def _not_reset(ck, m, o) -> Diagnosis:
     return _diag("grad.not-reset", 0.97 if first_ok else 0.8,
                  [k for k in m.names if not np.array_equal(o.grads[k], g2[k])], ev,
                  exact=first_ok)
+
+
+def _poisoned(m, o) -> Diagnosis | None:
+    """C output buffers start at POISON: a function that adds into them without zeroing first
+    returns POISON + the right gradient."""
+    if m.ck.report.style != "c" or not m.failing:
+        return None
+    from bpttcheck.adapters.c_abi import POISON
+    added, unwritten = [], []
+    for k in m.failing:
+        u, r = o.grads[k], o.ref.grads[k]
+        if _same(u - POISON, r, m.rtol)[0] or np.allclose(u - POISON, r, rtol=1e-5, atol=1e-3):
+            added.append(k)
+        elif np.any(u == POISON):
+            unwritten.append(k)
+    if added and not unwritten and set(added) == set(m.failing):
+        return _diag("grad.not-reset", 0.97, added,
+                     f"bpttcheck fills the gradient buffers with {POISON:g} before each call; "
+                     f"your {', '.join('d' + k for k in added)} come back as exactly {POISON:g} "
+                     f"plus the correct gradient: the function adds into them without zeroing "
+                     f"them first (the ABI says grads are fully overwritten)", exact=True,
+                     fix="memset(grads[i], 0, n_i * sizeof(float));  /* for every gradient, "
+                         "before the time loop */")
+    return None
 
 
 def _overwrite(m, o):

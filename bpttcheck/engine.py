@@ -92,7 +92,14 @@ class Checker:
         options = dict(opts.adapter_options)
         if opts.arch:
             options["arch"] = opts.arch
-        info = w.load(opts.style, options)
+        lib = None
+        if self.path.endswith(".c"):
+            from bpttcheck.compile import compile_c
+            lib = compile_c(self.path)
+            t = self._time("compile", t)
+        elif self.path.endswith(".so"):
+            lib = w.user_path
+        info = w.load(opts.style, options, lib)
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
         self.arch = architectures()[info["arch"]]

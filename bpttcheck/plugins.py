@@ -12,6 +12,7 @@ BUILTIN = {
         "karpathy": "bpttcheck.adapters.karpathy:KarpathyAdapter",
         "functional": "bpttcheck.adapters.functional:FunctionalAdapter",
         "split": "bpttcheck.adapters.functional:SplitAdapter",
+        "c": "bpttcheck.adapters.c_abi:CAbiAdapter",
     },
     "bpttcheck.architectures": {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

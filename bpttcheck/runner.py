@@ -157,8 +157,8 @@ class WorkerSession:
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
         return hdr, arrs
 
-    def load(self, style: str | None, options: dict) -> dict:
-        hdr, _ = self.request({"op": "load", "path": self.user_path, "style": style,
+    def load(self, style: str | None, options: dict, path: str | None = None) -> dict:
+        hdr, _ = self.request({"op": "load", "path": path or self.user_path, "style": style,
                                "options": options}, None, self.limits.load_timeout)
         return hdr
 

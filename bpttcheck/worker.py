@@ -145,7 +145,10 @@ def serve(w: Worker, rf, wf) -> None:
         out_arrays: dict = {}
         try:
             if op == "load":
-                mod, skipped = w.load_module(hdr["path"], timeout)
+                if hdr["path"].endswith(".so"):
+                    mod, skipped = None, []  # a C library: the adapter loads it
+                else:
+                    mod, skipped = w.load_module(hdr["path"], timeout)
                 options = {}
                 declared = getattr(mod, "BPTTCHECK", None)
                 if isinstance(declared, dict):

@@ -66,6 +66,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         f, i, g, o = (acts[k][t] for k in GATES)
         h_cur, c_cur = (hs[t], cs[t]) if offset else (hs[t + 1], cs[t + 1])
         c_prev = cs[t - 1] if wrap else cs[t]  # cs[-1] is the LAST state: the wraparound bug
+        if wrap and has(bugs, "lstm.cprev-wraparound") == "first-step":
+            c_prev = cs[T] if t == 0 else cs[t]  # right except at t = 0, where it wraps
         if offset and has(bugs, "lstm.state-offset") == "shifted":
             c_prev = cs[max(t - 1, 0)]  # everything one step early, guarded at t = 0
         dy = output_grad(ps[t], ys[t], bugs)  # (Y,)

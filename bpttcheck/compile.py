@@ -1,0 +1,77 @@
+"""Compiling a user's C file into a shared library (cached by content hash), with compiler
+errors shown against the user's own file and lines."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from bpttcheck.errors import UserCodeError
+
+FLAGS = ["-O2", "-shared", "-fPIC", "-Wall"]
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+
+
+def include_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
+def compiler() -> str | None:
+    for cc in (os.environ.get("CC"), "gcc", "cc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    d = os.path.join(base, "bpttcheck", "so")
+    try:
+        os.makedirs(d, exist_ok=True)
+        return d
+    except OSError:
+        return tempfile.mkdtemp(prefix="bpttcheck-so-")
+
+
+def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
+    """Path of the shared library built from ``path``; UserCodeError('compile') on failure."""
+    cc = compiler()
+    if cc is None:
+        raise UserCodeError("compile", "no C compiler found (tried $CC, gcc, cc, clang): install "
+                            "gcc (Debian: apt-get install gcc) or pass a prebuilt .so")
+    flags = FLAGS + (SANITIZE if sanitize else [])
+    with open(path, "rb") as f:
+        src = f.read()
+    with open(os.path.join(include_dir(), "bpttcheck.h"), "rb") as f:
+        header = f.read()
+    key = hashlib.sha256(src + header + " ".join([cc] + flags).encode()).hexdigest()[:20]
+    out = os.path.join(cache_dir(), f"{key}.so")
+    if os.path.exists(out):
+        return out
+    tmp = out + f".{os.getpid()}.tmp"
+    cmd = [cc, *flags, "-I" + include_dir(), os.path.abspath(path), "-o", tmp, "-lm"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserCodeError("compile", f"compiling {os.path.basename(path)} took more than "
+                            f"{timeout:g} s") from None
+    if res.returncode != 0:
+        text = res.stderr.replace(os.path.abspath(path), os.path.basename(path))
+        errors = [ln for ln in text.splitlines() if ": error:" in ln]
+        m = re.match(r"([^:]+):(\d+):", errors[0]) if errors else None
+        line = None
+        if m:
+            n = int(m.group(2))
+            try:
+                src_line = src.decode(errors="replace").splitlines()[n - 1].strip()
+            except IndexError:
+                src_line = ""
+            line = f"{os.path.basename(path)}:{n}: {src_line}"
+        first = "\n".join(errors[:5]) or text.strip()[-2000:]
+        raise UserCodeError("compile", f"{os.path.basename(path)} does not compile:\n{first}",
+                            line, text[-8000:])
+    os.replace(tmp, out)
+    return out

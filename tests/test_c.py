@@ -1,0 +1,63 @@
+"""C implementations through the ABI of bpttcheck.h: compiled with the system compiler,
+called in the worker, judged in float32 against the float64 reference."""
+import shutil
+
+import pytest
+
+from bpttcheck.engine import Options, check
+from bpttcheck.oracle.common import Dims
+from bpttcheck.runner import Limits
+
+from conftest import ROOT, expected
+from test_zoo import labelled_groups
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                                 reason="needs a C compiler (.ci/run installs gcc)")]
+C_REF = ROOT / "reference" / "c"
+C_ZOO = ROOT / "reference" / "bugs" / "c"
+ABI_REFS = ["rnn.c", "rnn_f64.c", "lstm.c", "gru.c"]
+BUGS = sorted(p for p in C_ZOO.glob("*.c")
+              if not expected(p)[0].startswith(("error:", "sanitize", "pass")))
+HOSTILE = sorted(p for p in C_ZOO.glob("*.c") if expected(p)[0].startswith("error:"))
+
+
+@pytest.mark.parametrize("name", ABI_REFS)
+def test_correct_c_passes(name):
+    r = check(str(C_REF / name), Options())
+    assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
+    assert r.style == "c" and r.dtype == ("float64" if "f64" in name else "float32")
+
+
+@pytest.mark.parametrize("name", ["rnn.c", "lstm.c"])
+def test_correct_float32_passes_at_karpathy_size(name):
+    r = check(str(C_REF / name), Options(dims=Dims(T=25, X=65, H=100, Y=65)))
+    assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
+    assert r.evaluations <= 8
+
+
+@pytest.mark.parametrize("path", BUGS, ids=lambda p: p.name)
+def test_planted_c_bug_is_named_first(path):
+    r = check(str(path), Options())
+    assert r.verdict == "fail"
+    assert r.diagnoses and r.diagnoses[0].id in expected(path), \
+        [(d.id, d.confidence) for d in r.diagnoses]
+    assert set(expected(path)) <= {d.id for d in r.diagnoses}
+    assert {g.name for g in r.groups if g.status == "fail"} == labelled_groups(path)
+
+
+@pytest.mark.parametrize("path", HOSTILE, ids=lambda p: p.name)
+def test_hostile_c_ends_in_a_named_error(path):
+    kind = expected(path)[0].split(":", 1)[1]
+    r = check(str(path), Options(limits=Limits(call_timeout=3.0, load_timeout=3.0)))
+    assert r.verdict == "error" and r.error.kind == kind, r.error
+    if kind == "compile":
+        assert r.error.line and r.error.line.startswith("does_not_compile.c:")
+
+
+def test_prebuilt_so_is_loaded_as_given(tmp_path):
+    from bpttcheck.compile import compile_c
+    so = tmp_path / "model.so"
+    shutil.copy(compile_c(str(C_REF / "gru.c")), so)
+    r = check(str(so), Options())
+    assert r.verdict == "pass" and r.arch == "gru"
