@@ -12,6 +12,7 @@ class Bug:
     title: str
     fix: str  # a two- or three-line snippet, in the reference's naming
     variants: tuple[str, ...] = ("",)  # mutant variants planted in the oracle ("" = plain)
+    fix_c: str = ""  # the same fix for C code, where it reads differently
 
     def mutants(self, arch: str) -> list[str]:
         if arch not in self.archs:
@@ -35,8 +36,8 @@ BUGS: list[Bug] = [
         "loss /= T\nfor g in grads.values(): g /= T   # scale loss and gradients alike",
         variants=("mean-loss", "mean-grad")),
     Bug("rnn.dwhy-uses-prev-h", ("rnn",), "dWhy built from the previous hidden state h[t]",
-        "dWhy += np.outer(dy, hs[t])    # hs[t] must be the state the logits were computed from,\n"
-        "                                # i.e. h[t+1] when hs[0] holds h0"),
+        "dWhy += np.outer(dy, h[t + 1])   # the state the logits came from (h[0] holds h0;\n"
+        "                                 # in Karpathy's hs[-1] = hprev indexing, hs[t])"),
     Bug("rnn.dwhh-uses-current-h", ("rnn",), "dWhh built from the current hidden state h[t+1]",
         "dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n"
         "                                  # Karpathy's indexing, h[t] with h[0] = h0"),
@@ -83,6 +84,31 @@ BUGS: list[Bug] = [
     Bug("gru.direct-path-missing", ("gru",), "dh_prev lacks the direct z * dh term",
         "dh_prev = dh * z + dh_from_candidate + dv[:H]"),
 ]
+
+FIX_C = {
+    "softmax.double-exp": "for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }\n"
+                          "for (k = 0; k < Y; k++) p[k] /= sum;   /* not expf(p[k]) / sum */",
+    "softmax.sum-logits": "for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }"
+                          "  /* sum p[k], not z[k] */",
+    "softmax.unstable": "float zmax = z[0]; for (k = 1; k < Y; k++) if (z[k] > zmax) zmax = z[k];\n"
+                        "p[k] = expf(z[k] - zmax);",
+    "loss.dy-sign": "for (k = 0; k < Y; k++) dy[k] = p[t][k];\ndy[targets[t]] -= 1.0f;   /* p - onehot */",
+    "loss.mean-grad-sum": "return loss;   /* or divide every gradient by T as well */",
+    "rnn.dwhy-uses-prev-h": "dWhy[i*H + j] += dy[i] * h[(t+1)*H + j];   /* the state the logits came from */",
+    "rnn.dwhh-uses-current-h": "dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */",
+    "rnn.missing-dh-next": "dh[i] = dh_next[i];  for (k = 0; k < Y; k++) dh[i] += Why[k*H + i] * dy[k];",
+    "rnn.whh-not-transposed": "dh_next[j] += Whh[i*H + j] * draw[i];   /* Whh^T: sum over i, the row */",
+    "rnn.tanh-derivative-missing": "draw[i] = (1.0f - h1[i] * h1[i]) * dh[i];",
+    "grad.overwrite-not-accumulate": "dW[i*n + j] += ...;   /* +=: every time step contributes */",
+    "grad.not-reset": "memset(grads[g], 0, n_g * sizeof(float));   /* every gradient, before the loop */",
+    "lstm.state-offset": "const float *h_t = h + (t+1)*H, *c_t = c + (t+1)*H, *c_prev = c + t*H;",
+    "lstm.cprev-wraparound": "const float *c_prev = c + t*H;   /* c[0] is c0: never index t-1 here */",
+    "lstm.gate-derivative-reapplied": "do_raw[i] = do_[i] * o[i] * (1.0f - o[i]);   /* o is already sigmoid(..) */",
+    "lstm.cell-tanh-derivative-missing": "dc[i] = dc_next[i] + dh[i] * o[i] * (1.0f - tc[i] * tc[i]);",
+    "lstm.dc-next-missing-forget": "dc_next[i] = dc[i] * f[i];",
+    "lstm.dh-next-wrong-slice": "for (i = 0; i < H; i++) dh_next[i] = dv[i];   /* v = [h; x]: first H */",
+}
+BUGS = [Bug(b.id, b.archs, b.title, b.fix, b.variants, FIX_C.get(b.id, "")) for b in BUGS]
 
 BY_ID = {b.id: b for b in BUGS}
 # bugs found by behaviour, layout or probes rather than by a mutant of the reference

@@ -132,3 +132,42 @@ def test_cli_exit_codes_and_json(tmp_module, tmp_path):
     assert bad.returncode == 3 and "ERROR (exception)" in bad.stdout
     assert _cli("run", str(tmp_path / "nope.py")).returncode == 2
     assert _cli("run", str(REF / "rnn_functional.py"), "--arch", "cnn").returncode == 2
+
+
+def test_truncated_bptt_is_localised_with_its_depth(tmp_module):
+    src = CLIPPED.replace("CLIP", "1e9").replace(
+        """    dhn = np.zeros_like(h0)
+    for t in reversed(range(len(xs))):
+        dy = ps[t].copy(); dy[ys[t]] -= 1
+        g["Why"] += np.outer(dy, hs[t]); g["by"] += dy
+        dh = Why.T @ dy + dhn
+        dr = (1 - hs[t]**2) * dh
+        g["bh"] += dr; g["Wxh"][:, xs[t]] += dr; g["Whh"] += np.outer(dr, hs[t-1])
+        dhn = Whh.T @ dr
+""", """    for t in range(len(xs)):
+        dy = ps[t].copy(); dy[ys[t]] -= 1
+        g["Why"] += np.outer(dy, hs[t]); g["by"] += dy
+        dh = Why.T @ dy
+        for s in range(t, max(t - 2, -1), -1):
+            dr = (1 - hs[s]**2) * dh
+            g["bh"] += dr; g["Wxh"][:, xs[s]] += dr; g["Whh"] += np.outer(dr, hs[s-1])
+            dh = Whh.T @ dr
+""")
+    r = check(tmp_module(src), Options())
+    assert r.verdict == "fail"
+    assert r.diagnoses[0].id == "unmatched" and r.diagnoses[0].confidence == 0.0
+    assert "truncated BPTT of depth 2" in r.diagnoses[0].evidence
+    assert {g.name for g in r.groups if g.status == "fail"} == {"Wxh", "Whh", "bh"}
+
+
+def test_a_file_in_a_big_folder_is_copied_within_bounds(tmp_path):
+    deep = tmp_path
+    for i in range(6):
+        deep = deep / f"d{i}"
+        deep.mkdir()
+        (deep / "x.txt").write_text("x")
+    src = tmp_path / "model.py"
+    src.write_text("import os\nDEPTH = max(r.count(os.sep) for r, _, _ in os.walk('.'))\n"
+                   "def loss_and_grads(p, x, y, h):\n    raise ValueError(DEPTH)\n")
+    r = check(str(src), Options())
+    assert r.error.kind == "exception" and "ValueError: 3" in r.error.message
