@@ -27,13 +27,14 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
 ) -> None:
-    """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could
-    not be run, 4 internal error."""
+    """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
     from bpttcheck import engine, report_json, report_terminal
     from bpttcheck.case import Dims
     from bpttcheck.output import write_atomic
     from bpttcheck.runner import Limits
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a folder: give the file that defines your model (.py, .c or .so)")
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     if not path.endswith((".py", ".c", ".so")):
@@ -66,6 +67,19 @@ def run(
     if not quiet and json_out != "-":
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from bpttcheck import __version__
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    pass
 
 
 @app.command()

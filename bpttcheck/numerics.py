@@ -67,8 +67,10 @@ def compare(user: np.ndarray, ref: np.ndarray, rtol: float, floor: float = 0.0) 
         rel = np.where(np.isnan(rel), np.inf, rel)
     if u.size == 0:
         return Comparison(0.0, 0.0, (), 0.0, 0.0, 0.0, 0.0, 0, 0, True)
-    over = err - bound
-    worst = np.unravel_index(int(np.argmax(over)), u.shape)
+    # the worst entry is the one furthest over (or closest to) its own bound; entries where
+    # both values are zero have error 0 and never win
+    ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0), np.where(err > 0, np.inf, 0.0))
+    worst = np.unravel_index(int(np.argmax(ratio)) if np.any(ratio > 0) else 0, u.shape)
     return Comparison(
         max_abs_error=float(np.max(err)),
         max_rel_error=float(np.max(rel)),

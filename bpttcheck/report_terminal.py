@@ -32,10 +32,10 @@ def render(r: Report, verbose: bool = False) -> str:
     if r.groups:
         out.append("")
         out.append(f"  {'group':<8} {'':4} {'max abs err':>11} {'max rel err':>11} "
-                   f"{'tolerance':>9}  worst entry (yours vs reference)   finite diff")
+                   f"{'abs bound':>9}  worst entry (yours vs reference)   finite diff")
         for g in r.groups:
             idx = "[" + ",".join(map(str, g.worst_index)) + "]"
-            fd = "-" if g.fd is None else f"{g.fd.status} ({g.fd.error:.1e})"
+            fd = "see fd.all" if g.fd is None else f"{g.fd.status} ({g.fd.error:.1e})"
             label = g.name if g.user_name == g.name else f"{g.name}={g.user_name}"
             out.append(f"  {label:<8} {MARK[g.status]} {g.max_abs_error:11.2e} "
                        f"{g.max_rel_error:11.2e} {g.tolerance:9.1e}  "
@@ -53,6 +53,9 @@ def render(r: Report, verbose: bool = False) -> str:
                    f"{d.title}")
         out.append("  evidence: " + d.evidence)
         out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
+    if r.groups:
+        out.append("\n  (an entry passes when |yours - ref| <= its bound; 'abs bound' is the bound "
+                   "at the worst entry)")
     for n in r.notes:
         out.append(f"\nnote {n.id}: {n.title}. {n.evidence}")
     n_fail = sum(c.status == "fail" for c in r.checks)

@@ -110,7 +110,14 @@ class Worker:
         mod.__file__ = path
         mod.__bpttcheck_source__ = src
         sys.modules[name] = mod
-        self.guarded(f"importing {os.path.basename(path)}", timeout, exec, code, mod.__dict__)
+        try:
+            self.guarded(f"importing {os.path.basename(path)}", timeout, exec, code, mod.__dict__)
+        except UserFailure as f:
+            if skipped and "NameError" in f.message:
+                f.message += (f". bpttcheck did not run your top-level training loop ({skipped[0]}); "
+                              "code after it that uses its variables fails. Put that code under "
+                              "`if __name__ == \"__main__\":`")
+            raise
         return mod, skipped
 
 

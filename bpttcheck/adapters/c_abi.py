@@ -55,8 +55,10 @@ class CAbiAdapter:
         self.ct = ct
         self.fn = getattr(self.lib, sym)
         self.fn.restype = ct
-        self.notes.append({"id": "c.symbol", "title": f"Checked {sym}",
-                           "evidence": f"found {', '.join(f[2] for f in found)}; checking {sym}"})
+        if len(found) > 1:
+            self.notes.append({"id": "c.symbol", "title": f"Checked {sym}",
+                               "evidence": f"the library defines {', '.join(f[2] for f in found)}; "
+                                           f"checked {sym} (choose with --arch)"})
 
     def prepare(self, dims) -> None:
         self._dims = dims
