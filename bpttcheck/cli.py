@@ -22,8 +22,9 @@ def run(
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
     style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional or split (default: detected)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 20)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),
+    sanitize: bool = typer.Option(False, "--sanitize", help="C only: build with AddressSanitizer and UBSan and report the first error with its line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
 ) -> None:
@@ -57,6 +58,7 @@ def run(
         opts.style = style
     if seed is not None:
         opts.seed = seed
+    opts.sanitize = sanitize
     if timeout is not None:
         opts.limits.call_timeout = opts.limits.load_timeout = timeout
     if memory_mb is not None:

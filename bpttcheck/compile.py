@@ -26,6 +26,20 @@ def compiler() -> str | None:
     return None
 
 
+def sanitizer_runtime() -> str | None:
+    """The AddressSanitizer runtime to preload into the worker: a Python that was not built
+    with ASan must load it before anything else for an instrumented library to work."""
+    cc = compiler()
+    if cc is None:
+        return None
+    try:
+        out = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True,
+                             timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return os.path.realpath(out) if out and os.path.isabs(out) and os.path.exists(out) else None
+
+
 def cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     d = os.path.join(base, "bpttcheck", "so")

@@ -31,6 +31,7 @@ class Options:
     adapter_options: dict = field(default_factory=dict)  # names, layout, ... (spec/BPTTCHECK)
     limits: Limits = field(default_factory=Limits)
     diagnose: bool = True
+    sanitize: bool = False  # C only: build with AddressSanitizer and UBSan
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Checker:
     def run(self) -> Report:
         r = self.report
         try:
+            self.lib = self._compile()
             with WorkerSession(self.path, self.opts.limits) as w:
                 self.worker = w
                 self._run(w)
@@ -92,13 +94,7 @@ class Checker:
         options = dict(opts.adapter_options)
         if opts.arch:
             options["arch"] = opts.arch
-        lib = None
-        if self.path.endswith(".c"):
-            from bpttcheck.compile import compile_c
-            lib = compile_c(self.path)
-            t = self._time("compile", t)
-        elif self.path.endswith(".so"):
-            lib = w.user_path
+        lib = w.user_path if self.path.endswith(".so") else self.lib
         info = w.load(opts.style, options, lib)
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
@@ -134,6 +130,24 @@ class Checker:
             from bpttcheck.diagnose import diagnose
             r.diagnoses = diagnose(self, w, obs)
             self._time("diagnosis", t)
+
+    def _compile(self) -> str | None:
+        """Build a .c file (before the worker starts: a sanitizer build changes how it starts)."""
+        if not self.path.endswith(".c"):
+            return None
+        from bpttcheck.compile import compile_c, sanitizer_runtime
+        t = time.perf_counter()
+        lib = compile_c(self.path, sanitize=self.opts.sanitize)
+        if self.opts.sanitize:
+            rt = sanitizer_runtime()
+            if rt is None:
+                raise UserCodeError("compile", "--sanitize needs the AddressSanitizer runtime "
+                                    "(libasan) of your compiler; install it (Debian: libasan8)")
+            self.opts.limits.preload = rt
+            self.note("c.sanitize", "Built with AddressSanitizer and UBSan",
+                      "the first out-of-bounds access or undefined behaviour stops the check")
+        self._time("compile", t)
+        return lib
 
     # ------------------------------------------------------------------ reference
 

@@ -25,10 +25,11 @@ MAX_DEPTH = 3  # folder levels below the submission's own that are copied
 
 @dataclass
 class Limits:
-    call_timeout: float = 20.0  # seconds for one call of the user's function
+    call_timeout: float = 10.0  # seconds for one call of the user's function
     load_timeout: float = 20.0  # seconds for importing the module
     memory_mb: int = 4096  # address space of the worker
     output_cap: int = 64 << 10  # bytes of the user's prints kept
+    preload: str | None = None  # a sanitizer runtime to LD_PRELOAD (C code built with --sanitize)
 
 
 def copy_submission(src_file: str, dst: str) -> str:
@@ -87,6 +88,45 @@ def _env(home: str) -> dict:
     return env
 
 
+def _sanitizer_report(stderr: str) -> tuple[str, str | None] | None:
+    """(what, user's file:line: source) from an AddressSanitizer or UBSan report."""
+    m = re.search(r"ERROR: AddressSanitizer: ([^\n]*)", stderr)
+    if m:
+        what = re.sub(r" on address 0x[0-9a-f]+.*", "", m.group(1))
+        acc = re.search(r"\n(READ|WRITE) of size (\d+)", stderr)
+        if acc:
+            what += f" ({acc.group(1).lower()} of {acc.group(2)} bytes)"
+        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\w+) (\S+\.c):(\d+)", stderr)
+    else:
+        m = re.search(r"(\S+\.c):(\d+):\d+: runtime error: ([^\n]*)", stderr)
+        if not m:
+            return None
+        what, frame = "undefined behaviour: " + m.group(3), None
+        return what, _source_line(m.group(1), int(m.group(2)))
+    return what, _source_line(frame.group(2), int(frame.group(3))) if frame else None
+
+
+def _sanitizer_excerpt(stderr: str, user_file: str) -> str:
+    """The lines of a sanitizer report a user needs: what, where in their C, where allocated."""
+    keep = []
+    for ln in stderr.splitlines():
+        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\w+) (\S+\.c):(\d+)", ln)
+        if frame and os.path.basename(frame.group(2)) == user_file:
+            keep.append(f"    in {frame.group(1)} {os.path.basename(frame.group(2))}:{frame.group(3)}")
+        elif re.search(r"ERROR: AddressSanitizer|^(READ|WRITE) of size|is located|allocated by|"
+                       r"runtime error:|^SUMMARY", ln):
+            keep.append(re.sub(r"(/[^\s:]+/)([^/\s]+\.c)", r"\2", ln.strip()))
+    return "\n".join(keep)
+
+
+def _source_line(path: str, n: int) -> str:
+    try:
+        src = open(path, errors="replace").read().splitlines()[n - 1].strip()
+    except (OSError, IndexError):
+        src = ""
+    return f"{os.path.basename(path)}:{n}: {src}"
+
+
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bpttcheck.worker import main; main(sys.argv[2:])"
 
 
@@ -130,8 +170,9 @@ class WorkerSession:
             [sys.executable, "-I", "-c", BOOT, pkg_parent, str(r1), str(w2), self.workdir,
              os.path.dirname(self.path), self.tb_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(r1, w2), cwd=self.workdir, env=_env(home), start_new_session=True,
-            preexec_fn=_limits(self.limits.memory_mb))
+            pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
+            # ASan reserves terabytes of address space for its shadow: no RLIMIT_AS with it
+            preexec_fn=_limits(0 if self.limits.preload else self.limits.memory_mb))
         os.close(r1)
         os.close(w2)
         self.wf = os.fdopen(w1, "wb")
@@ -141,6 +182,14 @@ class WorkerSession:
         self.replies: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.evaluations = 0
+
+    def _env(self, home: str) -> dict:
+        env = _env(home)
+        if self.limits.preload:
+            env["LD_PRELOAD"] = self.limits.preload
+            env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:exitcode=86"
+            env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1:exitcode=86"
+        return env
 
     def _read(self):
         while True:
@@ -252,6 +301,12 @@ class WorkerSession:
             self.kill()
             code = self.proc.returncode
         line = self._user_line(self.tb_path + ".crash")
+        found = _sanitizer_report(self.err.text())
+        if found:
+            summary, where = found
+            raise UserCodeError("sanitizer", f"the sanitizer stopped your code: {summary}"
+                                + (f" at {where}" if where else ""), where,
+                                _sanitizer_excerpt(self.err.text(), os.path.basename(self.path)))
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             kind = "memory" if sig == "SIGKILL" else "crash"

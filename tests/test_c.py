@@ -61,3 +61,17 @@ def test_prebuilt_so_is_loaded_as_given(tmp_path):
     shutil.copy(compile_c(str(C_REF / "gru.c")), so)
     r = check(str(so), Options())
     assert r.verdict == "pass" and r.arch == "gru"
+
+
+def test_sanitize_names_the_out_of_bounds_line():
+    from bpttcheck.compile import sanitizer_runtime
+    if sanitizer_runtime() is None:
+        pytest.skip("no AddressSanitizer runtime")
+    path = C_ZOO / "oob_last_step.c"
+    plain = check(str(path), Options())
+    assert plain.verdict == "pass"  # the read past the end goes unnoticed without it
+    r = check(str(path), Options(sanitize=True))
+    assert r.verdict == "error" and r.error.kind == "sanitizer"
+    assert "heap-buffer-overflow" in r.error.message
+    assert r.error.line.startswith("oob_last_step.c:79:")
+    assert check(str(C_REF / "rnn.c"), Options(sanitize=True)).verdict == "pass"
