@@ -76,8 +76,9 @@ class Matcher:
         if self.extra is None:
             self.extra = []
             d = self.o.case.dims
-            fixed = self.ck.report.style == "karpathy"
-            sizes = [Dims(T=5, X=d.X, H=d.H, Y=d.Y), Dims(T=7, X=d.X, H=d.H, Y=d.Y)] if fixed else \
+            fixed = self.ck.report.style in ("karpathy", "c-globals")
+            Ts = (d.T, d.T) if self.ck.report.style == "c-globals" else (5, 7)  # T fixed too
+            sizes = [Dims(T=Ts[0], X=d.X, H=d.H, Y=d.Y), Dims(T=Ts[1], X=d.X, H=d.H, Y=d.Y)] if fixed else \
                 [Dims(T=5, X=3, H=5, Y=4), Dims(T=7, X=4, H=3, Y=6)]
             for i, dims in enumerate(sizes[:EXTRA_CASES]):
                 case = make_case(self.arch, dims, self.o.case.seed + 101 + i)
@@ -324,6 +325,8 @@ def _truncation_depth(m, o) -> int | None:
 def _t1_probe(m, o) -> str | None:
     """T = 1 vs T = 2 separates bugs within one step from bugs in what flows between steps."""
     d = o.case.dims
+    if m.ck.report.style == "c-globals":
+        return None  # its T is fixed by a #define
     try:
         case = make_case(m.arch, Dims(T=1, X=d.X, H=d.H, Y=d.Y), o.case.seed + 11)
         obs = m.ck.observe(m.w, case, o.layout)

@@ -95,6 +95,9 @@ class Checker:
         if opts.arch:
             options["arch"] = opts.arch
         lib = w.user_path if self.path.endswith(".so") else self.lib
+        if "c_globals" in options:
+            options["c_globals"] = self._globals_sizes(options["c_globals"])
+            opts.style = opts.style or "c-globals"
         info = w.load(opts.style, options, lib)
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
@@ -108,7 +111,8 @@ class Checker:
         dims = opts.dims or DEFAULT_DIMS
         if info.get("dims"):
             fixed = info["dims"]
-            dims = Dims(T=(opts.dims.T if opts.dims else 8), X=fixed["X"], H=fixed["H"], Y=fixed["Y"])
+            T = fixed["T"] or (opts.dims.T if opts.dims else 8)  # T = 0: the code takes any T
+            dims = Dims(T=T, X=fixed["X"], H=fixed["H"], Y=fixed["Y"])
         case = make_case(self.arch, dims, opts.seed)
         r.sizes = {"T": dims.T, "X": dims.X, "H": dims.H, "Y": dims.Y}
         layouts = [Layout.from_dict(d) for d in info["layouts"]]
@@ -148,6 +152,18 @@ class Checker:
                       "the first out-of-bounds access or undefined behaviour stops the check")
         self._time("compile", t)
         return lib
+
+    def _globals_sizes(self, g: dict) -> dict:
+        """Sizes of a globals-style C file, read from its #defines."""
+        from bpttcheck.adapters.c_globals import sizes_from_defines
+        from bpttcheck.errors import InterfaceError
+        src = self.path[:-3] + ".c" if self.path.endswith(".so") else self.path
+        try:
+            with open(src, errors="replace") as f:
+                g = dict(g, sizes=sizes_from_defines(f.read(), g["sizes_from"]))
+        except (OSError, InterfaceError) as e:
+            raise UserCodeError("interface", f"cannot read the sizes of {src}: {e}") from None
+        return g
 
     # ------------------------------------------------------------------ reference
 

@@ -13,6 +13,7 @@ BUILTIN = {
         "functional": "bpttcheck.adapters.functional:FunctionalAdapter",
         "split": "bpttcheck.adapters.functional:SplitAdapter",
         "c": "bpttcheck.adapters.c_abi:CAbiAdapter",
+        "c-globals": "bpttcheck.adapters.c_globals:CGlobalsAdapter",
     },
     "bpttcheck.architectures": {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

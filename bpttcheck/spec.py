@@ -34,6 +34,22 @@ class Limits(_Strict):
     memory_mb: int = Field(4096, ge=64)
 
 
+class CGlobals(_Strict):
+    """The globals style of C (seed 000): which symbols play which role."""
+
+    forward: str = "forward"
+    backward: str = "backward"
+    loss: str = "loss"
+    inputs: str = "inputs"
+    targets: str = "targets"
+    h: str = "h"  # float h[T+1][H], h[0] the initial state
+    params: dict[str, str] = {}  # canonical name -> global (default: the canonical name)
+    grads: dict[str, str] = {}  # canonical name -> global (default: "d" + canonical)
+    sizes_from: dict[Literal["T", "X", "H", "Y"], str] = {"T": "T_S", "X": "X_S", "H": "H_S",
+                                                          "Y": "Y_S"}
+    dtype: Literal["float32", "float64"] = "float32"
+
+
 class Assignment(_Strict):
     arch: Optional[Literal["rnn", "lstm", "gru"]] = None
     style: Optional[str] = None
@@ -48,6 +64,7 @@ class Spec(_Strict):
     names: dict[str, str] = {}
     points: dict[str, float] = {}
     limits: Limits = Limits()
+    c_globals: Optional[CGlobals] = None
 
     @field_validator("points")
     @classmethod
@@ -70,6 +87,8 @@ class Spec(_Strict):
             o.update(stacked=True, gate_order=lay.gate_order, stacked_names=list(lay.stacked_names))
         if self.names:
             o["names"] = dict(self.names)
+        if self.c_globals:
+            o["c_globals"] = self.c_globals.model_dump()
         return o
 
 

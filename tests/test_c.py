@@ -75,3 +75,31 @@ def test_sanitize_names_the_out_of_bounds_line():
     assert "heap-buffer-overflow" in r.error.message
     assert r.error.line.startswith("oob_last_step.c:79:")
     assert check(str(C_REF / "rnn.c"), Options(sanitize=True)).verdict == "pass"
+
+
+GLOBALS_SPEC = """
+[assignment]
+arch = "rnn"
+[c_globals]
+forward = "forward"
+backward = "backward"
+"""
+
+
+def test_globals_style_through_a_spec(tmp_path):
+    spec = tmp_path / "a.toml"
+    spec.write_text(GLOBALS_SPEC)
+    from bpttcheck.spec import load_spec
+    s = load_spec(str(spec))
+    opts = Options(arch="rnn", adapter_options=s.adapter_options())
+    r = check(str(C_REF / "rnn_globals.c"), opts)
+    assert r.verdict == "pass" and r.style == "c-globals", r.error
+    assert r.sizes == {"T": 6, "X": 5, "H": 7, "Y": 4}  # read from the #defines
+
+    src = (C_REF / "rnn_globals.c").read_text()
+    bug = src.replace("dWhh[i][j] += dh_raw[i] * h[t][j];", "dWhh[i][j] += dh_raw[i] * h[t + 1][j];")
+    assert bug != src
+    (tmp_path / "buggy.c").write_text(bug)
+    opts = Options(arch="rnn", adapter_options=s.adapter_options())
+    r = check(str(tmp_path / "buggy.c"), opts)
+    assert r.verdict == "fail" and r.diagnoses[0].id == "rnn.dwhh-uses-current-h"
