@@ -30,6 +30,7 @@ class Layout:
     transposed: bool = False  # user stores W.T and computes x @ W
     stacked: str | None = None  # gate order of one stacked (nG*H, H+X) matrix, e.g. "ifgo"
     stacked_names: tuple[str, str] = ("W", "b")
+    split: bool = False  # each gate's W as Wh<g> (H, H) and Wx<g> (H, X) instead of (H, H+X)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,12 +49,14 @@ class Layout:
             parts.append("column-vector biases and states")
         if self.transposed:
             parts.append("transposed (x @ W) weights")
+        if self.split:
+            parts.append("split input/recurrent matrices")
         return ", ".join(parts)
 
     # ---------------------------------------------------------------- canonical -> user
 
     def _weight_to_user(self, W: np.ndarray, H: int) -> np.ndarray:
-        if self.concat == "xh" and W.shape[1] > H and W.shape[0] == H:
+        if self.concat == "xh" and not self.split and W.shape[1] > H and W.shape[0] == H:
             W = np.concatenate([W[:, H:], W[:, :H]], axis=1)  # (H, X+H)
         return W
 
@@ -65,6 +68,10 @@ class Layout:
             if arch.name != "rnn" and k.startswith("W") and k not in ("Wy",):
                 v = self._weight_to_user(v, H)
             conv[k] = v
+        if self.split:
+            for k in _gate_weights(arch, conv):
+                W = conv.pop(k)  # canonical [h; x] columns
+                conv["Wh" + k[1:]], conv["Wx" + k[1:]] = W[:, :H], W[:, H:]
         if self.stacked:
             letters = self.stacked
             W = np.concatenate([conv[f"W{g}"] for g in letters], axis=0)  # (nG*H, H+X)
@@ -102,6 +109,10 @@ class Layout:
             canon_names = [k for k in canon_names
                            if not (k[1:] in self.stacked and len(k) == 2 and k[0] in "Wb")]
             canon_names += ["__W", "__b"]
+        if self.split:
+            gw = _gate_weights(arch, arch.param_names)
+            canon_names = [k for k in canon_names if k not in gw]
+            canon_names += [p + k[1:] for k in gw for p in ("Wh", "Wx")]
         conv: dict[str, np.ndarray] = {}
         for k in canon_names:
             key = self.user_name(k)
@@ -112,6 +123,14 @@ class Layout:
             if v.ndim == 2 and self.transposed:
                 v = v.T
             conv[k] = v
+        if self.split:
+            for k in _gate_weights(arch, arch.param_names):
+                Wh, Wx = conv.pop("Wh" + k[1:]), conv.pop("Wx" + k[1:])
+                if Wh.ndim != 2 or Wx.ndim != 2 or Wh.shape[0] != Wx.shape[0]:
+                    raise InterfaceError(f"split gradients {self.user_name('Wh' + k[1:])!r} "
+                                         f"{Wh.shape} and {self.user_name('Wx' + k[1:])!r} "
+                                         f"{Wx.shape} do not fit together")
+                conv[k] = np.concatenate([Wh, Wx], axis=1)
         if self.stacked:
             W, b = conv.pop("__W"), conv.pop("__b")
             n = len(self.stacked)
@@ -132,7 +151,8 @@ class Layout:
                 raise InterfaceError(
                     f"gradient {self.user_name(k)!r} has shape {tuple(v.shape)}, expected "
                     f"{self._user_shape(want)}")
-            if arch.name != "rnn" and k.startswith("W") and k != "Wy" and self.concat == "xh":
+            if (arch.name != "rnn" and k.startswith("W") and k != "Wy" and self.concat == "xh"
+                    and not self.split):
                 X = want[1] - H
                 v = np.concatenate([v[:, X:], v[:, :X]], axis=1)  # back to [h; x]
             out[k] = np.array(v, dtype=np.float64)
@@ -151,3 +171,8 @@ class Layout:
         if len(shape) == 1 and self.column:
             return (shape[0], 1)
         return shape
+
+
+def _gate_weights(arch, names) -> list[str]:
+    """The gate matrices acting on [h; x] (every W but the output layer's)."""
+    return [k for k in names if arch.name != "rnn" and k.startswith("W") and k != "Wy"]

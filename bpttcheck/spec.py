@@ -27,6 +27,7 @@ class LayoutSpec(_Strict):
     stacked: bool = False
     gate_order: Optional[str] = None
     stacked_names: tuple[str, str] = ("W", "b")
+    split: bool = False  # per gate Wh<g> (H, H) and Wx<g> (H, X)
 
 
 class Limits(_Strict):
@@ -62,6 +63,7 @@ class Spec(_Strict):
     sizes: Optional[Sizes] = None
     layout: LayoutSpec = LayoutSpec()
     names: dict[str, str] = {}
+    returns: Optional[list[str]] = None  # Karpathy style: what lossFun returns, in order
     points: dict[str, float] = {}
     limits: Limits = Limits()
     c_globals: Optional[CGlobals] = None
@@ -83,6 +85,10 @@ class Spec(_Strict):
             o["column_vectors"] = lay.column_vectors
         if lay.transposed:
             o["transposed"] = True
+        if lay.split:
+            o["split"] = True
+        if self.returns:
+            o["returns"] = list(self.returns)
         if lay.stacked:
             o.update(stacked=True, gate_order=lay.gate_order, stacked_names=list(lay.stacked_names))
         if self.names:

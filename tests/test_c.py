@@ -103,3 +103,13 @@ def test_globals_style_through_a_spec(tmp_path):
     opts = Options(arch="rnn", adapter_options=s.adapter_options())
     r = check(str(tmp_path / "buggy.c"), opts)
     assert r.verdict == "fail" and r.diagnoses[0].id == "rnn.dwhh-uses-current-h"
+
+
+def test_sigfpe_is_a_crash(tmp_path):
+    src = tmp_path / "fpe.c"
+    src.write_text('#include "bpttcheck.h"\n'
+                   "float bptt_rnn_loss_and_grads(const bptt_dims *d, const float *const *p,\n"
+                   "    const int *x, const int *y, const float *h0, float *const *g, float *hl)\n"
+                   "{ volatile int zero = 0; return (float)(d->T / zero); }\n")
+    r = check(str(src), Options())
+    assert r.verdict == "error" and r.error.kind == "crash" and "SIGFPE" in r.error.message

@@ -171,3 +171,42 @@ def test_a_file_in_a_big_folder_is_copied_within_bounds(tmp_path):
                    "def loss_and_grads(p, x, y, h):\n    raise ValueError(DEPTH)\n")
     r = check(str(src), Options())
     assert r.error.kind == "exception" and "ValueError: 3" in r.error.message
+
+
+SPLIT_LSTM = '''
+import importlib.util
+import numpy as np
+spec = importlib.util.spec_from_file_location("ref", {ref!r})
+ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)
+BPTTCHECK = {{"arch": "lstm", "split": True}}
+NAMES = {{"f": "W_f", "i": "W_i", "g": "W_c", "o": "W_o"}}
+
+def loss_and_grads(p, xs, ys, state):
+    H = p["Whf"].shape[0]
+    q = {{"b_f": p["bf"], "b_i": p["bi"], "b_c": p["bg"], "b_o": p["bo"], "W_v": p["Wy"], "b_v": p["by"]}}
+    for g, n in NAMES.items():
+        q[n] = np.concatenate([p["Wh" + g], p["Wx" + g]], axis=1)
+    loss, gq, last = ref.loss_and_grads(q, xs, ys, state)
+    out = {{"bf": gq["b_f"], "bi": gq["b_i"], "bg": gq["b_c"], "bo": gq["b_o"], "Wy": gq["W_v"], "by": gq["b_v"]}}
+    for g, n in NAMES.items():
+        out["Wh" + g], out["Wx" + g] = gq[n][:, :H], gq[n][:, H:]
+    return loss, out, last
+'''
+
+
+def test_split_input_and_recurrent_matrices(tmp_module):
+    r = check(tmp_module(SPLIT_LSTM.format(ref=str(REF / "lstm_functional.py"))), Options())
+    assert r.verdict == "pass", (r.error, [c.message for c in r.checks if c.status == "fail"])
+    assert "split" in r.layout
+
+
+def test_declared_return_order_for_karpathy_style(tmp_path):
+    from bpttcheck.spec import load_spec
+    spec = tmp_path / "a.toml"
+    spec.write_text('returns = ["loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h"]\n')
+    opts = Options(adapter_options=load_spec(str(spec)).adapter_options())
+    assert check(str(REF / "rnn_karpathy.py"), opts).verdict == "pass"
+    spec.write_text('returns = ["loss", "dWhh", "dWxh", "dWhy", "dbh", "dby", "h"]\n')
+    opts = Options(adapter_options=load_spec(str(spec)).adapter_options())
+    r = check(str(REF / "rnn_karpathy.py"), opts)  # declared wrongly: Wxh and Whh swapped
+    assert r.verdict in ("fail", "error")

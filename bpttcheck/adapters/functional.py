@@ -40,7 +40,11 @@ class FunctionalAdapter(PythonAdapter):
         stacked = o.get("gate_order") if o.get("stacked") else None
         if stacked:
             stacked = gate_order(self.arch_name, stacked)
+        if o.get("split") and stacked:
+            raise InterfaceError("split and stacked gate matrices together are not supported; "
+                                 "declare one of them")
         base = dict(names=self.names, transposed=bool(o.get("transposed", False)),
+                    split=bool(o.get("split", False)),
                     stacked=stacked, stacked_names=tuple(o.get("stacked_names", ("W", "b"))))
         columns = [o["column_vectors"]] if "column_vectors" in o else [False, True]
         concats = [o.get("concat", "hx")] if "concat" in o or self.arch_name == "rnn" else ["hx", "xh"]

@@ -50,6 +50,9 @@ class KarpathyAdapter(PythonAdapter):
 
     def _return_order(self) -> list[tuple[str, str]]:
         """[(kind, what)]: ('loss', ''), ('grad', canonical) or ('state', 'h'|'c') per position."""
+        declared = self.options.get("returns")
+        if declared:
+            return [_declared(label, self.arch_name, self.arch.param_names) for label in declared]
         src = getattr(self.module, "__bpttcheck_source__", "")
         fn_node = next((n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef)
                         and n.name == "lossFun"), None) if src else None
@@ -123,6 +126,20 @@ class KarpathyAdapter(PythonAdapter):
     def _dims_for(self, T):
         d = self.dims
         return type(d)(T=T, X=d.X, H=d.H, Y=d.Y)
+
+
+def _declared(label: str, arch: str, names) -> tuple[str, str]:
+    """A spec's `returns` entry: "loss", "h", "c", or a gradient such as "dWf" / "dW_f"."""
+    if label == "loss":
+        return ("loss", "")
+    if label in ("h", "c"):
+        return ("state", label)
+    base = strip_grad_prefix(label)
+    canon = base if base in names else canonical_for(arch, base or label)
+    if canon is None:
+        raise InterfaceError(f"returns entry {label!r} is neither loss, h, c nor the gradient of "
+                             f"a parameter ({', '.join('d' + n for n in names)})")
+    return ("grad", canon)
 
 
 def _label(node) -> str | None:
