@@ -188,7 +188,7 @@ def _not_reset(ck, m, o) -> Diagnosis:
             ratios.append(float(np.sum(a * b) / np.sum(a * a)))
     doubled = ratios and all(abs(r - 2) < 1e-6 for r in ratios)
     first_ok = not m.failing
-    ev = (f"calling your code twice on the same case gave different gradients"
+    ev = ("calling your code twice on the same case gave different gradients"
           + (" (the second call returned exactly twice the first: accumulators kept between calls)"
              if doubled else "")
           + ("; the first call matched the reference" if first_ok else "")
