@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def run(
     path: str = typer.Argument(..., help="Your model: a .py file, a .c file (compiled for you) or a .so."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
+    junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check)."),
+    gradescope: Optional[str] = typer.Option(None, "--gradescope", help="Write a Gradescope results.json."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
     style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional or split (default: detected)."),
@@ -43,11 +45,13 @@ def run(
     if arch is not None and arch not in ("rnn", "lstm", "gru"):
         raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
     opts = engine.Options()
+    points: dict = {}
     if spec:
         from bpttcheck.spec import load_spec
         s = load_spec(spec)
         opts.arch, opts.style, opts.seed = s.assignment.arch, s.assignment.style, s.assignment.seed
         opts.adapter_options = s.adapter_options()
+        points = dict(s.points)
         if s.sizes:
             opts.dims = Dims(**s.sizes.model_dump())
         opts.limits = Limits(call_timeout=s.limits.timeout, load_timeout=s.limits.timeout,
@@ -66,6 +70,12 @@ def run(
     report = engine.check(path, opts)
     if json_out:
         write_atomic(json_out, report_json.render(report))
+    if junit:
+        from bpttcheck import report_junit
+        write_atomic(junit, report_junit.render(report))
+    if gradescope:
+        from bpttcheck import report_gradescope
+        write_atomic(gradescope, report_gradescope.render(report, points))
     if not quiet and json_out != "-":
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)

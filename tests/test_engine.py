@@ -210,3 +210,34 @@ def test_declared_return_order_for_karpathy_style(tmp_path):
     opts = Options(adapter_options=load_spec(str(spec)).adapter_options())
     r = check(str(REF / "rnn_karpathy.py"), opts)  # declared wrongly: Wxh and Whh swapped
     assert r.verdict in ("fail", "error")
+
+
+def test_junit_and_gradescope_for_a_buggy_lstm_and_a_crash(tmp_path, tmp_module):
+    import xml.etree.ElementTree as ET
+    from conftest import ZOO
+    spec = tmp_path / "a.toml"
+    spec.write_text('[points]\n"grad.*" = 2\ndefault = 0.5\n')
+    j, g = tmp_path / "out" / "j.xml", tmp_path / "out" / "results.json"
+    res = _cli("run", str(ZOO / "lstm_state_offset.py"), "--junit", str(j), "--gradescope", str(g),
+               "--spec", str(spec), "-q")
+    assert res.returncode == 1, res.stderr
+    root = ET.parse(j).getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) >= 5 and len({c.get("name") for c in cases}) == len(cases)
+    failed = {c.get("name") for c in cases if c.find("failure") is not None}
+    assert "grad.Wf" in failed and "grad.by" not in failed
+    assert all(len(c.get("time").split(".")[1]) == 3 for c in cases)
+    data = json.loads(g.read_text())
+    by_name = {t["name"]: t for t in data["tests"]}
+    assert by_name["grad.Wf"] == {**by_name["grad.Wf"], "score": 0.0, "max_score": 2.0,
+                                  "status": "failed"}
+    assert by_name["grad.by"]["score"] == 2.0 and by_name["forward.loss"]["max_score"] == 0.5
+    assert data["score"] == sum(t["score"] for t in data["tests"])
+    assert "lstm.state-offset" in data["output"]
+
+    crash = tmp_module("import os\ndef loss_and_grads(p, x, y, h):\n    os._exit(1)\n")
+    res = _cli("run", crash, "--junit", str(j), "--gradescope", str(g), "-q")
+    assert res.returncode == 3
+    err = ET.parse(j).getroot().find(".//error")
+    assert err is not None and err.get("type") == "exit"
+    assert json.loads(g.read_text())["tests"][0]["status"] == "failed"

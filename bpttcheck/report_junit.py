@@ -1,0 +1,47 @@
+"""JUnit XML (the Jenkins schema GitLab and GitHub reporters read): one testcase per check,
+unique names; a run whose code could not be run is one testcase with an <error>."""
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+from bpttcheck.result import Report
+
+
+def render(r: Report) -> str:
+    name = os.path.basename(r.path)
+    total = r.timings.get("total", 0.0)
+    cases = []
+    if r.error:
+        case = ET.Element("testcase", classname=f"bpttcheck.{name}", name="run", time=f"{total:.3f}")
+        err = ET.SubElement(case, "error", message=r.error.message[:500], type=r.error.kind)
+        err.text = "\n".join(x for x in (r.error.message, r.error.line or "", r.error.output) if x)
+        cases.append(case)
+    per = total / max(len(r.checks), 1)
+    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}\n{d.evidence}\nfix:\n{d.fix}"
+                       for d in r.diagnoses[:3])
+    for c in r.checks:
+        case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{per:.3f}")
+        if c.status == "fail":
+            f = ET.SubElement(case, "failure", message=c.message[:500], type="bpttcheck")
+            f.text = c.message + ("\n\n" + diag if diag else "")
+        elif c.status == "skip":
+            ET.SubElement(case, "skipped", message=c.message[:500])
+        cases.append(case)
+    suite = ET.Element("testsuite", name=f"bpttcheck {name}", tests=str(len(cases)),
+                       failures=str(sum(c.find("failure") is not None for c in cases)),
+                       errors=str(sum(c.find("error") is not None for c in cases)),
+                       skipped=str(sum(c.find("skipped") is not None for c in cases)),
+                       time=f"{total:.3f}",
+                       timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    suite.extend(cases)
+    props = ET.SubElement(suite, "system-out")
+    props.text = (f"verdict {r.verdict}; arch {r.arch}; dtype {r.dtype}; seed {r.seed}; "
+                  f"sizes {r.sizes}; evaluations {r.evaluations}")
+    root = ET.Element("testsuites", name="bpttcheck", tests=suite.get("tests"),
+                      failures=suite.get("failures"), errors=suite.get("errors"),
+                      time=f"{total:.3f}")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
