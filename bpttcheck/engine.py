@@ -208,12 +208,8 @@ class Checker:
             try:
                 obs = self.observe(w, case, lay)
             except UserCodeError as e:
-                if e.kind not in ("exception", "interface") or i == len(layouts) - 1:
-                    if fallback is None and first_err is None:
-                        raise
-                    if fallback is None:
-                        raise first_err from None
-                    break
+                if e.kind not in ("exception", "interface"):
+                    raise  # the worker crashed or hung: no other layout can be tried
                 first_err = first_err or e
                 continue
             if self.loss_matches(obs.loss, obs.ref.loss, obs.info.get("dtype", "float64"), case):
@@ -227,9 +223,8 @@ class Checker:
 
     def _layout_chosen(self, lay: Layout, first: Layout, inferred: bool) -> None:
         self.report.layout = lay.describe()
-        self.layout_declared_order = first.stacked if self.declared.get("gate_order") else None
         if inferred:
-            if self.layout_declared_order and lay.stacked != first.stacked:
+            if self.declared.get("gate_order") and lay.stacked != first.stacked:
                 self.gate_order_mismatch = (first.stacked, lay.stacked)
                 self.add("layout.gate-order", False,
                          f"declared gate order {first.stacked!r}, but your code matches the "

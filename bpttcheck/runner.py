@@ -140,7 +140,7 @@ class _Drain(threading.Thread):
         self.start()
 
     def run(self):
-        while chunk := self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536):
+        while chunk := self.stream.read1(65536):  # a BufferedReader: returns what is there
             self.total += len(chunk)
             if len(self.buf) < self.cap:
                 self.buf += chunk[: self.cap - len(self.buf)]

@@ -3,6 +3,9 @@ dicts of arrays; and the split style (2.2b): ``forward(...) -> (loss, cache)`` a
 ``backward(params, cache)`` or ``backward(cache)``."""
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import numpy as np
 
 from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, modified,
@@ -49,15 +52,12 @@ class FunctionalAdapter(PythonAdapter):
         columns = [o["column_vectors"]] if "column_vectors" in o else [False, True]
         concats = [o.get("concat", "hx")] if "concat" in o or self.arch_name == "rnn" else ["hx", "xh"]
         layouts = [Layout(**base, column=col, concat=cat) for cat in concats for col in columns]
-        if stacked and "gate_order" in o:
+        if stacked:
             # other gate orders are candidates too: a consistent other order is layout.gate-order
-            import itertools
-            letters = stacked
-            for perm in itertools.permutations(letters):
-                p = "".join(perm)
-                if p != stacked:
-                    layouts += [Layout(**{**base, "stacked": p}, column=lay.column, concat=lay.concat)
-                                for lay in layouts[:len(concats) * len(columns)]]
+            declared = list(layouts)
+            for perm in itertools.permutations(stacked):
+                if "".join(perm) != stacked:
+                    layouts += [replace(lay, stacked="".join(perm)) for lay in declared]
         return {"arch": self.arch_name, "dims": None, "layouts": layouts}
 
     def _user_inputs(self, P, xs, ys, state, layout):
