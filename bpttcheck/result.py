@@ -69,10 +69,37 @@ class ErrorInfo(BaseModel):
 
 
 class Flow(BaseModel):
-    """|dL/dh[t]| per step, user (when the user's code exposes it) and reference."""
+    """Gradient flow through time, one entry per step t = 0..T-1.
+
+    ``reference`` is |dL/dh[t]| of the reference (the total gradient reaching the hidden state
+    after step t). ``user_preact``/``reference_preact`` are |dL/da[t]|, the gradient at step t's
+    pre-activations, read from the column of the input-weight gradient that belongs to step t's
+    input token on a probe where each step's token is distinct; a step whose token repeats
+    gives None. ``loss_steps`` is the reference loss of each step."""
 
     reference: list[float]
     loss_steps: list[float]
+    user_preact: list[Optional[float]] = Field(default_factory=list)
+    reference_preact: list[Optional[float]] = Field(default_factory=list)
+
+
+class Heatmap(BaseModel):
+    """One parameter group as a matrix in the canonical layout (CONTRACT §1): rows and columns
+    keep their meaning (row i = hidden unit i, column j = input token j, ...). A bias is one row.
+    ``diff`` = user - reference; ``fd_minus_user`` = central finite differences of the user's
+    own loss minus the user's gradient (None when the model was too big to difference entry by
+    entry). ``tolerance`` is the group's absolute tolerance, for the colour scale."""
+
+    group: str
+    user_name: str
+    row_axis: str  # "hidden unit", "output token", ...
+    col_axis: str  # "input token", "hidden unit", "[h; x] (h first)", ...
+    row_labels: list[str]
+    col_labels: list[str]
+    diff: list[list[float]]
+    fd_minus_user: Optional[list[list[float]]] = None
+    tolerance: float
+    fd_step: Optional[float] = None
 
 
 class Report(BaseModel):
@@ -95,6 +122,7 @@ class Report(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     loss: Optional[dict[str, float]] = None
     flow: Optional[Flow] = None
+    heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
     version: str = ""
 
     @property
