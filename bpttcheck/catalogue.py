@@ -110,6 +110,31 @@ FIX_C = {
 }
 BUGS = [Bug(b.id, b.archs, b.title, b.fix, b.variants, FIX_C.get(b.id, "")) for b in BUGS]
 
+# Bugs particular to batched layer code (`rnn_layers.py`, CONTRACT §2.2b), ids added here.
+BUGS += [
+    Bug("batch.sum-missing", ("layers",),
+        "Weight or bias gradient not summed over the batch",
+        "dWx = x.T @ dz          # (D, H): the matmul sums over all N examples\n"
+        "db = dz.sum(axis=0)     # (H,): a sum over the batch, not a mean, not dz[0]"),
+    Bug("batch.bias-wrong-axis", ("layers",),
+        "Bias gradient summed over the wrong axis",
+        "db = dz.sum(axis=0)     # (H,): sum over the batch axis 0 only, keep the hidden axis"),
+]
+
+# The same fixes in the batched layer API's own words (x @ Wx layouts, caches).
+FIX_LAYERS = {
+    "rnn.missing-dh-next": "dprev_h = np.zeros_like(h0)                     # (N, H)\n"
+                           "for t in reversed(range(T)):\n"
+                           "    dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])",
+    "rnn.tanh-derivative-missing": "dz = dnext_h * (1 - next_h**2)                  # (N, H) back through tanh",
+    "rnn.whh-not-transposed": "dprev_h = dz @ Wh.T                             # (N, H) next_h used prev_h @ Wh",
+    "grad.overwrite-not-accumulate": "dWx += dWx_t; dWh += dWh_t; db += db_t           # every step adds its share",
+    "lstm.dc-next-missing-forget": "dprev_c = dc * f                                # (N, H) next_c = f * prev_c + i * g",
+    "lstm.cell-tanh-derivative-missing": "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c)**2)   # (N, H)",
+    "lstm.gate-derivative-reapplied": "da_f = df * f * (1 - f)                         # f is already sigmoid(a_f)\n"
+                                      "da_g = dg * (1 - g**2)                          # g is already tanh(a_g)",
+}
+
 BY_ID = {b.id: b for b in BUGS}
 # bugs found by behaviour, layout or probes rather than by a mutant of the reference
 NOT_MUTANTS = {"grad.overwrite-not-accumulate", "grad.not-reset", "layout.gate-order",

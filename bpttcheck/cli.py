@@ -20,6 +20,7 @@ def run(
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
     junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check)."),
     gradescope: Optional[str] = typer.Option(None, "--gradescope", help="Write a Gradescope results.json."),
+    html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
     style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional or split (default: detected)."),
@@ -32,41 +33,22 @@ def run(
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
     from bpttcheck import engine, report_json, report_terminal
-    from bpttcheck.case import Dims
     from bpttcheck.output import write_atomic
-    from bpttcheck.runner import Limits
+    from bpttcheck.settings import settings
 
     if os.path.isdir(path):
-        raise UsageError(f"{path} is a folder: give the file that defines your model (.py, .c or .so)")
+        raise UsageError(f"{path} is a folder: give the file that defines your model (.py, .c or "
+                         f".so), or grade a class folder with `bpttcheck grade {path}`")
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     if not path.endswith((".py", ".c", ".so")):
         raise UsageError(f"{path}: bpttcheck checks .py, .c and .so files")
-    if arch is not None and arch not in ("rnn", "lstm", "gru"):
-        raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
-    opts = engine.Options()
-    points: dict = {}
-    if spec:
-        from bpttcheck.spec import load_spec
-        s = load_spec(spec)
-        opts.arch, opts.style, opts.seed = s.assignment.arch, s.assignment.style, s.assignment.seed
-        opts.adapter_options = s.adapter_options()
-        points = dict(s.points)
-        if s.sizes:
-            opts.dims = Dims(**s.sizes.model_dump())
-        opts.limits = Limits(call_timeout=s.limits.timeout, load_timeout=s.limits.timeout,
-                             memory_mb=s.limits.memory_mb)
-    if arch:
-        opts.arch = arch
-    if style:
-        opts.style = style
-    if seed is not None:
-        opts.seed = seed
-    opts.sanitize = sanitize
-    if timeout is not None:
-        opts.limits.call_timeout = opts.limits.load_timeout = timeout
-    if memory_mb is not None:
-        opts.limits.memory_mb = memory_mb
+    outputs = [o for o in (json_out, junit, gradescope, html) if o and o != "-"]
+    if os.path.abspath(path) in map(os.path.abspath, outputs):
+        raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
+    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
+    opts, points = s.opts, s.points
+    opts.views = bool(html)
     report = engine.check(path, opts)
     if json_out:
         write_atomic(json_out, report_json.render(report))
@@ -76,9 +58,48 @@ def run(
     if gradescope:
         from bpttcheck import report_gradescope
         write_atomic(gradescope, report_gradescope.render(report, points))
+    if html:
+        from bpttcheck import report_html
+        write_atomic(html, report_html.render(report))
     if not quiet and json_out != "-":
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def grade(
+    folder: str = typer.Argument(..., help="The class folder: one .py/.c/.so file or one folder per student."),
+    out: str = typer.Option(..., "--out", help="Folder for the reports, index.html and grades.csv."),
+    spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML): sizes, layout, points, limits, assignment.file."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Submissions checked at once (default: number of cores)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred per submission)."),
+    style: Optional[str] = typer.Option(None, "--style", help="Adapter style (default: detected per submission)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of a submission's code."),
+    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit per submission in MiB."),
+    no_html: bool = typer.Option(False, "--no-html", help="Write JSON reports and the CSV only (faster)."),
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+) -> None:
+    """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written."""
+    from bpttcheck.grade import grade as run_grade
+    from bpttcheck.settings import settings
+
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    s = settings(spec, arch, style, seed, timeout, memory_mb)
+    rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet)
+    counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}
+    typer.echo(f"graded {len(rows)} submissions: {counts['pass']} pass, {counts['fail']} fail, "
+               f"{counts['error']} error; wrote {os.path.join(out, 'grades.csv')}"
+               + ("" if no_html else f" and {os.path.join(out, 'index.html')}"))
+    if fail_under is not None:
+        low = [r for r in rows if r.percent < fail_under]
+        if low:
+            typer.echo(f"{len(low)} below {fail_under:g}%: " + ", ".join(r.student for r in low[:20])
+                       + (" ..." if len(low) > 20 else ""), err=True)
+            raise typer.Exit(1)
+    raise typer.Exit(0)
 
 
 def _version(value: bool) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpttcheck import __version__
+from bpttcheck import __version__, views
 from bpttcheck.case import DEFAULT_DIMS, Case, make_case, random_direction
 from bpttcheck.errors import UserCodeError
 from bpttcheck.layout import Layout
@@ -15,10 +15,12 @@ from bpttcheck.numerics import (FD_STEP, Comparison, compare, directional_check,
                                 oracle_rtol)
 from bpttcheck.oracle.common import Dims, Trace
 from bpttcheck.plugins import architectures
-from bpttcheck.result import (CheckResult, ErrorInfo, FDResult, Flow, GroupResult, Note,
-                              Report)
+from bpttcheck.result import CheckResult, ErrorInfo, FDResult, GroupResult, Note, Report
 from bpttcheck.runner import Limits, WorkerSession
 
+# failures that only cost a picture (the check itself already ran); a crash, a hang or a
+# blocked attempt still ends the run
+PICTURE_ONLY = ("exception", "interface", "not-implemented")
 SMALL_MODEL = 5000  # parameters: below this every group gets its own finite-difference check
 
 
@@ -32,6 +34,8 @@ class Options:
     limits: Limits = field(default_factory=Limits)
     diagnose: bool = True
     sanitize: bool = False  # C only: build with AddressSanitizer and UBSan
+    views: bool = False  # heatmaps and gradient flow of the user's code (for --html)
+    views_fd: bool = True  # ... with entry-wise finite differences when a group fails
 
 
 @dataclass
@@ -101,6 +105,11 @@ class Checker:
         info = w.load(opts.style, options, lib)
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
+        if info["adapter"] == "layers":  # batched step/sequence functions: their own checks
+            from bpttcheck.layers_check import LayerChecker
+            LayerChecker(self, w, info).run()
+            self._time("layers", t)
+            return
         self.arch = architectures()[info["arch"]]
         for skipped in info.get("skipped", []):
             self.note("load.skipped-loop", "Top-level training loop not run",
@@ -109,6 +118,7 @@ class Checker:
             self.note(n["id"], n["title"], n["evidence"])
         self.declared = info.get("options", {})
         dims = opts.dims or DEFAULT_DIMS
+        self.fixed_dims = bool(info.get("dims"))
         if info.get("dims"):
             fixed = info["dims"]
             T = fixed["T"] or (opts.dims.T if opts.dims else 8)  # T = 0: the code takes any T
@@ -127,13 +137,52 @@ class Checker:
         t = self._time("behaviour", t)
         self.check_fd(w, obs)
         t = self._time("finite_differences", t)
-        r.flow = Flow(reference=[float(np.linalg.norm(v)) for v in obs.ref.dh],
-                      loss_steps=[float(v) for v in obs.ref.loss_steps])
+        r.flow = views.flow(obs.ref.dh, obs.ref.loss_steps)
         failing = any(c.status == "fail" for c in r.checks)
         if failing and opts.diagnose:
             from bpttcheck.diagnose import diagnose
             r.diagnoses = diagnose(self, w, obs)
-            self._time("diagnosis", t)
+            t = self._time("diagnosis", t)
+        if opts.views:
+            self.collect_views(w, obs)
+            self._time("views", t)
+
+    def collect_views(self, w: WorkerSession, o: Observation) -> None:
+        """Heatmaps (user - reference; when a group fails on a model small enough, also
+        entry-wise finite differences - user) and the gradient flow of the user's code; a failure
+        here loses only the picture."""
+        r = self.report
+        h = FD_STEP[np.dtype(r.dtype)]
+        fd, fd_tol = None, None
+        try:
+            small = sum(v.size for v in o.case.params.values()) <= views.ENTRYWISE_LIMIT
+            if small and self.opts.views_fd and any(g.status == "fail" for g in r.groups):
+                # only a failing check needs the picture of where finite differences disagree
+                entries = views.entry_offsets(o.case.params, h)
+                fd, fd_tol = views.entrywise_fd(
+                    o.case.params, w.losses(o.case, o.layout, [], [], entries), h, o.loss, r.dtype)
+        except UserCodeError as e:
+            if e.kind not in PICTURE_ONLY:
+                raise
+        tol = {g.name: g.tolerance for g in r.groups}
+        names = {g.name: g.user_name for g in r.groups}
+        r.heatmaps = views.heatmaps(o.case, o.grads, o.ref.grads, tol, names, fd,
+                                    h if fd is not None else None, fd_tol)
+        d = o.case.dims
+        fc = o.case
+        if not self.fixed_dims and d.X < d.T:  # a vocabulary as long as T: every step distinct
+            fc = make_case(self.arch, Dims(T=d.T, X=d.T, H=d.H, Y=d.Y), o.case.seed + 4241)
+        fc = views.distinct_tokens(fc, np.random.default_rng(o.case.seed + 4241))
+        ref = self.reference(fc, r.dtype, o.reduction)
+        try:
+            _, grads, _, _ = w.call(fc, o.layout)
+            user_pre = views.preact_norms(grads, fc.xs, fc.dims)
+        except UserCodeError as e:
+            if e.kind not in PICTURE_ONLY:
+                raise
+            user_pre = []
+        r.flow = views.flow(ref.dh, ref.loss_steps, user_pre,
+                            views.preact_norms(ref.grads, fc.xs, fc.dims))
 
     def _compile(self) -> str | None:
         """Build a .c file (before the worker starts: a sanitizer build changes how it starts)."""

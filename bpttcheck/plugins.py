@@ -14,6 +14,7 @@ BUILTIN = {
         "split": "bpttcheck.adapters.functional:SplitAdapter",
         "c": "bpttcheck.adapters.c_abi:CAbiAdapter",
         "c-globals": "bpttcheck.adapters.c_globals:CGlobalsAdapter",
+        "layers": "bpttcheck.adapters.layers:LayersAdapter",
     },
     "bpttcheck.architectures": {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

@@ -13,8 +13,13 @@ def _points(points: dict[str, float], check: str) -> float:
     return float(points.get(check, points.get(family, points.get("default", 1.0))))
 
 
-def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible") -> str:
-    points = points or {}
+def score(r: Report, points: dict[str, float] | None = None) -> tuple[float, float]:
+    """(score, max score) of a run: what results.json and `grade`'s CSV both report."""
+    tests = _tests(r, points or {}, "visible")
+    return sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+
+
+def _tests(r: Report, points: dict[str, float], visibility: str) -> list[dict]:
     tests = []
     if r.error:
         total = sum(points.values()) or 1.0
@@ -31,6 +36,11 @@ def render(r: Report, points: dict[str, float] | None = None, visibility: str = 
         tests.append({"name": c.name, "number": str(i), "score": p if c.status == "pass" else 0.0,
                       "max_score": p, "status": "passed" if c.status == "pass" else "failed",
                       "visibility": visibility, "output_format": "md", "output": c.message})
+    return tests
+
+
+def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible") -> str:
+    tests = _tests(r, points or {}, visibility)
     lines = [f"**bpttcheck verdict: {r.verdict}** ({r.arch or '?'}, {r.dtype or '?'})"]
     for d in r.diagnoses[:3]:
         lines.append(f"\n### `{d.id}` — {d.title} (confidence {d.confidence:.2f})\n\n{d.evidence}"

@@ -12,8 +12,7 @@ def render(r: Report, verbose: bool = False) -> str:
     if r.arch:
         head += f"  [{r.arch}, {r.style} style"
         if r.sizes:
-            s = r.sizes
-            head += f", T={s['T']} X={s['X']} H={s['H']} Y={s['Y']}"
+            head += ", " + " ".join(f"{k}={v}" for k, v in r.sizes.items())
         if r.dtype:
             head += f", {r.dtype}"
         head += "]"
@@ -30,18 +29,21 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append(f"loss: yours {r.loss['user']:.10g}, reference {r.loss['reference']:.10g}"
                    f" ({r.reduction} over time)")
     if r.groups:
+        width = max(8, *(len(_label(g)) for g in r.groups))
+        has_joint = any(c.name == "fd.all" for c in r.checks)
         out.append("")
-        out.append(f"  {'group':<8} {'':4} {'max abs err':>11} {'max rel err':>11} "
+        out.append(f"  {'group':<{width}} {'':4} {'max abs err':>11} {'max rel err':>11} "
                    f"{'abs bound':>9}  worst entry (yours vs reference)   finite diff")
         for g in r.groups:
             idx = "[" + ",".join(map(str, g.worst_index)) + "]"
-            fd = "see fd.all" if g.fd is None else f"{g.fd.status} ({g.fd.error:.1e})"
-            label = g.name if g.user_name == g.name else f"{g.name}={g.user_name}"
-            out.append(f"  {label:<8} {MARK[g.status]} {g.max_abs_error:11.2e} "
+            fd = ("see fd.all" if has_joint else "-") if g.fd is None else \
+                f"{g.fd.status} ({g.fd.error:.1e})"
+            out.append(f"  {_label(g):<{width}} {MARK[g.status]} {g.max_abs_error:11.2e} "
                        f"{g.max_rel_error:11.2e} {g.tolerance:9.1e}  "
                        f"{idx:<7} {g.worst_user:>11.5g} vs {g.worst_ref:<11.5g} {fd}")
-    others = [c for c in r.checks if not c.name.startswith(("grad.", "fd."))
-              or c.name == "fd.all"]
+    grouped = {g.name for g in r.groups}
+    others = [c for c in r.checks if c.name == "fd.all" or not (
+        c.name.startswith(("grad.", "fd.")) or c.name in grouped or ".fd." in c.name)]
     bad = [c for c in others if c.status == "fail" or verbose]
     if bad:
         out.append("")
@@ -58,12 +60,20 @@ def render(r: Report, verbose: bool = False) -> str:
                    "at the worst entry)")
     for n in r.notes:
         out.append(f"\nnote {n.id}: {n.title}. {n.evidence}")
+    if r.parts:
+        out.append("\n" + "; ".join(f"{k}: {v.upper()}" for k, v in r.parts.items()))
     n_fail = sum(c.status == "fail" for c in r.checks)
     out.append("")
     out.append(f"{r.verdict.upper()}: {len(r.checks) - n_fail} of {len(r.checks)} checks passed; "
                f"{r.evaluations} calls of your code in {r.timings.get('total', 0):.2f} s"
                f" (seed {r.seed}, tolerances: {_tols(r)})")
     return "\n".join(out) + "\n"
+
+
+def _label(g) -> str:
+    if g.user_name == g.name or "(" in g.user_name:
+        return g.name
+    return f"{g.name}={g.user_name}"
 
 
 def _tols(r: Report) -> str:

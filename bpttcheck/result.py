@@ -86,9 +86,10 @@ class Flow(BaseModel):
 class Heatmap(BaseModel):
     """One parameter group as a matrix in the canonical layout (CONTRACT §1): rows and columns
     keep their meaning (row i = hidden unit i, column j = input token j, ...). A bias is one row.
-    ``diff`` = user - reference; ``fd_minus_user`` = central finite differences of the user's
-    own loss minus the user's gradient (None when the model was too big to difference entry by
-    entry). ``tolerance`` is the group's absolute tolerance, for the colour scale."""
+    ``diff`` = user - reference; ``fd_minus_user`` = Richardson-extrapolated central differences
+    of the user's own loss minus the user's gradient (None when the model was too big to
+    difference entry by entry). ``tolerance`` is the group's absolute tolerance at its worst
+    entry and ``fd_tolerance`` the measured accuracy of the differences, for the colour scales."""
 
     group: str
     user_name: str
@@ -100,6 +101,7 @@ class Heatmap(BaseModel):
     fd_minus_user: Optional[list[list[float]]] = None
     tolerance: float
     fd_step: Optional[float] = None
+    fd_tolerance: Optional[float] = None  # what the entry-wise differences themselves carry
 
 
 class Report(BaseModel):
@@ -122,6 +124,7 @@ class Report(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     loss: Optional[dict[str, float]] = None
     flow: Optional[Flow] = None
+    parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
     heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
     version: str = ""
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,9 @@ from bpttcheck import protocol
 from bpttcheck.errors import UserCodeError
 
 SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache"}
+CODE_SUFFIXES = (".py", ".c", ".so", ".h", ".o")
 COPY_BUDGET = (2000, 200 << 20)  # files, bytes copied from the submission's folder
+DATA_FILES = 100  # files copied from beside a submission in a class folder (grade)
 MAX_DEPTH = 3  # folder levels below the submission's own that are copied
 
 
@@ -30,9 +33,12 @@ class Limits:
     memory_mb: int = 4096  # address space of the worker
     output_cap: int = 64 << 10  # bytes of the user's prints kept
     preload: str | None = None  # a sanitizer runtime to LD_PRELOAD (C code built with --sanitize)
+    # "folder": the submission's folder is copied; "data": only the file and the data files
+    # beside it (a class folder of one file per student: the others' code is not copied)
+    copy: str = "folder"
 
 
-def copy_submission(src_file: str, dst: str) -> str:
+def copy_submission(src_file: str, dst: str, mode: str = "folder") -> str:
     """Copy the submission's folder (bounded in depth, files and bytes) so the user's files are
     found but never touched. A file in a big shared folder (/tmp, a home directory) costs at
     most the budget, and our own work folders are never copied into themselves."""
@@ -45,6 +51,9 @@ def copy_submission(src_file: str, dst: str) -> str:
         dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith((".", "bpttcheck-"))
                    and not os.path.realpath(os.path.join(root, d)).startswith(dst_real)
                    and depth < MAX_DEPTH]
+        if mode == "data":  # a class folder: the data files beside, the first DATA_FILES
+            dirs[:] = []
+            names = sorted(n for n in names if not n.endswith(CODE_SUFFIXES))[:DATA_FILES]
         for n in names:
             p = os.path.join(root, n)
             try:
@@ -69,7 +78,61 @@ def copy_submission(src_file: str, dst: str) -> str:
     return target
 
 
-def _limits(memory_mb: int):
+CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+NOFILE = 256  # open files of the worker
+NPROC_MARGIN = 64  # tasks the worker may add to its user's count (threads count too)
+_libc_cache: list = []
+
+
+def _libc():
+    """libc through ctypes (Linux), resolved in the checker before a fork; or None."""
+    if not _libc_cache:
+        lib = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+                lib = ctypes.CDLL(None, use_errno=True)
+                lib.unshare, lib.prctl  # noqa: B018 - resolve the symbols now, not in the child
+            except (OSError, AttributeError):
+                lib = None
+        _libc_cache.append(lib)
+    return _libc_cache[0]
+
+
+def _cpu_seconds(limits: Limits) -> int:
+    """CPU time of the whole worker: generous (the wall clock of each request is the real
+    limit), but a busy loop that escaped it still dies."""
+    return int(limits.load_timeout + 50 * limits.call_timeout) + 1
+
+
+def _nproc(uid: int) -> int | None:
+    """An RLIMIT_NPROC for a worker of ``uid``: the tasks that user runs now plus a margin, so
+    a fork bomb stops early. None for root, whom the kernel does not hold to it."""
+    if uid == 0 or not os.path.isdir("/proc"):
+        return None
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/status", "rb") as f:
+                st = f.read()
+        except OSError:
+            continue
+        m = re.search(rb"\nUid:\s+(\d+)", st)
+        t = re.search(rb"\nThreads:\s+(\d+)", st)
+        if m and int(m.group(1)) == uid:
+            n += int(t.group(1)) if t else 1
+    return n + NPROC_MARGIN
+
+
+def _limits(limits: Limits, nproc: int | None = None, libc=None):
+    """The worker's preexec_fn (after fork, before exec): resource limits; dies with the
+    checker; adopts its orphaned descendants (so close() finds them); no network."""
+    memory_mb = 0 if limits.preload else limits.memory_mb  # ASan reserves terabytes of address
+    cpu = _cpu_seconds(limits)                                # space for its shadow: no RLIMIT_AS
+
     def apply():
         import resource
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -77,7 +140,78 @@ def _limits(memory_mb: int):
             b = memory_mb << 20
             resource.setrlimit(resource.RLIMIT_AS, (b, b))
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))  # SIGXCPU, then SIGKILL
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        n = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            # a network namespace of its own has nothing but a loopback that is down; without
+            # root, a user namespace may allow it; otherwise guard.py still refuses sockets
+            if libc.unshare(CLONE_NEWNET) != 0:
+                libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
     return apply
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live (not zombie) processes below ``pid``, found through /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat", "rb") as f:
+                rest = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if rest and rest[0] != b"Z":
+            children.setdefault(int(rest[1]), []).append(int(e))
+    out, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the worker, its process group, and every process below it, also those that
+    left the group (setsid) or were orphaned (the worker is their subreaper). Everything is
+    stopped first, so nothing forks while the tree is read."""
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGSTOP)
+        except (ProcessLookupError, PermissionError):
+            pass
+    found: set[int] = set()
+    for _ in range(50):
+        new = _descendants(pid) - found
+        if not new:
+            break
+        for c in new:
+            try:
+                os.kill(c, signal.SIGSTOP)
+            except (ProcessLookupError, PermissionError):
+                pass
+        found |= new
+    for c in found:
+        try:
+            os.kill(c, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _env(home: str) -> dict:
@@ -159,20 +293,20 @@ class WorkerSession:
         self.tmp = tempfile.mkdtemp(prefix="bpttcheck-")
         self.workdir = os.path.join(self.tmp, "work")
         os.makedirs(self.workdir)
-        self.user_path = copy_submission(self.path, self.workdir)
+        self.user_path = copy_submission(self.path, self.workdir, self.limits.copy)
         self.tb_path = os.path.join(self.tmp, "traceback.txt")
         home = os.path.join(self.tmp, "home")
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
         pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # its own session and process group (killed as a whole), limits, no network: _limits
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOT, pkg_parent, str(r1), str(w2), self.workdir,
              os.path.dirname(self.path), self.tb_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
-            # ASan reserves terabytes of address space for its shadow: no RLIMIT_AS with it
-            preexec_fn=_limits(0 if self.limits.preload else self.limits.memory_mb))
+            preexec_fn=_limits(self.limits, _nproc(os.getuid()), _libc()))
         os.close(r1)
         os.close(w2)
         self.wf = os.fdopen(w1, "wb")
@@ -182,6 +316,7 @@ class WorkerSession:
         self.replies: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.evaluations = 0
+        self.call_seconds = float("inf")  # the fastest round trip of one call seen so far
 
     def _env(self, home: str) -> dict:
         env = _env(home)
@@ -215,6 +350,12 @@ class WorkerSession:
             self._died()
         hdr, arrs = got
         self.evaluations = hdr.get("evaluations", self.evaluations)
+        blocked = hdr.get("blocked")
+        if blocked:  # refused by the worker's guard (guard.py), even if the code caught it
+            more = len(blocked) - 1
+            raise UserCodeError("forbidden", blocked[0]["message"] + (
+                f" (and {more} other blocked attempt{'s' if more > 1 else ''})" if more else ""),
+                blocked[0].get("line"), self._output())
         if not hdr.get("ok"):
             raise UserCodeError(hdr.get("kind", "exception"), hdr.get("message", "failed"),
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
@@ -224,6 +365,29 @@ class WorkerSession:
         hdr, _ = self.request({"op": "load", "path": path or self.user_path, "style": style,
                                "options": options}, None, self.limits.load_timeout)
         return hdr
+
+    def layer_run(self, unit: str, args: list, ups: list):
+        """Layer style: forward then backward of one unit; (header, outputs, grads)."""
+        arrays = {f"A{i}": a for i, a in enumerate(args)}
+        arrays.update({f"U{i}": a for i, a in enumerate(ups)})
+        t = time.perf_counter()
+        hdr, arrs = self.request({"op": "layer_run", "unit": unit}, arrays,
+                                 self.limits.call_timeout)
+        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        outs = [arrs[f"O{i}"] for i in range(len(arrs)) if f"O{i}" in arrs]
+        grads = [arrs[f"G{i}"] for i in range(len(arrs)) if f"G{i}" in arrs]
+        return hdr, outs, grads
+
+    def layer_project(self, unit: str, args: list, ups: list, dirs: list[list], offsets):
+        arrays = {f"A{i}": a for i, a in enumerate(args)}
+        arrays.update({f"U{i}": a for i, a in enumerate(ups)})
+        for j, d in enumerate(dirs):
+            arrays.update({f"D{j}_{i}": a for i, a in enumerate(d)})
+        each = min(self.limits.call_timeout, max(20 * self.call_seconds, 0.05))
+        _, arrs = self.request({"op": "layer_project", "unit": unit, "ndirs": len(dirs),
+                                "offsets": [list(o) for o in offsets]}, arrays,
+                               self.limits.call_timeout + len(offsets) * each)
+        return arrs["values"]
 
     def _case_arrays(self, case, params=None) -> dict:
         a = protocol.pack_params("P", params if params is not None else case.params)
@@ -240,18 +404,28 @@ class WorkerSession:
 
     def call(self, case, layout):
         """(loss, grads, last_state, info) of the user's code on ``case``."""
+        t = time.perf_counter()
         hdr, arrs = self.request({"op": "call", **self._case_header(case, layout)},
                                  self._case_arrays(case), self.limits.call_timeout)
+        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return hdr["loss"], grads, last, hdr
 
-    def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]]):
+    def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
+               entries: list[tuple[str, int, float]] = ()):
+        """The user's loss at params + s * directions[j] for each (j, s) in offsets, then at
+        params with entry i of group g moved by s for each (g, i, s) in entries."""
         arrays = self._case_arrays(case)
         for j, d in enumerate(directions):
             arrays.update(protocol.pack_params(f"D{j}", d))
-        timeout = self.limits.call_timeout * max(len(offsets), 1)
+        # a batch may take as long as one slow call plus ample time for the rest: a hang in
+        # any call still ends within about one call_timeout, not n of them
+        n = len(offsets) + len(entries)
+        each = min(self.limits.call_timeout, max(20 * self.call_seconds, 0.05))
+        timeout = self.limits.call_timeout + n * each
         _, arrs = self.request({"op": "losses", "offsets": [list(o) for o in offsets],
+                                "entries": [list(e) for e in entries],
                                 **self._case_header(case, layout)}, arrays, timeout)
         return arrs["losses"]
 
@@ -309,8 +483,11 @@ class WorkerSession:
                                 _sanitizer_excerpt(self.err.text(), os.path.basename(self.path)))
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
-            kind = "memory" if sig == "SIGKILL" else "crash"
+            kind = {"SIGKILL": "memory", "SIGXCPU": "timeout"}.get(sig, "crash")
             msg = f"your code crashed the worker with {sig}"
+            if sig == "SIGXCPU":
+                msg = ("your code used up the worker's CPU-time limit (SIGXCPU): it kept "
+                       "computing past every per-call timeout")
             if sig == "SIGSEGV":
                 msg += " (a segmentation fault: an out-of-bounds or NULL pointer access)"
         else:
@@ -320,25 +497,27 @@ class WorkerSession:
         raise UserCodeError(kind, msg + (f" at {line}" if line else ""), line, self._output())
 
     def kill(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """End the worker and everything it started (see _kill_tree)."""
+        if self.proc.returncode is None:
+            _kill_tree(self.proc.pid)
+        else:  # already reaped: its pid may be reused, only its group can still be ours
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
 
     def close(self):
+        # no graceful exit to wait for: the worker has nothing to save, and a process it
+        # forked must not outlive the check
+        self.kill()
         try:
             self.wf.close()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):

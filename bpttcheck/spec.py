@@ -56,6 +56,7 @@ class Assignment(_Strict):
     style: Optional[str] = None
     seed: int = 0
     title: str = ""
+    file: Optional[str] = None  # `grade`: the file to check in each student's folder
 
 
 class Spec(_Strict):
@@ -108,6 +109,9 @@ def load_spec(path: str) -> Spec:
         raise SpecError(f"spec {path} is not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise SpecError(f"spec {path} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:  # huge integers, absurdly deep nesting
+        raise SpecError(f"spec {path} could not be read: {type(e).__name__}: "
+                        f"{str(e)[:200]}") from None
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:

@@ -12,6 +12,8 @@ import tokenize
 import traceback
 import types
 
+from bpttcheck import guard
+
 ENTRY_NAMES = {"lossFun", "loss_and_grads", "forward", "backward"}
 
 
@@ -140,7 +142,7 @@ def serve(w: Worker, rf, wf) -> None:
 
     from bpttcheck import protocol
     from bpttcheck.layout import Layout
-    from bpttcheck.oracle.common import Dims
+    from bpttcheck.archmeta import Dims
     from bpttcheck.plugins import adapters
 
     while True:
@@ -176,11 +178,13 @@ def serve(w: Worker, rf, wf) -> None:
                                       "loss_and_grads(params, inputs, targets, state), or "
                                       "forward(...) with backward(...). Define one of them.")
                 w.adapter = w.guarded("reading the module", timeout, cls, mod, hdr["path"], options)
+                w.adapter.guard = w.guarded  # adapters that call several functions guard each
                 desc = w.guarded("describing the module", timeout, w.adapter.describe)
                 reply = {"ok": True, "adapter": cls.name, "arch": desc["arch"],
                          "dims": _dims_dict(desc.get("dims")),
                          "layouts": [lay.to_dict() for lay in desc["layouts"]],
                          "skipped": skipped, "notes": w.adapter.notes,
+                         "extra": desc.get("extra", {}),
                          "options": {k: v for k, v in options.items()
                                      if isinstance(v, (str, int, float, bool))}}
             elif op in ("call", "losses"):
@@ -214,15 +218,67 @@ def serve(w: Worker, rf, wf) -> None:
                         loss, *_ = w.guarded("your loss function", timeout, w.adapter.call, Q, xs,
                                              ys, state, layout, False)
                         losses.append(loss)
+                    for g, i, s in hdr.get("entries", []):  # one entry of one group moved by s
+                        Q = dict(P)
+                        Q[g] = P[g].copy()
+                        Q[g].flat[i] += s
+                        w.evaluations += 1
+                        loss, *_ = w.guarded("your loss function", timeout, w.adapter.call, Q, xs,
+                                             ys, state, layout, False)
+                        losses.append(loss)
                     out_arrays["losses"] = np.asarray(losses, dtype=np.float64)
                     reply = {"ok": True}
+            elif op in ("layer_run", "layer_project"):
+                reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout)
             else:
                 reply = {"ok": False, "kind": "internal", "message": f"unknown op {op}"}
         except UserFailure as f:
             reply = {"ok": False, "kind": f.kind, "message": f.message, "line": f.line,
                      "traceback": f.tb}
         reply["evaluations"] = w.evaluations
+        reply["blocked"] = guard.attempts()
         protocol.send(wf, reply, out_arrays)
+
+
+def _layer_op(w: Worker, op: str, hdr: dict, arrs: dict, timeout: float):
+    """Layer style: run one forward/backward unit, or project its forward on upstream
+    gradients at moved inputs (for finite differences)."""
+    import numpy as np
+
+    from bpttcheck.layer_api import BY_NAME
+
+    u = BY_NAME[hdr["unit"]]
+    args = [arrs[f"A{i}"] for i in range(len(u.inputs))]
+    ups = [arrs[f"U{i}"] for i in range(len(u.outputs))]
+    w.adapter.timeout = timeout
+    if op == "layer_run":
+        w.evaluations += 1
+        status, message, line, outs, grads, changed = w.adapter.run_unit(u, args, ups)
+        out = {f"O{i}": np.asarray(o, dtype=np.float64) for i, o in enumerate(outs)}
+        out.update({f"G{i}": np.asarray(g, dtype=np.float64) for i, g in enumerate(grads)})
+        return {"ok": True, "status": status, "message": message, "line": line,
+                "modified": changed, "dtype": w.adapter.grad_dtype}, out
+    ndirs = hdr["ndirs"]
+    dirs = [[arrs[f"D{j}_{i}"] for i in range(len(u.inputs))] for j in range(ndirs)]
+    w.evaluations += len(hdr["offsets"])
+    vals = w.adapter.project(u, args, ups, dirs, [tuple(o) for o in hdr["offsets"]])
+    return {"ok": True}, {"values": np.asarray(vals, dtype=np.float64)}
+
+
+def _preload() -> None:
+    """bpttcheck's own imports, done before the guard is armed: what serve() and the adapters
+    need is then loaded, and the guard can gate the package's attributes. Never the reference
+    models: the adapters know the architectures through archmeta, which has no run()."""
+    import numpy  # noqa: F401
+
+    from bpttcheck import layout, protocol  # noqa: F401
+    from bpttcheck.adapters import base  # noqa: F401
+    from bpttcheck import archmeta  # noqa: F401 - Dims, for serve()
+    from bpttcheck.plugins import adapters
+    try:
+        adapters()
+    except Exception:  # noqa: BLE001, S110 - a broken plugin: serve() reports it on "load"
+        pass
 
 
 def main(argv: list[str]) -> None:
@@ -234,5 +290,7 @@ def main(argv: list[str]) -> None:
     wf = os.fdopen(fd_out, "wb")
     sys.stdin = open(os.devnull)  # noqa: SIM115 - user code reading input() gets EOF, not a hang
     faulthandler.enable(file=open(tb_path + ".crash", "w"))  # noqa: SIM115 - names the line of a segfault
+    _preload()
+    guard.install(workdir)  # from here on: no processes, no network, no reference (guard.py)
     serve(Worker(workdir, origdir, tb_path), rf, wf)
     os._exit(0)  # skip atexit hooks the user's module may have registered

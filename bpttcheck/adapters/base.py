@@ -9,7 +9,7 @@ import numpy as np
 
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
-from bpttcheck.oracle.common import Dims
+from bpttcheck.archmeta import Dims
 
 
 class NotImplementedByUser(InterfaceError):
@@ -30,10 +30,13 @@ def as_float_array(obj: Any, label: str) -> np.ndarray:
         a = np.asarray(obj)
         if a.dtype == object or not np.issubdtype(a.dtype, np.number):
             raise TypeError
-        return a
     except (TypeError, ValueError):
         raise InterfaceError(
             f"{label} should be a numpy array of numbers, got {type(obj).__name__}") from None
+    if np.iscomplexobj(a):
+        raise InterfaceError(f"{label} is complex ({a.dtype}); gradients of a real loss are real: "
+                             f"drop the complex arithmetic (or return .real if it is exact)")
+    return a
 
 
 def as_loss(obj: Any, label: str = "loss") -> float:

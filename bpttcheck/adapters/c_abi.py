@@ -9,7 +9,7 @@ import numpy as np
 
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
-from bpttcheck.plugins import architectures
+from bpttcheck.archmeta import meta
 
 POISON = -31337.0  # exact in float32; far from any gradient of a probe case
 
@@ -49,7 +49,7 @@ class CAbiAdapter:
         if options.get("dtype") == "float64":
             found.sort(key=lambda f: f[1] != np.float64)
         self.arch_name, self.dt, sym = found[0]
-        self.arch = architectures()[self.arch_name]
+        self.arch = meta(self.arch_name)
         self.grad_dtype = "float32" if self.dt == np.float32 else "float64"
         ct = ctypes.c_float if self.dt == np.float32 else ctypes.c_double
         self.ct = ct

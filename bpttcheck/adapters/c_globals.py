@@ -12,8 +12,8 @@ import numpy as np
 from bpttcheck.adapters.c_abi import POISON
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
-from bpttcheck.oracle.common import Dims
-from bpttcheck.plugins import architectures
+from bpttcheck.archmeta import Dims
+from bpttcheck.archmeta import meta
 
 
 class CGlobalsAdapter:
@@ -29,7 +29,7 @@ class CGlobalsAdapter:
         g = options.get("c_globals") or {}
         self.g = g
         self.arch_name = options.get("arch") or "rnn"
-        self.arch = architectures()[self.arch_name]
+        self.arch = meta(self.arch_name)
         self.ct = ctypes.c_double if g.get("dtype") == "float64" else ctypes.c_float
         self.grad_dtype = "float64" if g.get("dtype") == "float64" else "float32"
         self.dt = np.float64 if self.grad_dtype == "float64" else np.float32

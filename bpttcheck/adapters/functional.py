@@ -13,7 +13,7 @@ from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, mod
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout, gate_order
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
-from bpttcheck.plugins import architectures
+from bpttcheck.archmeta import meta
 
 
 class FunctionalAdapter(PythonAdapter):
@@ -29,7 +29,7 @@ class FunctionalAdapter(PythonAdapter):
         super().__init__(module, path, options)
         strings = module_strings(module)
         self.arch_name = options.get("arch") or guess_arch(strings) or "rnn"
-        self.arch = architectures()[self.arch_name]
+        self.arch = meta(self.arch_name)
         names: dict[str, str] = {}
         for s in sorted(strings):
             canon = canonical_for(self.arch_name, s)

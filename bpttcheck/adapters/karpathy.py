@@ -12,7 +12,7 @@ from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, dim
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
-from bpttcheck.plugins import architectures
+from bpttcheck.archmeta import meta
 
 
 class KarpathyAdapter(PythonAdapter):
@@ -30,7 +30,7 @@ class KarpathyAdapter(PythonAdapter):
                   if isinstance(v, np.ndarray) and v.ndim in (1, 2) and not k.startswith("_")}
         self.arch_name = options.get("arch") or guess_arch(arrays) or (
             "lstm" if n_positional(self.fn) == 4 else "rnn")
-        self.arch = architectures()[self.arch_name]
+        self.arch = meta(self.arch_name)
         self.globals: dict[str, str] = dict(options.get("names", {}))  # canonical -> global
         for k in arrays:
             canon = canonical_for(self.arch_name, k)

@@ -7,13 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Dims:
-    T: int  # time steps
-    X: int  # input vocabulary (one-hot width)
-    H: int  # hidden units
-    Y: int  # output classes
+from bpttcheck.archmeta import Dims  # noqa: F401 - re-exported: the oracle's sizes
 
 
 @dataclass

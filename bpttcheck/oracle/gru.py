@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.oracle.common import (Arch, Dims, Trace, finish, has, output_grad, sigmoid,
+from bpttcheck.archmeta import META, gru_shapes
+from bpttcheck.oracle.common import (Arch, Trace, finish, has, output_grad, sigmoid,
                                      softmax_xent)
 
-NAMES = ("Wz", "Wr", "Wn", "bz", "br", "bn", "Wy", "by")
+NAMES = META["gru"].param_names
 
 
-def shapes(d: Dims) -> dict[str, tuple[int, ...]]:
-    s = {k: (d.H, d.H + d.X) for k in ("Wz", "Wr", "Wn")}
-    s.update({k: (d.H,) for k in ("bz", "br", "bn")})
-    s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
-    return s
+shapes = gru_shapes
 
 
 def _dsig(gate: str, a: np.ndarray, bugs) -> np.ndarray:

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.oracle.common import (Arch, Dims, Trace, finish, has, output_grad, sigmoid,
+from bpttcheck.archmeta import META, lstm_shapes
+from bpttcheck.oracle.common import (Arch, Trace, finish, has, output_grad, sigmoid,
                                      softmax_xent)
 
 GATES = ("f", "i", "g", "o")
-NAMES = ("Wf", "Wi", "Wg", "Wo", "bf", "bi", "bg", "bo", "Wy", "by")
+NAMES = META["lstm"].param_names
 
 
-def shapes(d: Dims) -> dict[str, tuple[int, ...]]:
-    s = {f"W{k}": (d.H, d.H + d.X) for k in GATES}
-    s.update({f"b{k}": (d.H,) for k in GATES})
-    s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
-    return s
+shapes = lstm_shapes
 
 
 def _gate_grad(name: str, dact: np.ndarray, act: np.ndarray, bugs) -> np.ndarray:

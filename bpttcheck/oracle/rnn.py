@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.oracle.common import Arch, Dims, Trace, finish, has, output_grad, softmax_xent
+from bpttcheck.archmeta import META, rnn_shapes
+from bpttcheck.oracle.common import Arch, Trace, finish, has, output_grad, softmax_xent
 
-NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+NAMES = META["rnn"].param_names
 
 
-def shapes(d: Dims) -> dict[str, tuple[int, ...]]:
-    return {"Wxh": (d.H, d.X), "Whh": (d.H, d.H), "Why": (d.Y, d.H), "bh": (d.H,), "by": (d.Y,)}
+shapes = rnn_shapes
 
 
 def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:

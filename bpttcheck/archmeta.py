@@ -1,0 +1,60 @@
+"""What the worker may know about the built-in architectures: sizes, parameter and state names,
+shapes. No reference computation lives here, so user code (which shares the worker's process)
+never has the reference models within reach; bpttcheck/oracle/ builds on these."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Dims:
+    T: int  # time steps
+    X: int  # input vocabulary (one-hot width)
+    H: int  # hidden units
+    Y: int  # output classes
+
+
+@dataclass(frozen=True)
+class ArchMeta:
+    name: str
+    param_names: tuple[str, ...]
+    state_names: tuple[str, ...]
+    shapes: Callable[[Dims], dict[str, tuple[int, ...]]]
+
+
+LSTM_GATES = ("f", "i", "g", "o")
+
+
+def rnn_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
+    return {"Wxh": (d.H, d.X), "Whh": (d.H, d.H), "Why": (d.Y, d.H), "bh": (d.H,), "by": (d.Y,)}
+
+
+def lstm_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
+    s = {f"W{k}": (d.H, d.H + d.X) for k in LSTM_GATES}
+    s.update({f"b{k}": (d.H,) for k in LSTM_GATES})
+    s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
+    return s
+
+
+def gru_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
+    s = {k: (d.H, d.H + d.X) for k in ("Wz", "Wr", "Wn")}
+    s.update({k: (d.H,) for k in ("bz", "br", "bn")})
+    s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
+    return s
+
+
+META = {
+    "rnn": ArchMeta("rnn", ("Wxh", "Whh", "Why", "bh", "by"), ("h",), rnn_shapes),
+    "lstm": ArchMeta("lstm", ("Wf", "Wi", "Wg", "Wo", "bf", "bi", "bg", "bo", "Wy", "by"),
+                     ("h", "c"), lstm_shapes),
+    "gru": ArchMeta("gru", ("Wz", "Wr", "Wn", "bz", "br", "bn", "Wy", "by"), ("h",), gru_shapes),
+}
+
+
+def meta(name: str):
+    """Metadata of an architecture: a built-in's from here, a plugin's from its entry point."""
+    if name in META:
+        return META[name]
+    from bpttcheck.plugins import architectures
+    return architectures()[name]

@@ -1,0 +1,83 @@
+"""Turning a spec file and command-line overrides into engine options (shared by `run` and
+`grade`, so both read a spec the same way)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+from bpttcheck.engine import Options
+from bpttcheck.errors import SpecError, UsageError
+
+
+@dataclass
+class Settings:
+    opts: Options
+    points: dict[str, float] = field(default_factory=dict)
+    entry: str | None = None  # the file to check inside a student's folder (spec: assignment.file)
+
+
+SECRET_VAR = "BPTTCHECK_SECRET"
+
+
+def secret_seed(secret: str) -> int:
+    """The probe seed of hidden grading cases: the same for every submission, unknowable
+    without the secret (the seed itself may be shown; it does not reveal the secret)."""
+    return int(hashlib.sha256(secret.encode()).hexdigest()[:8], 16)
+
+
+def _hide_environment() -> None:
+    """Make this process undumpable, so code running as the same (non-root) user cannot read
+    the secret from /proc/<checker>/environ or its memory (Linux; elsewhere nothing)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass
+
+
+def settings(spec: str | None = None, arch: str | None = None, style: str | None = None,
+             seed: int | None = None, timeout: float | None = None,
+             memory_mb: int | None = None, sanitize: bool = False) -> Settings:
+    from bpttcheck.case import Dims
+    from bpttcheck.runner import Limits
+
+    if arch is not None and arch not in ("rnn", "lstm", "gru"):
+        raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
+    opts, s = Options(), Settings(Options())
+    if spec:
+        from bpttcheck.spec import load_spec
+        sp = load_spec(spec)
+        opts.arch, opts.style, opts.seed = sp.assignment.arch, sp.assignment.style, sp.assignment.seed
+        opts.adapter_options = sp.adapter_options()
+        s.points, s.entry = dict(sp.points), sp.assignment.file
+        if sp.sizes:
+            opts.dims = Dims(**sp.sizes.model_dump())
+        opts.limits = Limits(call_timeout=sp.limits.timeout, load_timeout=sp.limits.timeout,
+                             memory_mb=sp.limits.memory_mb)
+    if arch:
+        opts.arch = arch
+    if style:
+        opts.style = style
+    if opts.seed < 0:
+        raise SpecError(f"spec {spec}: assignment.seed must be 0 or more, not {opts.seed}")
+    if seed is not None and seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {seed}")
+    secret = os.environ.get(SECRET_VAR, "")
+    if seed is not None:
+        opts.seed = seed
+    elif secret:  # hidden cases: a submission that hard-codes the public seed's answers fails
+        opts.seed = secret_seed(secret)
+    if secret:
+        _hide_environment()
+    opts.sanitize = sanitize
+    if timeout is not None:
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+        opts.limits.call_timeout = opts.limits.load_timeout = timeout
+    if memory_mb is not None:
+        if memory_mb < 64:
+            raise UsageError(f"--memory-mb must be at least 64, not {memory_mb}")
+        opts.limits.memory_mb = memory_mb
+    s.opts = opts
+    return s
