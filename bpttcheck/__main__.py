@@ -1,3 +1,3 @@
-from bpttcheck.cli import main
+from bpttcheck.entry import main
 
 main()

@@ -16,7 +16,7 @@ from bpttcheck.numerics import (FD_STEP, Comparison, compare, directional_check,
 from bpttcheck.oracle.common import Dims, Trace
 from bpttcheck.plugins import architectures
 from bpttcheck.result import CheckResult, ErrorInfo, FDResult, GroupResult, Note, Report
-from bpttcheck.runner import Limits, WorkerSession
+from bpttcheck.runner import Limits, WorkerSession, session
 
 # failures that only cost a picture (the check itself already ran); a crash, a hang or a
 # blocked attempt still ends the run
@@ -77,7 +77,7 @@ class Checker:
         r = self.report
         try:
             self.lib = self._compile()
-            with WorkerSession(self.path, self.opts.limits) as w:
+            with session(self.path, self.opts.limits) as w:
                 self.worker = w
                 self._run(w)
                 r.evaluations = w.evaluations

@@ -14,10 +14,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from bpttcheck import protocol
 from bpttcheck.errors import UserCodeError
+
+# numpy and the protocol are imported where they are used: `bpttcheck run` starts the worker
+# (prestart) before it pays for its own heavy imports, so the two start-ups overlap
 
 SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache"}
 CODE_SUFFIXES = (".py", ".c", ".so", ".h", ".o")
@@ -286,6 +286,43 @@ class _Drain(threading.Thread):
         return s
 
 
+def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int | None) -> Limits:
+    """The worker's limits from a spec's [limits] table (already validated, or raw TOML for
+    the prestart) and the --timeout / --memory-mb flags, which win."""
+    lim = Limits()
+    if spec_limits is not None:
+        t, m = spec_limits.get("timeout", 20.0), spec_limits.get("memory_mb", 4096)
+        lim.call_timeout = lim.load_timeout = float(t)
+        lim.memory_mb = int(m)
+    if timeout is not None:
+        lim.call_timeout = lim.load_timeout = timeout
+    if memory_mb is not None:
+        lim.memory_mb = memory_mb
+    return lim
+
+
+_PRESTARTED: dict = {}  # (path, limits) -> a WorkerSession started before it was asked for
+
+
+def prestart(path: str, limits: Limits) -> None:
+    """Start the worker for ``path`` now; session() hands it out if asked with equal limits.
+    A worker that is never asked for is killed at exit."""
+    import atexit
+    if (os.path.abspath(path), repr(limits)) in _PRESTARTED:
+        return
+    try:
+        w = WorkerSession(path, limits)
+    except OSError:
+        return  # the ordinary start will say what is wrong
+    _PRESTARTED[(os.path.abspath(path), repr(limits))] = w
+    atexit.register(w.close)
+
+
+def session(path: str, limits: Limits) -> "WorkerSession":
+    w = _PRESTARTED.pop((os.path.abspath(path), repr(limits)), None)
+    return w if w is not None else WorkerSession(path, limits)
+
+
 class WorkerSession:
     def __init__(self, path: str, limits: Limits | None = None):
         self.path = os.path.abspath(path)
@@ -329,6 +366,7 @@ class WorkerSession:
     def _read(self):
         while True:
             try:
+                from bpttcheck import protocol
                 self.replies.put(protocol.receive(self.rf))
             except Exception as e:  # EOF or garbage: the worker is gone
                 self.replies.put(e)
@@ -339,6 +377,7 @@ class WorkerSession:
     def request(self, header: dict, arrays: dict | None, timeout: float):
         header = dict(header, timeout=timeout)
         try:
+            from bpttcheck import protocol
             protocol.send(self.wf, header, arrays)
         except (BrokenPipeError, OSError):
             self._died()
@@ -390,6 +429,9 @@ class WorkerSession:
         return arrs["values"]
 
     def _case_arrays(self, case, params=None) -> dict:
+        import numpy as np
+
+        from bpttcheck import protocol
         a = protocol.pack_params("P", params if params is not None else case.params)
         a["xs"] = np.asarray(case.xs, dtype=np.int64)
         a["ys"] = np.asarray(case.ys, dtype=np.int64)
@@ -408,6 +450,7 @@ class WorkerSession:
         hdr, arrs = self.request({"op": "call", **self._case_header(case, layout)},
                                  self._case_arrays(case), self.limits.call_timeout)
         self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        from bpttcheck import protocol
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return hdr["loss"], grads, last, hdr
@@ -418,6 +461,7 @@ class WorkerSession:
         params with entry i of group g moved by s for each (g, i, s) in entries."""
         arrays = self._case_arrays(case)
         for j, d in enumerate(directions):
+            from bpttcheck import protocol
             arrays.update(protocol.pack_params(f"D{j}", d))
         # a batch may take as long as one slow call plus ample time for the rest: a hang in
         # any call still ends within about one call_timeout, not n of them

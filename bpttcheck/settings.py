@@ -40,11 +40,12 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
              seed: int | None = None, timeout: float | None = None,
              memory_mb: int | None = None, sanitize: bool = False) -> Settings:
     from bpttcheck.case import Dims
-    from bpttcheck.runner import Limits
+    from bpttcheck.runner import limits_for
 
     if arch is not None and arch not in ("rnn", "lstm", "gru"):
         raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
     opts, s = Options(), Settings(Options())
+    spec_limits = None
     if spec:
         from bpttcheck.spec import load_spec
         sp = load_spec(spec)
@@ -53,8 +54,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         s.points, s.entry = dict(sp.points), sp.assignment.file
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())
-        opts.limits = Limits(call_timeout=sp.limits.timeout, load_timeout=sp.limits.timeout,
-                             memory_mb=sp.limits.memory_mb)
+        spec_limits = sp.limits.model_dump()
     if arch:
         opts.arch = arch
     if style:
@@ -71,13 +71,10 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
     if secret:
         _hide_environment()
     opts.sanitize = sanitize
-    if timeout is not None:
-        if not timeout > 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
-        opts.limits.call_timeout = opts.limits.load_timeout = timeout
-    if memory_mb is not None:
-        if memory_mb < 64:
-            raise UsageError(f"--memory-mb must be at least 64, not {memory_mb}")
-        opts.limits.memory_mb = memory_mb
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if memory_mb is not None and memory_mb < 64:
+        raise UsageError(f"--memory-mb must be at least 64, not {memory_mb}")
+    opts.limits = limits_for(spec_limits, timeout, memory_mb)
     s.opts = opts
     return s

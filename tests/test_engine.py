@@ -10,7 +10,7 @@ import pytest
 from bpttcheck.engine import Options, check
 from bpttcheck.runner import Limits
 
-from conftest import REF, correct_files
+from conftest import REF, ZOO, correct_files
 
 pytestmark = pytest.mark.slow
 
@@ -241,3 +241,55 @@ def test_junit_and_gradescope_for_a_buggy_lstm_and_a_crash(tmp_path, tmp_module)
     err = ET.parse(j).getroot().find(".//error")
     assert err is not None and err.get("type") == "exit"
     assert json.loads(g.read_text())["tests"][0]["status"] == "failed"
+
+
+def test_views_show_where_the_backward_pass_goes_wrong():
+    """--html data: the flow of a missing dh_next matches the reference only at the last step;
+    the finite-difference map says the forward is right (FD of the user's loss = reference)."""
+    r = check(str(ZOO / "rnn_missing_dh_next_class.py"), Options(views=True))
+    f = r.flow
+    assert len(f.user_preact) == len(f.reference_preact) == r.sizes["T"]
+    assert f.user_preact[-1] == pytest.approx(f.reference_preact[-1], rel=1e-9)
+    assert any(abs(u - v) > 1e-3 * v for u, v in zip(f.user_preact[:-1], f.reference_preact[:-1]))
+    hm = {h.group: h for h in r.heatmaps}
+    assert set(hm) == {"Wxh", "Whh", "Why", "bh", "by"}
+    whh = hm["Whh"]
+    assert whh.row_axis == "hidden unit" and len(whh.diff) == r.sizes["H"]
+    for name in ("Whh", "Wxh"):  # FD of the user's own loss disagrees with the user's gradient
+        worst = max(abs(x) for row in hm[name].fd_minus_user for x in row)
+        diff = max(abs(x) for row in hm[name].diff for x in row)
+        assert worst == pytest.approx(diff, rel=1e-3) and hm[name].fd_tolerance < 1e-6 * worst
+
+
+def test_views_of_a_correct_model_have_no_finite_difference_maps():
+    r = check(str(REF / "lstm_functional.py"), Options(views=True))
+    assert r.verdict == "pass" and r.heatmaps and r.flow.user_preact
+    assert all(h.fd_minus_user is None for h in r.heatmaps)
+    assert all(max(abs(x) for row in h.diff for x in row) <= h.tolerance for h in r.heatmaps)
+    assert r.flow.user_preact == pytest.approx(r.flow.reference_preact, rel=1e-9)
+
+
+@pytest.mark.parametrize("argv,want", [
+    (["run", "m.py"], ("m.py", None, None, None, False)),
+    (["run", "--spec", "a.toml", "m.py", "--timeout=3", "-q"], ("m.py", "a.toml", 3.0, None, False)),
+    (["run", "m.c", "--sanitize", "--memory-mb", "512", "--json", "-"], ("m.c", None, None, 512, True)),
+    (["run", "m.py", "--unknown"], None), (["grade", "x"], None), (["run", "--timeout", "x", "m.py"], None),
+])
+def test_the_entry_point_reads_what_the_early_worker_needs(argv, want):
+    from bpttcheck.entry import _peek
+    got = _peek(argv)
+    if want is None:
+        assert got is None
+    else:
+        assert (got["path"], got["spec"], got["timeout"], got["memory_mb"], got["sanitize"]) == want
+
+
+def test_an_early_worker_is_used_only_with_the_same_limits(tmp_path):
+    from bpttcheck import runner
+    src = REF / "rnn_functional.py"
+    runner.prestart(str(src), runner.Limits(call_timeout=7.0, load_timeout=7.0))
+    assert runner.session(str(src), runner.Limits()) is not None  # other limits: a new worker
+    early = runner._PRESTARTED[(str(src), repr(runner.Limits(call_timeout=7.0, load_timeout=7.0)))]
+    with runner.session(str(src), runner.Limits(call_timeout=7.0, load_timeout=7.0)) as w:
+        assert w is early
+    assert not runner._PRESTARTED

@@ -115,7 +115,7 @@ def klass(tmp_path):
 def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     out = tmp_path / "out"
     s = settings(timeout=3.0)
-    rows = grade(str(klass), s, str(out), jobs=2, html=False, progress=False)
+    rows = grade(str(klass), s, str(out), jobs=2, html=True, progress=False)
     by = {r.student: r for r in rows}
     assert set(by) == {"rnn-functional", "lstm-functional", "rnn-karpathy", "rnn_dwhy_prev_h",
                        "lstm_state_offset", "carol", "dave", "erin", "frank", "gina"}
@@ -130,9 +130,36 @@ def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
         table = list(csv.DictReader(f))
     assert [t["student"] for t in table] == sorted(by, key=str.lower)
     for t in table:
-        assert (out / t["report"]).is_file()
-        json.loads((out / t["report"]).read_text())
+        assert t["report"].endswith("/report.html") and (out / t["report"]).is_file()
+        json.loads((out / t["report"]).with_name("report.json").read_text())
     assert not any(p.name.startswith(".bpttcheck") for p in klass.rglob("*"))
+    index = (out / "index.html").read_text()
+    for t in table:
+        assert f'href="{t["report"]}"' in index, t["report"]
+    assert "rnn.dwhy-uses-prev-h" in index and "lstm.state-offset" in index
+    assert "<html" in (out / "rnn_dwhy_prev_h" / "report.html").read_text()
+
+
+def test_grade_a_folder_of_a_thousand_files(tmp_path):
+    """A class folder with 1,000 files: 40 submissions (stubs and a syntax error, which end
+    fast) among 960 data files. One row per submission, and each worker gets at most
+    DATA_FILES of the data files, not the whole folder."""
+    from bpttcheck.runner import DATA_FILES
+    k = tmp_path / "big"
+    k.mkdir()
+    for i in range(960):
+        (k / f"data{i:04d}.txt").write_text("x")
+    for i in range(39):
+        (k / f"s{i:02d}.py").write_text("def loss_and_grads(p, x, y, h):\n    pass\n")
+    (k / "broken.py").write_text("def loss_and_grads(:\n")
+    assert len(list(k.iterdir())) == 1000
+    rows = grade(str(k), settings(timeout=5.0), str(tmp_path / "out"), jobs=2, html=False,
+                 progress=False)
+    assert len(rows) == 40
+    assert {r.error_kind for r in rows} == {"not-implemented", "syntax"}
+    with open(tmp_path / "out" / "grades.csv") as f:
+        assert len(list(csv.DictReader(f))) == 40
+    assert DATA_FILES < 960
 
 
 def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
