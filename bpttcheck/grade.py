@@ -6,6 +6,7 @@ import csv
 import io
 import multiprocessing
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -205,7 +206,7 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
             rows.append(row)
             if bar:
                 bar.step(row)
-    rows.sort(key=lambda r: r.student.lower())
+    rows.sort(key=lambda r: _natural(r.student))
     write_atomic(os.path.join(out, "grades.csv"), _csv(rows))
     if html:
         from bpttcheck import report_html
@@ -217,6 +218,11 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
         write_atomic(os.path.join(out, "index.html"),
                      report_html.render_index(entries, f"bpttcheck: {os.path.basename(os.path.abspath(folder))}"))
     return rows
+
+
+def _natural(name: str) -> list:
+    """student2 before student10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name.lower())]
 
 
 def _csv(rows: list[Row]) -> str:
