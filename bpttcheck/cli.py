@@ -23,7 +23,7 @@ def run(
     html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
-    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional or split (default: detected)."),
+    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional, split, layers, c or c-globals (default: detected)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),
@@ -45,7 +45,13 @@ def run(
         raise UsageError(f"no such file: {path}")
     if not path.endswith((".py", ".c", ".so")):
         raise UsageError(f"{path}: bpttcheck checks .py, .c and .so files")
+    if [json_out, junit, gradescope, html].count("-") > 1:
+        raise UsageError("only one report can go to stdout ('-'); give the others a file name")
     outputs = [o for o in (json_out, junit, gradescope, html) if o and o != "-"]
+    for o in outputs:
+        if os.path.isdir(o):
+            raise UsageError(f"{o} is a folder: give a file name for the report, e.g. "
+                             f"{os.path.join(o, 'report.json')}")
     if os.path.abspath(path) in map(os.path.abspath, outputs):
         raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
     s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
@@ -89,6 +95,10 @@ def grade(
 
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    if fail_under is not None and not 0 <= fail_under <= 100:
+        raise UsageError(f"--fail-under is a percentage from 0 to 100, not {fail_under:g}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file: give a folder (it is created if missing)")
     s = settings(spec, arch, style, seed, timeout, memory_mb)
     rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet)
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}

@@ -249,7 +249,7 @@ def _overwrite_diag(m, o, bugs, groups) -> Diagnosis:
 
 def _localise(m, o) -> Diagnosis:
     """No known bug matches: say what we can measure about where the error is."""
-    facts = []
+    facts, step_weights = [], {}
     for k in m.failing:
         u, r = o.grads[k], o.ref.grads[k]
         if not np.all(np.isfinite(u)):
@@ -271,15 +271,21 @@ def _localise(m, o) -> Diagnosis:
         coef, *_ = np.linalg.lstsq(C, u.ravel(), rcond=None)
         # a fit with fewer entries than steps is always exact and says nothing
         if u.size >= 2 * o.case.dims.T and np.linalg.norm(C @ coef - u.ravel()) <= 1e-6 * np.linalg.norm(u):
+            w = [round(float(c), 3) + 0.0 for c in coef]  # + 0.0: no -0.0 in the message
             facts.append(f"d{k} is a weighted sum of the per-step contributions with weights "
-                         f"{np.round(coef, 3).tolist()} (correct: all 1)")
+                         f"{w} (correct: all 1)")
+            if np.allclose(coef, np.round(coef), atol=1e-6):
+                step_weights[k] = [int(round(c)) for c in coef]
             continue
         facts.append(f"d{k} is off by up to {float(np.max(np.abs(u - r))):.3g}")
+    steps = _step_pattern(step_weights)
+    if steps:
+        facts.insert(0, steps)
     depth = _truncation_depth(m, o)
     if depth:
         facts.append(f"dWxh, dWhh and dbh equal truncated BPTT of depth {depth} (each loss term "
                      f"back-propagated only {depth} step(s)): the recurrence stops too early")
-    T1 = _t1_probe(m, o)
+    T1 = None if steps else _t1_probe(m, o)  # a skipped step makes T = 1 wrong for another reason
     if T1:
         facts.append(T1)
     if m.loss_bad:
@@ -287,8 +293,30 @@ def _localise(m, o) -> Diagnosis:
                      "the forward pass (softmax, log, the one-hot input)")
     return _diag("unmatched", 0.0, m.failing,
                  "no known bug reproduces your gradients exactly. " + "; ".join(facts),
-                 fix="compare your backward loop line by line with reference/python/ of the same "
-                     "architecture; the groups and time steps named here are where to look")
+                 fix="compare your backward loop line by line with the derivative of your forward "
+                     "pass; the groups and time steps named here are where to look")
+
+
+def _step_pattern(weights: dict[str, list[int]]) -> str | None:
+    """Whole-number per-step weights shared by the groups: steps left out or counted twice."""
+    if not weights:
+        return None
+    first = next(iter(weights.values()))
+    if any(w != first for w in weights.values()) or all(x == 1 for x in first):
+        return None
+    missing = [t for t, x in enumerate(first) if x == 0]
+    twice = [t for t, x in enumerate(first) if x > 1]
+    parts = []
+    if missing:
+        parts.append(f"time step(s) t = {', '.join(map(str, missing))} never reach the "
+                     f"gradients")
+    if twice:
+        parts.append(f"time step(s) t = {', '.join(map(str, twice))} are counted more than once")
+    if not parts:
+        return None
+    return ("; ".join(parts) + f" (in {', '.join('d' + k for k in weights)}): check the bounds of "
+            "your backward loop, e.g. `for t in reversed(range(len(inputs)))` runs t = T-1 down "
+            "to 0")
 
 
 def _truncated_rnn(P, xs, hs, dys, k):

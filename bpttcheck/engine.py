@@ -181,7 +181,9 @@ class Checker:
             if e.kind not in PICTURE_ONLY:
                 raise
             user_pre = []
-        r.flow = views.flow(ref.dh, ref.loss_steps, user_pre,
+        # the loss per step stays the checked case's (it adds up to the loss in the report);
+        # the flow comes from the distinct-token probe, which has the same T
+        r.flow = views.flow(ref.dh, o.ref.loss_steps, user_pre,
                             views.preact_norms(ref.grads, fc.xs, fc.dims))
 
     def _compile(self) -> str | None:
@@ -303,7 +305,9 @@ class Checker:
         if all(s is None for s in o.state):
             self.note("forward.no-state", "No last state returned",
                       "your function returned no last hidden state, so it was not checked; "
-                      "return (loss, grads, last_state) to have it compared")
+                      + ("return it last from lossFun (..., hs[len(inputs)-1]) to have it "
+                         "compared" if self.report.style == "karpathy" else
+                         "return (loss, grads, last_state) to have it compared"))
         for name, user, ref in zip(self.arch.state_names, o.state, o.ref.state):
             if user is None:
                 continue

@@ -30,6 +30,7 @@ class Submission:
     path: str | None  # None: nothing to check was found in the student's folder
     problem: str = ""
     flat: bool = False  # a file at the top of the class folder, not a folder of its own
+    kind: str = "missing"  # why path is None: "missing" or "ambiguous"
 
 
 @dataclass
@@ -90,8 +91,14 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
     if len(found) == 1:
         return Submission(student, found[0])
     models = [p for p in found if _looks_like_model(p)]
-    if models:
+    if len(models) == 1:
         return Submission(student, models[0])
+    if models:
+        names = ", ".join(os.path.relpath(p, folder) for p in models)
+        return Submission(student, None, f"{len(models)} files in {student}/ define an entry "
+                                         f"point ({names}): bpttcheck will not guess which one "
+                                         f"is meant; name it in the spec (assignment.file)",
+                          kind="ambiguous")
     if not found:
         return Submission(student, None, f"no .py, .c or .so file in {student}/")
     return Submission(student, None, f"{len(found)} code files in {student}/ and none defines a "
@@ -121,7 +128,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     t0 = time.perf_counter()
     if sub.path is None:
         report = Report(verdict="error", path=sub.student,
-                        error=ErrorInfo(kind="missing", message=sub.problem))
+                        error=ErrorInfo(kind=sub.kind, message=sub.problem))
     else:
         # a class's reports skip the entry-wise finite-difference maps (4 calls per parameter):
         # `bpttcheck run FILE --html` draws them for the one submission someone looks into
@@ -152,7 +159,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
                error_kind=report.error.kind if report.error else "",
                seconds=round(time.perf_counter() - t0, 3), report=href,
                diagnoses=[x.id for x in report.diagnoses if x.confidence >= 0.5],
-               top_title=top.title if top else (report.error.message[:200] if report.error else ""))
+               top_title=top.title if top else (_clip(report.error.message) if report.error else ""))
 
 
 class Progress:
@@ -218,6 +225,13 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
         write_atomic(os.path.join(out, "index.html"),
                      report_html.render_index(entries, f"bpttcheck: {os.path.basename(os.path.abspath(folder))}"))
     return rows
+
+
+def _clip(text: str, n: int = 200) -> str:
+    """At most n characters, cut at a word, with an ellipsis when cut."""
+    if len(text) <= n:
+        return text
+    return text[:n].rsplit(" ", 1)[0] + " …"
 
 
 def _natural(name: str) -> list:

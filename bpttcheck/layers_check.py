@@ -95,7 +95,7 @@ class LayerChecker:
         r.tolerances["fd_step"] = FD_STEP[np.dtype(r.dtype)]
         fams = {}
         for u in self.units:
-            bad = any(c.status == "fail" for c in r.checks if c.name.startswith(u.name + "."))
+            bad = any(c.status == "fail" for c in r.checks if unit_of(c.name) == u.name)
             fams[u.family] = "fail" if bad or fams.get(u.family) == "fail" else "pass"
             if self.runs.get(u.name) is None:
                 fams[u.family] = "fail"
@@ -113,7 +113,7 @@ class LayerChecker:
         if status != "ok":
             what = "implemented" if status == "not-implemented" else "runs"
             where = f" (at {hdr['line']})" if hdr.get("line") else ""
-            ck.add(f"{u.name}.{what}", False, f"{hdr['message']}{where}")
+            ck.add(f"{what}.{u.name}", False, f"{hdr['message']}{where}")
             if status == "not-implemented":
                 return
             if not outs:
@@ -125,7 +125,7 @@ class LayerChecker:
         ref_outs, ref_grads = reference(u, _rounded(c, dtype))
         for name, o, ro in zip(u.outputs, outs, ref_outs):
             ok, msg = _compare_msg(f"{u.forward}'s {name}", o, ro, rtol)
-            ck.add(f"{u.name}.forward.{name}", ok, msg)
+            ck.add(f"forward.{u.name}.{name}", ok, msg)
         if status != "ok":
             return
         run = UnitRun(u, c, status, outs, grads, ref_outs, ref_grads, [], rtol, dtype)
@@ -133,7 +133,7 @@ class LayerChecker:
         for name, g, rg in zip(u.grads, grads, ref_grads):
             self._group(run, name, g, rg)
         changed = hdr.get("modified") or []
-        ck.add(f"{u.name}.inputs-unchanged", not changed,
+        ck.add(f"behaviour.{u.name}.inputs-unchanged", not changed,
                "the functions left their inputs as they were" if not changed else
                f"{u.forward}/{u.backward} modified {', '.join(changed)} in place; copy before "
                f"modifying")
@@ -148,7 +148,7 @@ class LayerChecker:
                 max_abs_error=float("inf"), max_rel_error=float("inf"), worst_index=[],
                 worst_user=float("nan"), worst_ref=float("nan"), tolerance=0.0,
                 scale=float(np.max(np.abs(rg))) if rg.size else 0.0, n_bad=rg.size, n=rg.size))
-            self.ck.add(f"{gname}", False, f"{u.backward} returned {name} of shape "
+            self.ck.add(f"grad.{gname}", False, f"{u.backward} returned {name} of shape "
                         f"{g.shape}, expected {rg.shape} (the shape of {u.inputs[u.grads.index(name)]})")
             return
         cmp = compare(g, rg, run.rtol)
@@ -160,7 +160,7 @@ class LayerChecker:
             worst_index=list(cmp.worst_index), worst_user=cmp.worst_user, worst_ref=cmp.worst_ref,
             tolerance=cmp.tolerance, scale=cmp.scale, n_bad=cmp.n_bad, n=cmp.n))
         idx = ",".join(map(str, cmp.worst_index))
-        self.ck.add(gname, cmp.passed,
+        self.ck.add(f"grad.{gname}", cmp.passed,
                     f"{name} from {u.backward}: max abs error {cmp.max_abs_error:.2e}, max rel "
                     f"error {cmp.max_rel_error:.2e}; worst [{idx}] yours {cmp.worst_user:.6g} vs "
                     f"reference {cmp.worst_ref:.6g} (tolerance {cmp.tolerance:.1e}); {cmp.n_bad} "
@@ -194,7 +194,7 @@ class LayerChecker:
                               numeric=dc.numeric, error=dc.error, tolerance=dc.tolerance,
                               noise=dc.noise, step=dc.step, rate_verdict=dc.rate_verdict,
                               taylor_rates=[None if np.isnan(x) else x for x in dc.taylor_rates])
-            self.ck.add(f"{u.name}.fd.{name}", dc.passed,
+            self.ck.add(f"fd.{u.name}.{name}", dc.passed,
                         f"{name}: your directional derivative {dc.analytic:.10g}, finite "
                         f"differences of your {u.forward} {dc.numeric:.10g} (|diff| "
                         f"{dc.error:.2e}, tolerance {dc.tolerance:.1e})")
@@ -221,17 +221,27 @@ class LayerChecker:
                     found.setdefault(bid, _diagnosis(bid, gnames, evidence))
                 explained.update(gnames)
         out = list(found.values())
-        for run in self.runs.values():
+        unmatched: dict[str, Diagnosis] = {}
+        for run in order:
             left = [f"{run.unit.name}.{g}" for g in run.failed
                     if f"{run.unit.name}.{g}" not in explained]
-            if left:
-                out.append(self._unmatched(run, left))
+            if not left:
+                continue
+            step = STEP_OF.get(run.unit.name)
+            if step in unmatched:  # the sequence calls a step that is already wrong
+                d = unmatched[step]
+                d.groups += left
+                d.evidence += (f" {run.unit.backward} fails too ({', '.join(left)}); it calls "
+                               f"{BY_NAME[step].backward}, so fix the step first.")
+                continue
+            unmatched[run.unit.name] = self._unmatched(run, left)
+            out.append(unmatched[run.unit.name])
         for c in self.r.checks:
-            if c.status == "fail" and c.name.endswith((".implemented", ".runs")):
-                unit = c.name.rsplit(".", 1)[0]
+            if c.status == "fail" and c.name.startswith(("implemented.", "runs.")):
+                unit = unit_of(c.name)
                 if any(g.startswith(unit + ".") for d in out for g in d.groups):
                     continue
-                if c.name.endswith(".implemented"):
+                if c.name.startswith("implemented."):
                     out.append(Diagnosis(id="layer.not-implemented", confidence=0.99,
                                          groups=[unit], title=f"{unit}: not implemented yet",
                                          evidence=c.message, fix="Finish the function and "
@@ -325,12 +335,29 @@ class LayerChecker:
         parts = []
         for g in groups:
             grp = next(x for x in self.r.groups if x.name == g)
-            parts.append(f"{g}: max abs error {grp.max_abs_error:.3g}")
+            j = u.grads.index(g.split(".", 1)[1])
+            ug, rg = run.grads[j], run.ref_grads[j]
+            fact = (f"{g}: max abs error {grp.max_abs_error:.3g}, worst "
+                    f"[{','.join(map(str, grp.worst_index))}] yours {grp.worst_user:.6g} vs "
+                    f"reference {grp.worst_ref:.6g}")
+            rr = float(np.sum(rg * rg)) if ug.shape == rg.shape else 0.0
+            if rr > 0:
+                a = float(np.sum(ug * rg) / rr)
+                if np.linalg.norm(ug - a * rg) <= 1e-6 * np.linalg.norm(rg):
+                    fact += f" (exactly {a:.6g} x the reference)"
+            parts.append(fact)
         return Diagnosis(id="unmatched", confidence=0.0, groups=groups,
                          title=f"{u.backward}: no known bug matches",
                          evidence="; ".join(parts) + "." + hint,
                          fix=f"Compare {u.backward} line by line with the derivative of "
                              f"{u.forward}; the failing groups above show where to look.")
+
+
+def unit_of(check: str) -> str:
+    """The unit a layer-style check belongs to: grad.rnn_step.dx, fd.lstm.dWh,
+    forward.rnn.h, behaviour.lstm_step.inputs-unchanged, implemented.lstm -> the unit."""
+    parts = check.split(".")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def _candidates(u: Unit) -> list[str]:

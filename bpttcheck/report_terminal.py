@@ -41,9 +41,7 @@ def render(r: Report, verbose: bool = False) -> str:
             out.append(f"  {_label(g):<{width}} {MARK[g.status]} {g.max_abs_error:11.2e} "
                        f"{g.max_rel_error:11.2e} {g.tolerance:9.1e}  "
                        f"{idx:<7} {g.worst_user:>11.5g} vs {g.worst_ref:<11.5g} {fd}")
-    grouped = {g.name for g in r.groups}
-    others = [c for c in r.checks if c.name == "fd.all" or not (
-        c.name.startswith(("grad.", "fd.")) or c.name in grouped or ".fd." in c.name)]
+    others = [c for c in r.checks if c.name == "fd.all" or not c.name.startswith(("grad.", "fd."))]
     bad = [c for c in others if c.status == "fail" or verbose]
     if bad:
         out.append("")

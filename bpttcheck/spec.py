@@ -75,6 +75,9 @@ class Spec(_Strict):
         for k, p in v.items():
             if p < 0:
                 raise ValueError(f"points for {k!r} must not be negative")
+            problem = _unknown_check(k)
+            if problem:
+                raise ValueError(problem)
         return v
 
     def adapter_options(self) -> dict:
@@ -97,6 +100,32 @@ class Spec(_Strict):
         if self.c_globals:
             o["c_globals"] = self.c_globals.model_dump()
         return o
+
+
+# check families (the part of a check's name before the first dot) that can carry points
+FAMILIES = ("forward", "grad", "fd", "behaviour", "probe", "layout", "implemented", "runs")
+
+
+def _unknown_check(key: str) -> str | None:
+    """Why a [points] key names no check, or None. Keys: "default", "<family>.*", or a check's
+    full name; a gradient check's group must be a known parameter or layer-style group."""
+    from bpttcheck.archmeta import META
+    from bpttcheck.layer_api import UNITS
+    if key == "default":
+        return None
+    family, _, rest = key.partition(".")
+    if family not in FAMILIES or not rest:
+        return (f"points key {key!r} names no check: use \"default\", a family such as "
+                f"\"grad.*\" (families: {', '.join(FAMILIES)}) or a check's full name such as "
+                f"\"grad.Whh\"")
+    if family in ("grad", "fd") and rest not in ("*", "all"):
+        groups = {n for m in META.values() for n in m.param_names}
+        groups |= {f"{u.name}.{g}" for u in UNITS for g in u.grads}
+        if rest not in groups:
+            return (f"points key {key!r}: {rest!r} is not a parameter group (RNN: Wxh, Whh, Why, "
+                    f"bh, by; LSTM: Wf, Wi, Wg, Wo, bf, bi, bg, bo, Wy, by; layer style: "
+                    f"rnn_step.dx, lstm.dWh, ...)")
+    return None
 
 
 def load_spec(path: str) -> Spec:

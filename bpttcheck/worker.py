@@ -170,6 +170,13 @@ def serve(w: Worker, rf, wf) -> None:
                         raise UserFailure("interface", f"unknown style {style!r}; known: "
                                           + ", ".join(found))
                     cls = found[style]
+                    if mod is not None and not cls.detect(mod, hdr["path"]):
+                        seen = next((c.name for c in found.values()
+                                     if c.detect(mod, hdr["path"])), None)
+                        raise UserFailure("interface", f"--style {style} (or the spec's style) "
+                                          f"does not fit this file: it has none of that style's "
+                                          f"entry points" + (f"; it looks like the {seen} style, "
+                                          f"so leave --style out" if seen else ""))
                 else:
                     cls = next((c for c in found.values() if c.detect(mod, hdr["path"])), None)
                 if cls is None:
@@ -233,6 +240,11 @@ def serve(w: Worker, rf, wf) -> None:
             else:
                 reply = {"ok": False, "kind": "internal", "message": f"unknown op {op}"}
         except UserFailure as f:
+            mismatch = getattr(w.adapter, "arch_mismatch", None)
+            if mismatch and f.kind == "exception" and op != "load":
+                f.message += (f". Note: the arch was declared as {mismatch[0]!r}, but your "
+                              f"parameter names look like {mismatch[1]!r}: is the declared arch "
+                              f"(--arch or the spec's assignment.arch) right?")
             reply = {"ok": False, "kind": f.kind, "message": f.message, "line": f.line,
                      "traceback": f.tb}
         reply["evaluations"] = w.evaluations

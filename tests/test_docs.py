@@ -45,7 +45,18 @@ def test_run_autograder_survives_a_crash_and_an_empty_submission(tmp_path):
     res, _ = _autograder(tmp_path / "a", {"model.c": ROOT / "reference/bugs/c/segfault.c"})
     assert res["score"] == 0 and "crash" in res["tests"][0]["output"]
     res, _ = _autograder(tmp_path / "b", {})
-    assert res["score"] == 0 and "No .py or .c file" in res["output"]
+    assert res["score"] == 0 and "No .py, .c or .so file" in res["output"]
+
+
+@pytest.mark.skipif(not os.path.exists(BIN), reason="bpttcheck is not installed as a command")
+def test_run_autograder_finds_the_model_among_helpers_and_refuses_to_guess(tmp_path):
+    helper = tmp_path / "a_helpers.py"
+    helper.write_text("def softmax(z):\n    return z\n")
+    res, _ = _autograder(tmp_path / "a", {"a_helpers.py": helper, "rnn.py": REF / "rnn_functional.py"})
+    assert res["tests"] and all(t["status"] == "passed" for t in res["tests"])
+    res, _ = _autograder(tmp_path / "b", {"x.py": REF / "rnn_functional.py",
+                                          "y.py": ZOO / "rnn_dwhy_prev_h.py"})
+    assert res["score"] == 0 and "exactly one" in res["output"]
 
 
 def _run_block(workflow: str, step: str) -> str:

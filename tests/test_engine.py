@@ -293,3 +293,35 @@ def test_an_early_worker_is_used_only_with_the_same_limits(tmp_path):
     with runner.session(str(src), runner.Limits(call_timeout=7.0, load_timeout=7.0)) as w:
         assert w is early
     assert not runner._PRESTARTED
+
+
+def test_a_backward_loop_that_skips_t0_is_localised_to_its_bounds(tmp_module):
+    src = (REF / "rnn_functional.py").read_text()
+    assert "reversed(range(T))" in src
+    r = check(tmp_module(src.replace("reversed(range(T))", "reversed(range(1, T))", 1)), Options())
+    d = r.diagnoses[0]
+    assert d.id == "unmatched" and "t = 0 never reach the gradients" in d.evidence
+    assert "inside a single step" not in d.evidence and "-0.0" not in d.evidence
+
+
+def test_flow_loss_steps_add_up_to_the_reported_loss():
+    r = check(str(REF / "rnn_functional.py"), Options(views=True))
+    assert sum(r.flow.loss_steps) == pytest.approx(r.loss["reference"], rel=1e-12)
+
+
+def test_configuration_mistakes_are_named_as_such(tmp_path):
+    r = check(str(REF / "rnn_karpathy.py"), Options(style="functional"))
+    assert r.error.kind == "interface" and "looks like the karpathy style" in r.error.message
+    r = check(str(REF / "lstm_functional.py"), Options(arch="rnn"))
+    assert r.verdict == "error" and "is the declared arch" in r.error.message
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--json", "{tmp}"], "is a folder"),
+    (["--json", "-", "--html", "-"], "only one report can go to stdout"),
+])
+def test_report_paths_that_cannot_work_are_usage_errors(tmp_path, args, msg):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    p = subprocess.run([sys.executable, "-m", "bpttcheck", "run", str(REF / "rnn_functional.py"),
+                        *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr

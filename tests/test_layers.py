@@ -65,7 +65,7 @@ def test_stubs_are_not_implemented_not_crashes():
     assert r.verdict == "fail" and r.error is None
     assert r.parts == {"rnn": "pass", "lstm": "fail"}
     failing = {c.name for c in r.checks if c.status == "fail"}
-    assert failing == {"lstm_step.implemented", "lstm.implemented"}, failing
+    assert failing == {"implemented.lstm_step", "implemented.lstm"}, failing
     assert [d.id for d in r.diagnoses] == ["layer.not-implemented"] * 2
 
 
@@ -76,7 +76,7 @@ def test_planted_layer_bug_is_named_first(path):
     assert r.verdict == "fail"
     assert r.diagnoses[0].id == expected(path)[0], [(d.id, d.groups) for d in r.diagnoses]
     # it fails in the functions the zoo's label names, and only there
-    units = {c.name.split(".")[0] for c in r.checks if c.status == "fail"}
+    units = {c.name.split(".")[1] for c in r.checks if c.status == "fail"}
     labelled = {f.replace("_backward", "").replace("_forward", "") for f in _functions(path)}
     assert units == labelled, (units, labelled)
 
@@ -115,3 +115,15 @@ def test_planted_bugs_are_caught_for_every_seed(seed, bug):
 @given(seed=st.integers(0, 10**6))
 def test_correct_layers_pass_for_every_seed(seed):
     assert check(str(LAYERS / "rnn_layers.py"), Options(seed=seed)).verdict == "pass"
+
+
+def test_an_unknown_step_bug_is_reported_once_with_the_sequence_it_breaks(tmp_path):
+    src = (LAYERS / "rnn_layers.py").read_text()
+    bad = src.replace("dz = dnext_h * (1.0 - next_h ** 2)", "dz = dnext_h * (1.0 - prev_h ** 2)")
+    assert bad != src
+    p = tmp_path / "rnn_layers.py"
+    p.write_text(bad)
+    r = check(str(p), Options())
+    assert [d.id for d in r.diagnoses] == ["unmatched"]
+    d = r.diagnoses[0]
+    assert "rnn_step.dx" in d.groups and "rnn.dWh" in d.groups and "fix the step first" in d.evidence

@@ -84,7 +84,9 @@ def test_gradescope_results_follow_the_spec():
         assert set(t) >= {"name", "score", "max_score", "status", "visibility", "output"}
         assert t["status"] in ("passed", "failed") and 0 <= t["score"] <= t["max_score"]
         assert t["output_format"] == "md"
-        assert t["max_score"] == (2 if t["name"].startswith("grad.") else 0.5)
+        per_group_fd = t["name"].startswith("fd.") and t["name"] != "fd.all"
+        assert t["max_score"] == (0 if per_group_fd else 2 if t["name"].startswith("grad.")
+                                  else 0.5)
     assert out["score"] == pytest.approx(sum(t["score"] for t in out["tests"]))
     assert any(t["status"] == "failed" and t["name"] == "grad.Why" for t in out["tests"])
     assert "rnn.dwhy-uses-prev-h" in out["output"]
@@ -174,3 +176,12 @@ def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     p = subprocess.run([sys.executable, "-m", "bpttcheck", "grade", str(klass), "--out",
                         str(klass)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "must not be the submissions folder" in p.stderr
+
+
+def test_a_buggy_and_a_correct_submission_have_the_same_maximum(tmp_module):
+    points = {"grad.*": 2, "default": 1}
+    good = check(str(REF / "rnn_karpathy.py"), Options())
+    bad = check(str(ZOO / "rnn_dwhh_current_h_karpathy.py"), Options())
+    assert good.verdict == "pass" and bad.verdict == "fail"
+    (sg, mg), (sb, mb) = report_gradescope.score(good, points), report_gradescope.score(bad, points)
+    assert mg == mb and sg == mg and sb < mb

@@ -67,6 +67,7 @@ class PythonAdapter:
         self.options = options
         self.notes: list[dict] = []
         self.grad_dtype = "float64"
+        self.arch_mismatch: tuple[str, str] | None = None  # (declared, what the names suggest)
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

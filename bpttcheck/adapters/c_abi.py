@@ -45,7 +45,11 @@ class CAbiAdapter:
                 "the library defines none of the functions of bpttcheck.h "
                 "(bptt_rnn_loss_and_grads, bptt_lstm_loss_and_grads, bptt_gru_loss_and_grads, "
                 "or their _f64 variants)" + (f" for arch {want}" if want else "")
-                + "; check the spelling and that they are not `static`")
+                + "; check the spelling and that they are not `static`"
+                + (". It does define forward and backward: if your C keeps the model in global "
+                   "arrays (the globals style), describe them in a spec's [c_globals] table "
+                   "and run with --spec (README, 'C (globals)')"
+                   if hasattr(self.lib, "forward") and hasattr(self.lib, "backward") else ""))
         if options.get("dtype") == "float64":
             found.sort(key=lambda f: f[1] != np.float64)
         self.arch_name, self.dt, sym = found[0]

@@ -28,7 +28,10 @@ class FunctionalAdapter(PythonAdapter):
     def __init__(self, module, path, options):
         super().__init__(module, path, options)
         strings = module_strings(module)
-        self.arch_name = options.get("arch") or guess_arch(strings) or "rnn"
+        guessed = guess_arch(strings)
+        self.arch_name = options.get("arch") or guessed or "rnn"
+        if guessed and guessed != self.arch_name:
+            self.arch_mismatch = (self.arch_name, guessed)
         self.arch = meta(self.arch_name)
         names: dict[str, str] = {}
         for s in sorted(strings):

@@ -28,8 +28,11 @@ class KarpathyAdapter(PythonAdapter):
         self.fn = module.lossFun
         arrays = {k: v for k, v in vars(module).items()
                   if isinstance(v, np.ndarray) and v.ndim in (1, 2) and not k.startswith("_")}
-        self.arch_name = options.get("arch") or guess_arch(arrays) or (
+        guessed = guess_arch(arrays)
+        self.arch_name = options.get("arch") or guessed or (
             "lstm" if n_positional(self.fn) == 4 else "rnn")
+        if guessed and guessed != self.arch_name:
+            self.arch_mismatch = (self.arch_name, guessed)
         self.arch = meta(self.arch_name)
         self.globals: dict[str, str] = dict(options.get("names", {}))  # canonical -> global
         for k in arrays:
