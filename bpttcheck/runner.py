@@ -291,8 +291,9 @@ def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int |
     the prestart) and the --timeout / --memory-mb flags, which win."""
     lim = Limits()
     if spec_limits is not None:
-        t, m = spec_limits.get("timeout", 20.0), spec_limits.get("memory_mb", 4096)
-        lim.call_timeout = lim.load_timeout = float(t)
+        t, m = spec_limits.get("timeout"), spec_limits.get("memory_mb", 4096)
+        if t is not None:
+            lim.call_timeout = lim.load_timeout = float(t)
         lim.memory_mb = int(m)
     if timeout is not None:
         lim.call_timeout = lim.load_timeout = timeout
@@ -417,15 +418,21 @@ class WorkerSession:
         grads = [arrs[f"G{i}"] for i in range(len(arrs)) if f"G{i}" in arrs]
         return hdr, outs, grads
 
+    def _batch_timeout(self, n: int) -> float:
+        """A batch of n calls may take one slow call plus ample time for the rest (20x the
+        fastest call seen, each), but never more than two call timeouts in all: a hang
+        anywhere in a batch ends about as fast as a hang in a single call."""
+        each = max(20 * self.call_seconds, 0.05)
+        return self.limits.call_timeout + min(n * each, self.limits.call_timeout)
+
     def layer_project(self, unit: str, args: list, ups: list, dirs: list[list], offsets):
         arrays = {f"A{i}": a for i, a in enumerate(args)}
         arrays.update({f"U{i}": a for i, a in enumerate(ups)})
         for j, d in enumerate(dirs):
             arrays.update({f"D{j}_{i}": a for i, a in enumerate(d)})
-        each = min(self.limits.call_timeout, max(20 * self.call_seconds, 0.05))
         _, arrs = self.request({"op": "layer_project", "unit": unit, "ndirs": len(dirs),
                                 "offsets": [list(o) for o in offsets]}, arrays,
-                               self.limits.call_timeout + len(offsets) * each)
+                               self._batch_timeout(len(offsets)))
         return arrs["values"]
 
     def _case_arrays(self, case, params=None) -> dict:
@@ -465,9 +472,7 @@ class WorkerSession:
             arrays.update(protocol.pack_params(f"D{j}", d))
         # a batch may take as long as one slow call plus ample time for the rest: a hang in
         # any call still ends within about one call_timeout, not n of them
-        n = len(offsets) + len(entries)
-        each = min(self.limits.call_timeout, max(20 * self.call_seconds, 0.05))
-        timeout = self.limits.call_timeout + n * each
+        timeout = self._batch_timeout(len(offsets) + len(entries))
         _, arrs = self.request({"op": "losses", "offsets": [list(o) for o in offsets],
                                 "entries": [list(e) for e in entries],
                                 **self._case_header(case, layout)}, arrays, timeout)
@@ -502,13 +507,16 @@ class WorkerSession:
     def _timed_out(self, op: str, timeout: float):
         self.kill()
         line = self._user_line(self.tb_path)
-        what = "importing your module" if op == "load" else "one call of your code"
+        what = {"load": "importing your module", "call": "one call of your code",
+                "layer_run": "one call of your code"}.get(
+            op, f"a batch of calls of your code (finite differences; {self.limits.call_timeout:g} s "
+                f"a call)")
         hint = (" If that is a training loop, put it under `if __name__ == \"__main__\":` "
                 "(bpttcheck skips top-level `while` loops and `for` loops that call your loss "
                 "function, but not other long-running code)." if op == "load" else
                 " Look for a loop whose condition never changes; raise the limit with "
                 "--timeout if the code is just slow.")
-        raise UserCodeError("timeout", f"{what} did not finish within {timeout:g} s"
+        raise UserCodeError("timeout", f"{what} did not finish within {timeout:.1f} s"
                             + (f"; it was running {line}" if line else "") + "." + hint,
                             line, self._output())
 

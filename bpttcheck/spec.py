@@ -31,7 +31,7 @@ class LayoutSpec(_Strict):
 
 
 class Limits(_Strict):
-    timeout: float = Field(20.0, gt=0, le=3600)
+    timeout: Optional[float] = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
     memory_mb: int = Field(4096, ge=64)
 
 

@@ -325,3 +325,16 @@ def test_report_paths_that_cannot_work_are_usage_errors(tmp_path, args, msg):
     p = subprocess.run([sys.executable, "-m", "bpttcheck", "run", str(REF / "rnn_functional.py"),
                         *args], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_hang_inside_a_batch_of_calls_ends_within_two_call_timeouts(tmp_module):
+    import time
+    src = (REF / "rnn_functional.py").read_text().replace(
+        "def loss_and_grads(params, inputs, targets, state):",
+        "N = [0]\n\n\ndef loss_and_grads(params, inputs, targets, state):\n    N[0] += 1\n"
+        "    while N[0] > 4:\n        pass", 1)
+    t = time.perf_counter()
+    r = check(tmp_module(src), Options(limits=Limits(call_timeout=1.5, load_timeout=5)))
+    assert r.error.kind == "timeout" and "a batch of calls" in r.error.message
+    assert "while N[0] > 4" in r.error.line
+    assert time.perf_counter() - t < 2 * 1.5 + 4
