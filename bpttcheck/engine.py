@@ -326,10 +326,11 @@ class Checker:
         self.comparisons: dict[str, Comparison] = {}
         for k in self.arch.param_names:
             u, ref = o.grads[k], o.ref.grads[k]
-            cmp = compare(u, ref, rtol)
+            mag = np.abs(o.ref.contrib[k]).sum(axis=0)  # per-step terms: cancellation's size
+            cmp = compare(u, ref, rtol, magnitude=mag)
             clipped = None
             if not cmp.passed and clip is not None:
-                c2 = compare(u, np.clip(ref, -clip, clip), rtol)
+                c2 = compare(u, np.clip(ref, -clip, clip), rtol, magnitude=mag)
                 if c2.passed:
                     cmp, clipped = c2, clip
             self.comparisons[k] = cmp

@@ -47,21 +47,25 @@ class Comparison:
         return self.finite and self.n_bad == 0
 
 
-def compare(user: np.ndarray, ref: np.ndarray, rtol: float, floor: float = 0.0) -> Comparison:
+def compare(user: np.ndarray, ref: np.ndarray, rtol: float, floor: float = 0.0,
+            magnitude: np.ndarray | None = None) -> Comparison:
     """Compare entry by entry: |u - r| <= rtol * (|r| + scale), scale = max|r| over the array.
 
     The scale term keeps an entry whose true value is near zero (cancellation) from demanding
     more relative accuracy than its neighbours carry. Where both values are zero the error is
     exactly zero (no 0/0). ``floor`` is an absolute bound for arrays whose reference is all zero.
+    ``magnitude``, if given, is the size of the terms each entry sums (e.g. sum over time steps
+    of |contribution|): a sum of large terms that cancel carries their round-off, not its own.
     """
     u = np.asarray(user, dtype=np.float64)
     r = np.asarray(ref, dtype=np.float64)
     finite = bool(np.all(np.isfinite(u)))
-    scale = float(np.max(np.abs(r))) if r.size else 0.0
+    size = np.abs(r) if magnitude is None else np.maximum(np.abs(r), np.abs(magnitude))
+    scale = float(np.max(size)) if r.size else 0.0
     with np.errstate(all="ignore"):
         err = np.abs(u - r)
         err = np.where(np.isfinite(err), err, np.inf)
-        bound = rtol * (np.abs(r) + scale) + floor
+        bound = rtol * (size + scale) + floor
         big = np.maximum(np.abs(u), np.abs(r))
         rel = np.where(big > 0, err / np.where(big > 0, big, 1.0), 0.0)
         rel = np.where(np.isnan(rel), np.inf, rel)
@@ -77,7 +81,7 @@ def compare(user: np.ndarray, ref: np.ndarray, rtol: float, floor: float = 0.0) 
         worst_index=tuple(int(i) for i in worst),
         worst_user=float(u[worst]),
         worst_ref=float(r[worst]),
-        tolerance=float(rtol * (abs(r[worst]) + scale) + floor),
+        tolerance=float(rtol * (size[worst] + scale) + floor),
         scale=scale,
         n_bad=int(np.sum(err > bound)),
         n=int(u.size),
