@@ -32,8 +32,6 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
-    from bpttcheck.prestart import prestart_for
-    prestart_for(path, spec, sanitize, timeout, memory_mb)  # no-op if `bpttcheck` already did
     from bpttcheck import engine, report_json, report_terminal
     from bpttcheck.output import write_atomic
     from bpttcheck.settings import settings

@@ -302,25 +302,29 @@ def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int |
     return lim
 
 
-_PRESTARTED: dict = {}  # (path, limits) -> a WorkerSession started before it was asked for
+_PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
+
+
+def _key(path: str, limits: Limits) -> tuple[str, str]:
+    return os.path.abspath(path), repr(limits)
 
 
 def prestart(path: str, limits: Limits) -> None:
     """Start the worker for ``path`` now; session() hands it out if asked with equal limits.
     A worker that is never asked for is killed at exit."""
     import atexit
-    if (os.path.abspath(path), repr(limits)) in _PRESTARTED:
+    if _key(path, limits) in _PRESTARTED:
         return
     try:
         w = WorkerSession(path, limits)
     except OSError:
         return  # the ordinary start will say what is wrong
-    _PRESTARTED[(os.path.abspath(path), repr(limits))] = w
+    _PRESTARTED[_key(path, limits)] = w
     atexit.register(w.close)
 
 
 def session(path: str, limits: Limits) -> "WorkerSession":
-    w = _PRESTARTED.pop((os.path.abspath(path), repr(limits)), None)
+    w = _PRESTARTED.pop(_key(path, limits), None)
     return w if w is not None else WorkerSession(path, limits)
 
 
@@ -410,13 +414,18 @@ class WorkerSession:
         """Layer style: forward then backward of one unit; (header, outputs, grads)."""
         arrays = {f"A{i}": a for i, a in enumerate(args)}
         arrays.update({f"U{i}": a for i, a in enumerate(ups)})
-        t = time.perf_counter()
-        hdr, arrs = self.request({"op": "layer_run", "unit": unit}, arrays,
-                                 self.limits.call_timeout)
-        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        hdr, arrs = self._one_call({"op": "layer_run", "unit": unit}, arrays)
         outs = [arrs[f"O{i}"] for i in range(len(arrs)) if f"O{i}" in arrs]
         grads = [arrs[f"G{i}"] for i in range(len(arrs)) if f"G{i}" in arrs]
         return hdr, outs, grads
+
+    def _one_call(self, header: dict, arrays: dict):
+        """A request for one call of the user's code, timed: the fastest round trip seen sets
+        how long a batch of calls may take (_batch_timeout)."""
+        t = time.perf_counter()
+        got = self.request(header, arrays, self.limits.call_timeout)
+        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        return got
 
     def _batch_timeout(self, n: int) -> float:
         """A batch of n calls may take one slow call plus ample time for the rest (20x the
@@ -453,10 +462,8 @@ class WorkerSession:
 
     def call(self, case, layout):
         """(loss, grads, last_state, info) of the user's code on ``case``."""
-        t = time.perf_counter()
-        hdr, arrs = self.request({"op": "call", **self._case_header(case, layout)},
-                                 self._case_arrays(case), self.limits.call_timeout)
-        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        hdr, arrs = self._one_call({"op": "call", **self._case_header(case, layout)},
+                                   self._case_arrays(case))
         from bpttcheck import protocol
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))

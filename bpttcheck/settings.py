@@ -44,7 +44,8 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
 
     if arch is not None and arch not in ("rnn", "lstm", "gru"):
         raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
-    opts, s = Options(), Settings(Options())
+    s = Settings(Options())
+    opts = s.opts
     spec_limits = None
     if spec:
         from bpttcheck.spec import load_spec
@@ -76,5 +77,4 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
     if memory_mb is not None and memory_mb < 64:
         raise UsageError(f"--memory-mb must be at least 64, not {memory_mb}")
     opts.limits = limits_for(spec_limits, timeout, memory_mb)
-    s.opts = opts
     return s

@@ -25,7 +25,7 @@ def axes(name: str, shape: tuple[int, ...], d: Dims) -> tuple[str, str, list[str
     if cols == d.H + d.X:
         return row_axis, "[h; x]: hidden unit, then input token", row_labels, hid + [
             f"x{j}" for j in range(d.X)]
-    if cols == d.X and name in ("Wxh",):
+    if cols == d.X and name == "Wxh":
         return row_axis, "input token", row_labels, [f"x{j}" for j in range(d.X)]
     return row_axis, "hidden unit (previous step)" if name == "Whh" else "hidden unit", \
         row_labels, hid
