@@ -32,7 +32,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
-    from bpttcheck import engine, report_json, report_terminal
+    from bpttcheck import report_json, report_terminal
+    from bpttcheck.check import engine
     from bpttcheck.output import write_atomic
     from bpttcheck.settings import settings
 
@@ -128,7 +129,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def include() -> None:
     """Print the compiler flag that finds bpttcheck.h (cc $(bpttcheck include) -shared ...)."""
-    from bpttcheck.compile import include_dir
+    from bpttcheck.sandbox.compile import include_dir
     typer.echo(f"-I{include_dir()}")
 
 

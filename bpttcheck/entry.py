@@ -51,7 +51,7 @@ def _peek(argv: list[str]) -> dict | None:
 def main() -> None:
     seen = _peek(sys.argv[1:])
     if seen is not None:
-        from bpttcheck.prestart import prestart_for
+        from bpttcheck.sandbox.prestart import prestart_for
         prestart_for(seen["path"], seen["spec"], seen["sanitize"], seen["timeout"],
                      seen["memory_mb"])
     from bpttcheck.cli import main as cli_main

@@ -122,7 +122,8 @@ def _safe(name: str) -> str:
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     """Check one submission and write its reports (runs in a pool process)."""
-    from bpttcheck import engine, report_gradescope, report_json
+    from bpttcheck import report_gradescope, report_json
+    from bpttcheck.check import engine
     from bpttcheck.result import ErrorInfo, Report
 
     t0 = time.perf_counter()

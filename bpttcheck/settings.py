@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from bpttcheck.engine import Options
+from bpttcheck.check.engine import Options
 from bpttcheck.errors import SpecError, UsageError
 
 
@@ -39,8 +39,8 @@ def _hide_environment() -> None:
 def settings(spec: str | None = None, arch: str | None = None, style: str | None = None,
              seed: int | None = None, timeout: float | None = None,
              memory_mb: int | None = None, sanitize: bool = False) -> Settings:
-    from bpttcheck.case import Dims
-    from bpttcheck.runner import limits_for
+    from bpttcheck.check.cases import Dims
+    from bpttcheck.sandbox.limits import limits_for
 
     if arch is not None and arch not in ("rnn", "lstm", "gru"):
         raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")

@@ -46,7 +46,7 @@ def volatile(d: dict) -> dict:
 
 def build(name: str) -> tuple[str, str]:
     from bpttcheck import report_html, report_json
-    from bpttcheck.engine import Options, check
+    from bpttcheck.check.engine import Options, check
     from bpttcheck.result import Report
 
     src, _ = EXAMPLES[name]

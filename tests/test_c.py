@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from bpttcheck.engine import Options, check
+from bpttcheck.check.engine import Options, check
 from bpttcheck.oracle.common import Dims
-from bpttcheck.runner import Limits
+from bpttcheck.sandbox.limits import Limits
 
 from conftest import ROOT, expected
 from test_zoo import labelled_groups
@@ -56,7 +56,7 @@ def test_hostile_c_ends_in_a_named_error(path):
 
 
 def test_prebuilt_so_is_loaded_as_given(tmp_path):
-    from bpttcheck.compile import compile_c
+    from bpttcheck.sandbox.compile import compile_c
     so = tmp_path / "model.so"
     shutil.copy(compile_c(str(C_REF / "gru.c")), so)
     r = check(str(so), Options())
@@ -64,7 +64,7 @@ def test_prebuilt_so_is_loaded_as_given(tmp_path):
 
 
 def test_sanitize_names_the_out_of_bounds_line():
-    from bpttcheck.compile import sanitizer_runtime
+    from bpttcheck.sandbox.compile import sanitizer_runtime
     if sanitizer_runtime() is None:
         pytest.skip("no AddressSanitizer runtime")
     path = C_ZOO / "oob_last_step.c"

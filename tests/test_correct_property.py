@@ -3,7 +3,7 @@ in reference/, each a different style, layout or architecture), probe seeds and 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bpttcheck.engine import Options, check
+from bpttcheck.check.engine import Options, check
 from bpttcheck.oracle.common import Dims
 
 from conftest import correct_files

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bpttcheck.engine import Options, check
-from bpttcheck.runner import Limits
+from bpttcheck.check.engine import Options, check
+from bpttcheck.sandbox.limits import Limits
 
 from conftest import REF, ZOO, correct_files
 
@@ -285,12 +285,12 @@ def test_the_entry_point_reads_what_the_early_worker_needs(argv, want):
 
 
 def test_an_early_worker_is_used_only_with_the_same_limits(tmp_path):
-    from bpttcheck import runner
+    from bpttcheck.sandbox import session as runner
     src = REF / "rnn_functional.py"
-    runner.prestart(str(src), runner.Limits(call_timeout=7.0, load_timeout=7.0))
-    assert runner.session(str(src), runner.Limits()) is not None  # other limits: a new worker
-    early = runner._PRESTARTED[(str(src), repr(runner.Limits(call_timeout=7.0, load_timeout=7.0)))]
-    with runner.session(str(src), runner.Limits(call_timeout=7.0, load_timeout=7.0)) as w:
+    runner.prestart(str(src), Limits(call_timeout=7.0, load_timeout=7.0))
+    assert runner.session(str(src), Limits()) is not None  # other limits: a new worker
+    early = runner._PRESTARTED[(str(src), repr(Limits(call_timeout=7.0, load_timeout=7.0)))]
+    with runner.session(str(src), Limits(call_timeout=7.0, load_timeout=7.0)) as w:
         assert w is early
     assert not runner._PRESTARTED
 

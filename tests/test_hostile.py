@@ -24,9 +24,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 import bpttcheck
-from bpttcheck.engine import Options, check
+from bpttcheck.check.engine import Options, check
 from bpttcheck.errors import SpecError
-from bpttcheck.runner import Limits, WorkerSession, _cpu_seconds, _limits
+from bpttcheck.sandbox.limits import Limits, cpu_seconds, preexec
+from bpttcheck.sandbox.session import WorkerSession
 from bpttcheck.spec import load_spec
 
 slow = pytest.mark.slow
@@ -107,10 +108,10 @@ def _cli(*args, env=None):
 # ---------------------------------------------------------------- limits and the process tree
 
 def test_cpu_limit_is_derived_from_the_timeouts_and_kills_a_busy_loop():
-    assert _cpu_seconds(Limits(call_timeout=10, load_timeout=20)) >= 20 + 50 * 10
+    assert cpu_seconds(Limits(call_timeout=10, load_timeout=20)) >= 20 + 50 * 10
     t = time.time()
     p = subprocess.run([sys.executable, "-c", "while True: pass"],
-                       preexec_fn=_limits(Limits(call_timeout=0.01, load_timeout=0.0)),
+                       preexec_fn=preexec(Limits(call_timeout=0.01, load_timeout=0.0)),
                        timeout=30, check=False)
     assert p.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
     assert time.time() - t < 10
@@ -134,7 +135,7 @@ json.dump({{"sid": os.getsid(0), "pgid": os.getpgid(0), "pid": os.getpid(),
     assert r.verdict == "pass", r.error
     got = json.loads(out.read_text())
     assert got["sid"] == got["pgid"] == got["pid"]  # session and group leader: killed as one
-    assert got["cpu"][0] == _cpu_seconds(SHORT)
+    assert got["cpu"][0] == cpu_seconds(SHORT)
     assert got["nofile"][0] <= 256
     assert got["as"][0] == SHORT.memory_mb << 20
     assert got["core"] == [0, 0] and got["fsize"][0] == 256 << 20
@@ -391,14 +392,14 @@ RETURNED = st.one_of(VALUE, st.tuples(VALUE, VALUE, VALUE).map(lambda t: "(" + "
 
 @slow
 def test_fuzzed_return_values_end_in_interface_errors_in_one_worker(tmp_path):
-    from bpttcheck.case import make_case
+    from bpttcheck.check.cases import make_case
     from bpttcheck.errors import UserCodeError
     from bpttcheck.layout import Layout
     from bpttcheck.plugins import architectures
     expr = tmp_path / "expr.txt"
     src = tmp_path / "model.py"
     src.write_text(model(ret=f"eval(open({str(expr)!r}).read())"))
-    case = make_case(architectures()["rnn"], bpttcheck.case.DEFAULT_DIMS, 0)
+    case = make_case(architectures()["rnn"], bpttcheck.check.cases.DEFAULT_DIMS, 0)
     with WorkerSession(str(src), SHORT) as w:
         w.load("functional", {"arch": "rnn", "column_vectors": False})
         layout = Layout()
@@ -510,10 +511,11 @@ REFERENCE_ATTEMPTS = {
     "package_attribute": ("import bpttcheck.errors\ntry:\n    bpttcheck.oracle.rnn.run\nexcept Exception:\n    pass",
                           "pre", "bpttcheck.oracle"),
     "plugins": ("from bpttcheck.plugins import architectures", "head", "bpttcheck.plugins"),
-    "diagnose": ("import bpttcheck.diagnose", "head", "bpttcheck.diagnose"),
-    "engine": ("from bpttcheck import engine", "head", "bpttcheck.engine"),
+    "diagnose": ("import bpttcheck.check.diagnose", "head", "bpttcheck.check.diagnose"),
+    "engine": ("import bpttcheck.check.engine", "head", "bpttcheck.check"),
+    "check_room": ("from bpttcheck import check", "head", "bpttcheck.check"),
     "open_source": (f"open({str(PKG / 'oracle' / 'rnn.py')!r}).read()", "pre", "oracle"),
-    "open_catalogue": (f"open({str(PKG / 'catalogue.py')!r}, 'rb').read()", "head", "catalogue.py"),
+    "open_catalogue": (f"open({str(PKG / 'check' / 'catalogue.py')!r}, 'rb').read()", "head", "catalogue.py"),
     "os_open": (f"import os\nos.open({str(PKG / 'oracle' / 'lstm.py')!r}, os.O_RDONLY)", "head", "lstm.py"),
     "symlink": (f"import os\nos.symlink({str(PKG / 'oracle')!r}, 'o')\nopen('o/rnn.py').read()", "head", "o/rnn.py"),
     "linecache": (f"import linecache\nlinecache.getlines({str(PKG / 'oracle' / 'gru.py')!r})", "head", "gru.py"),
@@ -568,7 +570,7 @@ def test_the_reference_is_not_even_loaded_in_the_worker(tmp_path, tmp_module):
     pre = f"import sys, json\njson.dump(sorted(sys.modules), open({str(out)!r}, 'w'))"
     run(tmp_module(model(pre=pre)))
     loaded = json.loads(out.read_text())
-    assert not [m for m in loaded if m.startswith(("bpttcheck.oracle.", "bpttcheck.diagnose"))]
+    assert not [m for m in loaded if m.startswith(("bpttcheck.oracle.", "bpttcheck.check.diagnose"))]
 
 
 @slow
@@ -671,8 +673,9 @@ libc = ctypes.CDLL(None)
 fd = libc.open(f"/proc/{{os.getppid()}}/environ".encode(), 0)
 open({str(out)!r}, "w").write(str(fd))
 '''))
-    script = (f"import os; from bpttcheck import runner, settings, engine\n"
-              f"runner._libc_cache[:] = [None]\n"  # no namespaces: the fallback
+    script = (f"import os; from bpttcheck import settings\n"
+              f"from bpttcheck.check import engine\nfrom bpttcheck.sandbox import limits\n"
+              f"limits._libc_cache[:] = [None]\n"  # no namespaces: the fallback
               f"settings.settings(); engine.check({str(path)!r})\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120,
                    env={**os.environ, "BPTTCHECK_SECRET": "hidden"})

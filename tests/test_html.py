@@ -33,7 +33,7 @@ FAIL_ID = "lstm.dc-next-missing-forget"
 
 def engine_options():
     """Options that also fill heatmaps and the user's gradient flow where the engine can."""
-    from bpttcheck.engine import Options
+    from bpttcheck.check.engine import Options
 
     names = {f.name for f in dataclasses.fields(Options)}
     return Options(views=True) if "views" in names else Options()
@@ -41,21 +41,21 @@ def engine_options():
 
 @pytest.fixture(scope="module")
 def pass_report():
-    from bpttcheck.engine import check
+    from bpttcheck.check.engine import check
 
     return check(str(PASS_FILE), engine_options())
 
 
 @pytest.fixture(scope="module")
 def fail_report():
-    from bpttcheck.engine import check
+    from bpttcheck.check.engine import check
 
     return check(str(FAIL_FILE), engine_options())
 
 
 @pytest.fixture(scope="module")
 def error_report(tmp_path_factory):
-    from bpttcheck.engine import check
+    from bpttcheck.check.engine import check
 
     d = tmp_path_factory.mktemp("evil")
     p = d / "crash.py"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bpttcheck.engine import Options, check
-from bpttcheck.layers_check import make_case, reference
+from bpttcheck.check.engine import Options, check
+from bpttcheck.check.layers import make_case, reference
 from bpttcheck.layer_api import UNITS
-from bpttcheck.numerics import directional_check, fd_offsets
+from bpttcheck.check.numerics import directional_check, fd_offsets
 from conftest import ROOT, expected
 
 LAYERS = ROOT / "reference" / "layers"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bpttcheck.case import make_case
+from bpttcheck.check.cases import make_case
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout, gate_order
 from bpttcheck.oracle import lstm, rnn

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bpttcheck.numerics import compare, directional_check, fd_offsets, oracle_rtol
+from bpttcheck.check.numerics import compare, directional_check, fd_offsets, oracle_rtol
 
 
 def test_both_zero_entries_are_exact_not_nan():

@@ -3,7 +3,7 @@ with high-accuracy finite differences for every shape, seed and sequence length.
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from bpttcheck.case import make_case
+from bpttcheck.check.cases import make_case
 from bpttcheck.oracle import gru, lstm, rnn
 from bpttcheck.oracle.common import Dims
 
@@ -71,7 +71,7 @@ def test_mean_reduction_scales_loss_and_gradients():
 
 
 def test_each_mutant_changes_something():
-    from bpttcheck import catalogue
+    from bpttcheck.check import catalogue
     for mod in (rnn, lstm, gru):
         case = make_case(mod.ARCH, Dims(6, 5, 4, 3), 1)
         ref = mod.run(case.params, case.xs, case.ys, case.state)

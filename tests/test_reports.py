@@ -12,9 +12,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from bpttcheck import report_gradescope, report_junit
-from bpttcheck.engine import Options, check
+from bpttcheck.check.engine import Options, check
 from bpttcheck.grade import grade
-from bpttcheck.runner import Limits
+from bpttcheck.sandbox.limits import Limits
 from bpttcheck.settings import settings
 from conftest import REF, ROOT, ZOO
 
@@ -146,7 +146,7 @@ def test_grade_a_folder_of_a_thousand_files(tmp_path):
     """A class folder with 1,000 files: 40 submissions (stubs and a syntax error, which end
     fast) among 960 data files. One row per submission, and each worker gets at most
     DATA_FILES of the data files, not the whole folder."""
-    from bpttcheck.runner import DATA_FILES
+    from bpttcheck.sandbox.staging import DATA_FILES
     k = tmp_path / "big"
     k.mkdir()
     for i in range(960):

@@ -3,7 +3,7 @@ named first; the zoo's correct twins pass (test_engine.py)."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bpttcheck.engine import Options, check
+from bpttcheck.check.engine import Options, check
 
 from conftest import bug_files, expected
 

@@ -1,4 +1,4 @@
-"""Starting the worker early (see entry.py): only the standard library and runner.py, which
+"""Starting the worker early (see entry.py): only the standard library and the sandbox modules, which
 imports nothing heavy, are used here."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
         return
     if (timeout is not None and not timeout > 0) or (memory_mb is not None and memory_mb < 64):
         return
-    from bpttcheck.runner import limits_for, prestart
+    from bpttcheck.sandbox.limits import limits_for
+    from bpttcheck.sandbox.session import prestart
     raw = None
     if spec:
         try:

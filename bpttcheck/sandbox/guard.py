@@ -10,7 +10,7 @@ and the checker turns it into the error kind ``forbidden``.
 
 This is a tripwire on the obvious routes, not a sandbox: code that calls libc through ctypes,
 or digs through ``sys.modules``, ``gc`` or frame objects, gets past any in-process hook. The
-process limits, the network namespace and the process-tree kill in runner.py are the walls
+process limits, the network namespace and the process-tree kill in sandbox/ (limits.py, proctree.py) are the walls
 that hold without the user's cooperation."""
 from __future__ import annotations
 
@@ -25,27 +25,23 @@ import sys
 import sysconfig
 from types import ModuleType
 
-_PKG = os.path.dirname(os.path.realpath(__file__))
+_PKG = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the bpttcheck package
 
 # module -> what it is, as the message names it. Importing any of these (or a submodule) from
-# user code is refused. plugins and adapters hand out the reference through architectures();
-# guard and worker would let code switch the guard off.
+# user code is refused: the checking room and the reference whole, the registry that hands out
+# the reference (plugins, the adapters that hold it), and the two sandbox modules that would let
+# code switch the guard off.
 FORBIDDEN_MODULES = {
     "bpttcheck.oracle": "bpttcheck's reference",
-    "bpttcheck.diagnose": "bpttcheck's diagnosis code",
-    "bpttcheck.catalogue": "bpttcheck's bug catalogue",
-    "bpttcheck.engine": "bpttcheck's checker",
-    "bpttcheck.views": "bpttcheck's checker",
-    "bpttcheck.layers_check": "bpttcheck's checker",
+    "bpttcheck.check": "bpttcheck's checking and diagnosis code",
     "bpttcheck.plugins": "the registry that hands out bpttcheck's reference",
     "bpttcheck.adapters": "bpttcheck's adapters (they hold the reference)",
-    "bpttcheck.guard": "the guard that runs around your code",
-    "bpttcheck.worker": "the process that runs your code",
+    "bpttcheck.sandbox.guard": "the guard that runs around your code",
+    "bpttcheck.sandbox.worker": "the process that runs your code",
 }
-# files (and their compiled .pyc) that are the reference or the diagnosis: never opened by user
-# code, whatever the route (open, os.open, a loader, linecache, a symlink or a hard link)
-SECRET_FILES = ("diagnose", "catalogue", "engine", "views", "layers_check")
-SECRET_DIRS = (os.path.join(_PKG, "oracle"),)
+# folders whose files (sources and compiled .pyc) are the reference or the checker: never opened
+# by user code, whatever the route (open, os.open, a loader, linecache, a symlink or a hard link)
+SECRET_DIRS = tuple(os.path.join(_PKG, d) for d in ("oracle", "check"))
 
 PROCESS_EVENTS = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
                   "subprocess.Popen", "pty.spawn", "os.startfile"}
@@ -73,22 +69,15 @@ def forbidden_module(name: str) -> str | None:
 
 
 def _is_secret(path: str) -> bool:
-    """A real path that is the reference or the diagnosis: the oracle folder, or one of
-    SECRET_FILES as source or compiled (also a .pyc written after the guard was armed)."""
-    if any(path == d or path.startswith(d + os.sep) for d in SECRET_DIRS):
-        return True
-    folder, name = os.path.split(path)
-    stem = name.split(".", 1)[0]
-    if stem not in SECRET_FILES:
-        return False
-    return (folder == _PKG and name == stem + ".py") or folder == os.path.join(_PKG, "__pycache__")
+    """A real path inside one of SECRET_DIRS (a .pyc written there after the guard was armed
+    included)."""
+    return any(path == d or path.startswith(d + os.sep) for d in SECRET_DIRS)
 
 
 def _secret_inodes() -> set[tuple[int, int]]:
     """(device, inode) of every secret file: a hard link has another path but the same."""
     paths = [os.path.join(root, n) for d in SECRET_DIRS for root, _, names in os.walk(d)
              for n in names]
-    paths += [os.path.join(_PKG, s + ".py") for s in SECRET_FILES]
     out = set()
     for p in paths:
         try:

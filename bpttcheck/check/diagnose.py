@@ -7,10 +7,10 @@ import itertools
 
 import numpy as np
 
-from bpttcheck import catalogue
-from bpttcheck.case import make_case
+from bpttcheck.check import catalogue
+from bpttcheck.check.cases import make_case
 from bpttcheck.errors import UserCodeError
-from bpttcheck.numerics import compare, oracle_rtol
+from bpttcheck.check.numerics import compare, oracle_rtol
 from bpttcheck.oracle.common import Dims
 from bpttcheck.result import Diagnosis
 

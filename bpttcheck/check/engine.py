@@ -7,16 +7,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bpttcheck import __version__, views
-from bpttcheck.case import DEFAULT_DIMS, Case, make_case, random_direction
+from bpttcheck import __version__
+from bpttcheck.check import views
+from bpttcheck.check.cases import DEFAULT_DIMS, Case, make_case, random_direction
 from bpttcheck.errors import UserCodeError
 from bpttcheck.layout import Layout
-from bpttcheck.numerics import (FD_STEP, Comparison, compare, directional_check, fd_offsets,
+from bpttcheck.check.numerics import (FD_STEP, Comparison, compare, directional_check, fd_offsets,
                                 oracle_rtol)
 from bpttcheck.oracle.common import Dims, Trace
 from bpttcheck.plugins import architectures
 from bpttcheck.result import CheckResult, ErrorInfo, FDResult, GroupResult, Note, Report
-from bpttcheck.runner import Limits, WorkerSession, session
+from bpttcheck.sandbox.limits import Limits
+from bpttcheck.sandbox.session import WorkerSession, session
 
 # failures that only cost a picture (the check itself already ran); a crash, a hang or a
 # blocked attempt still ends the run
@@ -106,7 +108,7 @@ class Checker:
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
         if info["adapter"] == "layers":  # batched step/sequence functions: their own checks
-            from bpttcheck.layers_check import LayerChecker
+            from bpttcheck.check.layers import LayerChecker
             LayerChecker(self, w, info).run()
             self._time("layers", t)
             return
@@ -140,7 +142,7 @@ class Checker:
         r.flow = views.flow(obs.ref.dh, obs.ref.loss_steps)
         failing = any(c.status == "fail" for c in r.checks)
         if failing and opts.diagnose:
-            from bpttcheck.diagnose import diagnose
+            from bpttcheck.check.diagnose import diagnose
             r.diagnoses = diagnose(self, w, obs)
             t = self._time("diagnosis", t)
         if opts.views:
@@ -190,7 +192,7 @@ class Checker:
         """Build a .c file (before the worker starts: a sanitizer build changes how it starts)."""
         if not self.path.endswith(".c"):
             return None
-        from bpttcheck.compile import compile_c, sanitizer_runtime
+        from bpttcheck.sandbox.compile import compile_c, sanitizer_runtime
         t = time.perf_counter()
         lib = compile_c(self.path, sanitize=self.opts.sanitize)
         if self.opts.sanitize:

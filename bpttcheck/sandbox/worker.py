@@ -1,5 +1,5 @@
 """The worker process: imports the user's code, calls it on request, and sends back plain
-arrays. It runs in a child process (see runner.py) so that anything the user's code does —
+arrays. It runs in a child process (see session.py) so that anything the user's code does —
 raise, crash, hang, exit — ends here and not in the checker."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tokenize
 import traceback
 import types
 
-from bpttcheck import guard
+from bpttcheck.sandbox import guard
 
 ENTRY_NAMES = {"lossFun", "loss_and_grads", "forward", "backward"}
 
@@ -140,7 +140,7 @@ def _dims_dict(d):
 def serve(w: Worker, rf, wf) -> None:
     import numpy as np
 
-    from bpttcheck import protocol
+    from bpttcheck.sandbox import protocol
     from bpttcheck.layout import Layout
     from bpttcheck.archmeta import Dims
     from bpttcheck.plugins import adapters
@@ -283,7 +283,8 @@ def _preload() -> None:
     models: the adapters know the architectures through archmeta, which has no run()."""
     import numpy  # noqa: F401
 
-    from bpttcheck import layout, protocol  # noqa: F401
+    from bpttcheck import layout  # noqa: F401
+    from bpttcheck.sandbox import protocol  # noqa: F401
     from bpttcheck.adapters import base  # noqa: F401
     from bpttcheck import archmeta  # noqa: F401 - Dims, for serve()
     from bpttcheck.plugins import adapters

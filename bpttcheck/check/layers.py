@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bpttcheck import catalogue
+from bpttcheck.check import catalogue
 from bpttcheck.layer_api import BY_NAME, STEP_OF, Unit
-from bpttcheck.numerics import FD_STEP, compare, directional_check, fd_offsets, oracle_rtol
+from bpttcheck.check.numerics import FD_STEP, compare, directional_check, fd_offsets, oracle_rtol
 from bpttcheck.oracle import layers as ref_layers
 from bpttcheck.result import Diagnosis, FDResult, GroupResult
 

@@ -16,7 +16,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
 
 
 def include_dir() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "include")
 
 
 def compiler() -> str | None:

@@ -12,257 +12,18 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 
 from bpttcheck.errors import UserCodeError
+from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
+from bpttcheck.sandbox.proctree import kill_tree
+from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
+from bpttcheck.sandbox.staging import copy_submission
 
 # numpy and the protocol are imported where they are used: `bpttcheck run` starts the worker
 # (prestart) before it pays for its own heavy imports, so the two start-ups overlap
 
-SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache"}
-CODE_SUFFIXES = (".py", ".c", ".so", ".h", ".o")
-COPY_BUDGET = (2000, 200 << 20)  # files, bytes copied from the submission's folder
-DATA_FILES = 100  # files copied from beside a submission in a class folder (grade)
-MAX_DEPTH = 3  # folder levels below the submission's own that are copied
 
-
-@dataclass
-class Limits:
-    call_timeout: float = 10.0  # seconds for one call of the user's function
-    load_timeout: float = 20.0  # seconds for importing the module
-    memory_mb: int = 4096  # address space of the worker
-    output_cap: int = 64 << 10  # bytes of the user's prints kept
-    preload: str | None = None  # a sanitizer runtime to LD_PRELOAD (C code built with --sanitize)
-    # "folder": the submission's folder is copied; "data": only the file and the data files
-    # beside it (a class folder of one file per student: the others' code is not copied)
-    copy: str = "folder"
-
-
-def copy_submission(src_file: str, dst: str, mode: str = "folder") -> str:
-    """Copy the submission's folder (bounded in depth, files and bytes) so the user's files are
-    found but never touched. A file in a big shared folder (/tmp, a home directory) costs at
-    most the budget, and our own work folders are never copied into themselves."""
-    src_dir = os.path.dirname(os.path.abspath(src_file))
-    dst_real = os.path.realpath(dst)
-    files, size = 0, 0
-    for root, dirs, names in os.walk(src_dir):
-        rel = os.path.relpath(root, src_dir)
-        depth = 0 if rel == "." else rel.count(os.sep) + 1
-        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith((".", "bpttcheck-"))
-                   and not os.path.realpath(os.path.join(root, d)).startswith(dst_real)
-                   and depth < MAX_DEPTH]
-        if mode == "data":  # a class folder: the data files beside, the first DATA_FILES
-            dirs[:] = []
-            names = sorted(n for n in names if not n.endswith(CODE_SUFFIXES))[:DATA_FILES]
-        for n in names:
-            p = os.path.join(root, n)
-            try:
-                st = os.stat(p)
-            except OSError:
-                continue
-            if not os.path.isfile(p) or size + st.st_size > COPY_BUDGET[1]:
-                continue
-            os.makedirs(os.path.join(dst, rel), exist_ok=True)
-            try:
-                shutil.copy2(p, os.path.join(dst, rel, n))
-            except OSError:
-                continue  # unreadable files are simply not available to the user's code
-            files, size = files + 1, size + st.st_size
-            if files >= COPY_BUDGET[0]:
-                break
-        if files >= COPY_BUDGET[0]:
-            break
-    target = os.path.join(dst, os.path.basename(src_file))
-    if not os.path.exists(target):
-        shutil.copy2(src_file, target)
-    return target
-
-
-CLONE_NEWNET, CLONE_NEWUSER = 0x40000000, 0x10000000
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-NOFILE = 256  # open files of the worker
-NPROC_MARGIN = 64  # tasks the worker may add to its user's count (threads count too)
-_libc_cache: list = []
-
-
-def _libc():
-    """libc through ctypes (Linux), resolved in the checker before a fork; or None."""
-    if not _libc_cache:
-        lib = None
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-                lib = ctypes.CDLL(None, use_errno=True)
-                lib.unshare, lib.prctl  # noqa: B018 - resolve the symbols now, not in the child
-            except (OSError, AttributeError):
-                lib = None
-        _libc_cache.append(lib)
-    return _libc_cache[0]
-
-
-def _cpu_seconds(limits: Limits) -> int:
-    """CPU time of the whole worker: generous (the wall clock of each request is the real
-    limit), but a busy loop that escaped it still dies."""
-    return int(limits.load_timeout + 50 * limits.call_timeout) + 1
-
-
-def _nproc(uid: int) -> int | None:
-    """An RLIMIT_NPROC for a worker of ``uid``: the tasks that user runs now plus a margin, so
-    a fork bomb stops early. None for root, whom the kernel does not hold to it."""
-    if uid == 0 or not os.path.isdir("/proc"):
-        return None
-    n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        m = re.search(rb"\nUid:\s+(\d+)", st)
-        t = re.search(rb"\nThreads:\s+(\d+)", st)
-        if m and int(m.group(1)) == uid:
-            n += int(t.group(1)) if t else 1
-    return n + NPROC_MARGIN
-
-
-def _limits(limits: Limits, nproc: int | None = None, libc=None):
-    """The worker's preexec_fn (after fork, before exec): resource limits; dies with the
-    checker; adopts its orphaned descendants (so close() finds them); no network."""
-    memory_mb = 0 if limits.preload else limits.memory_mb  # ASan reserves terabytes of address
-    cpu = _cpu_seconds(limits)                                # space for its shadow: no RLIMIT_AS
-
-    def apply():
-        import resource
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb:
-            b = memory_mb << 20
-            resource.setrlimit(resource.RLIMIT_AS, (b, b))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))  # SIGXCPU, then SIGKILL
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        n = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
-        if nproc is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        if libc is not None:
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-            # a network namespace of its own has nothing but a loopback that is down; without
-            # root, a user namespace may allow it; otherwise guard.py still refuses sockets
-            if libc.unshare(CLONE_NEWNET) != 0:
-                libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
-    return apply
-
-
-def _descendants(pid: int) -> set[int]:
-    """Live (not zombie) processes below ``pid``, found through /proc (Linux)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return set()
-    for e in entries:
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/stat", "rb") as f:
-                rest = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if rest and rest[0] != b"Z":
-            children.setdefault(int(rest[1]), []).append(int(e))
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), ()):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the worker, its process group, and every process below it, also those that
-    left the group (setsid) or were orphaned (the worker is their subreaper). Everything is
-    stopped first, so nothing forks while the tree is read."""
-    for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
-            kill(target, signal.SIGSTOP)
-        except (ProcessLookupError, PermissionError):
-            pass
-    found: set[int] = set()
-    for _ in range(50):
-        new = _descendants(pid) - found
-        if not new:
-            break
-        for c in new:
-            try:
-                os.kill(c, signal.SIGSTOP)
-            except (ProcessLookupError, PermissionError):
-                pass
-        found |= new
-    for c in found:
-        try:
-            os.kill(c, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
-            kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _env(home: str) -> dict:
-    keep = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "SYSTEMROOT")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
-               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return env
-
-
-def _sanitizer_report(stderr: str) -> tuple[str, str | None] | None:
-    """(what, user's file:line: source) from an AddressSanitizer or UBSan report."""
-    m = re.search(r"ERROR: AddressSanitizer: ([^\n]*)", stderr)
-    if m:
-        what = re.sub(r" on address 0x[0-9a-f]+.*", "", m.group(1))
-        acc = re.search(r"\n(READ|WRITE) of size (\d+)", stderr)
-        if acc:
-            what += f" ({acc.group(1).lower()} of {acc.group(2)} bytes)"
-        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\w+) (\S+\.c):(\d+)", stderr)
-    else:
-        m = re.search(r"(\S+\.c):(\d+):\d+: runtime error: ([^\n]*)", stderr)
-        if not m:
-            return None
-        what, frame = "undefined behaviour: " + m.group(3), None
-        return what, _source_line(m.group(1), int(m.group(2)))
-    return what, _source_line(frame.group(2), int(frame.group(3))) if frame else None
-
-
-def _sanitizer_excerpt(stderr: str, user_file: str) -> str:
-    """The lines of a sanitizer report a user needs: what, where in their C, where allocated."""
-    keep = []
-    for ln in stderr.splitlines():
-        frame = re.search(r"#\d+ 0x[0-9a-f]+ in (\w+) (\S+\.c):(\d+)", ln)
-        if frame and os.path.basename(frame.group(2)) == user_file:
-            keep.append(f"    in {frame.group(1)} {os.path.basename(frame.group(2))}:{frame.group(3)}")
-        elif re.search(r"ERROR: AddressSanitizer|^(READ|WRITE) of size|is located|allocated by|"
-                       r"runtime error:|^SUMMARY", ln):
-            keep.append(re.sub(r"(/[^\s:]+/)([^/\s]+\.c)", r"\2", ln.strip()))
-    return "\n".join(keep)
-
-
-def _source_line(path: str, n: int) -> str:
-    try:
-        src = open(path, errors="replace").read().splitlines()[n - 1].strip()
-    except (OSError, IndexError):
-        src = ""
-    return f"{os.path.basename(path)}:{n}: {src}"
-
-
-BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bpttcheck.worker import main; main(sys.argv[2:])"
-
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bpttcheck.sandbox.worker import main; main(sys.argv[2:])"
 
 class _Drain(threading.Thread):
     """Keeps the first ``cap`` bytes of a stream and discards the rest, so a flood of prints
@@ -285,29 +46,10 @@ class _Drain(threading.Thread):
             s += f"\n... ({self.total - len(self.buf)} more bytes not kept)"
         return s
 
-
-def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int | None) -> Limits:
-    """The worker's limits from a spec's [limits] table (already validated, or raw TOML for
-    the prestart) and the --timeout / --memory-mb flags, which win."""
-    lim = Limits()
-    if spec_limits is not None:
-        t, m = spec_limits.get("timeout"), spec_limits.get("memory_mb", 4096)
-        if t is not None:
-            lim.call_timeout = lim.load_timeout = float(t)
-        lim.memory_mb = int(m)
-    if timeout is not None:
-        lim.call_timeout = lim.load_timeout = timeout
-    if memory_mb is not None:
-        lim.memory_mb = memory_mb
-    return lim
-
-
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
-
 
 def _key(path: str, limits: Limits) -> tuple[str, str]:
     return os.path.abspath(path), repr(limits)
-
 
 def prestart(path: str, limits: Limits) -> None:
     """Start the worker for ``path`` now; session() hands it out if asked with equal limits.
@@ -322,11 +64,9 @@ def prestart(path: str, limits: Limits) -> None:
     _PRESTARTED[_key(path, limits)] = w
     atexit.register(w.close)
 
-
 def session(path: str, limits: Limits) -> "WorkerSession":
     w = _PRESTARTED.pop(_key(path, limits), None)
     return w if w is not None else WorkerSession(path, limits)
-
 
 class WorkerSession:
     def __init__(self, path: str, limits: Limits | None = None):
@@ -341,14 +81,14 @@ class WorkerSession:
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
-        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        # its own session and process group (killed as a whole), limits, no network: _limits
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        # its own session and process group (killed as a whole), limits, no network: preexec
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOT, pkg_parent, str(r1), str(w2), self.workdir,
              os.path.dirname(self.path), self.tb_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
-            preexec_fn=_limits(self.limits, _nproc(os.getuid()), _libc()))
+            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
         os.close(r1)
         os.close(w2)
         self.wf = os.fdopen(w1, "wb")
@@ -361,7 +101,7 @@ class WorkerSession:
         self.call_seconds = float("inf")  # the fastest round trip of one call seen so far
 
     def _env(self, home: str) -> dict:
-        env = _env(home)
+        env = worker_env(home)
         if self.limits.preload:
             env["LD_PRELOAD"] = self.limits.preload
             env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:exitcode=86"
@@ -371,7 +111,7 @@ class WorkerSession:
     def _read(self):
         while True:
             try:
-                from bpttcheck import protocol
+                from bpttcheck.sandbox import protocol
                 self.replies.put(protocol.receive(self.rf))
             except Exception as e:  # EOF or garbage: the worker is gone
                 self.replies.put(e)
@@ -382,7 +122,7 @@ class WorkerSession:
     def request(self, header: dict, arrays: dict | None, timeout: float):
         header = dict(header, timeout=timeout)
         try:
-            from bpttcheck import protocol
+            from bpttcheck.sandbox import protocol
             protocol.send(self.wf, header, arrays)
         except (BrokenPipeError, OSError):
             self._died()
@@ -447,7 +187,7 @@ class WorkerSession:
     def _case_arrays(self, case, params=None) -> dict:
         import numpy as np
 
-        from bpttcheck import protocol
+        from bpttcheck.sandbox import protocol
         a = protocol.pack_params("P", params if params is not None else case.params)
         a["xs"] = np.asarray(case.xs, dtype=np.int64)
         a["ys"] = np.asarray(case.ys, dtype=np.int64)
@@ -464,7 +204,7 @@ class WorkerSession:
         """(loss, grads, last_state, info) of the user's code on ``case``."""
         hdr, arrs = self._one_call({"op": "call", **self._case_header(case, layout)},
                                    self._case_arrays(case))
-        from bpttcheck import protocol
+        from bpttcheck.sandbox import protocol
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return hdr["loss"], grads, last, hdr
@@ -475,7 +215,7 @@ class WorkerSession:
         params with entry i of group g moved by s for each (g, i, s) in entries."""
         arrays = self._case_arrays(case)
         for j, d in enumerate(directions):
-            from bpttcheck import protocol
+            from bpttcheck.sandbox import protocol
             arrays.update(protocol.pack_params(f"D{j}", d))
         # a batch may take as long as one slow call plus ample time for the rest: a hang in
         # any call still ends within about one call_timeout, not n of them
@@ -534,12 +274,12 @@ class WorkerSession:
             self.kill()
             code = self.proc.returncode
         line = self._user_line(self.tb_path + ".crash")
-        found = _sanitizer_report(self.err.text())
+        found = sanitizer_report(self.err.text())
         if found:
             summary, where = found
             raise UserCodeError("sanitizer", f"the sanitizer stopped your code: {summary}"
                                 + (f" at {where}" if where else ""), where,
-                                _sanitizer_excerpt(self.err.text(), os.path.basename(self.path)))
+                                sanitizer_excerpt(self.err.text(), os.path.basename(self.path)))
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             kind = {"SIGKILL": "memory", "SIGXCPU": "timeout"}.get(sig, "crash")
@@ -556,9 +296,9 @@ class WorkerSession:
         raise UserCodeError(kind, msg + (f" at {line}" if line else ""), line, self._output())
 
     def kill(self):
-        """End the worker and everything it started (see _kill_tree)."""
+        """End the worker and everything it started (see kill_tree)."""
         if self.proc.returncode is None:
-            _kill_tree(self.proc.pid)
+            kill_tree(self.proc.pid)
         else:  # already reaped: its pid may be reused, only its group can still be ours
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.case import Case
+from bpttcheck.check.cases import Case
 from bpttcheck.oracle.common import Dims
 from bpttcheck.result import Flow, Heatmap
 
