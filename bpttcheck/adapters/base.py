@@ -60,6 +60,12 @@ class PythonAdapter:
 
     name = "python"
     priority = 0
+    # capabilities (hookspecs.py): what the engine and the diagnosis may assume of this style
+    kind = "sequence"  # whole-sequence loss and gradients; "units" for layer-style pairs
+    language = "python"
+    fixed_sizes = "none"  # "none", "XHY" (T free) or "TXHY": sizes the user's code fixes
+    poisoned_buffers = False  # gradients are written into buffers pre-filled with POISON
+    entry = "your function"  # what the user calls their entry point, for messages
 
     def __init__(self, module, path: str, options: dict):
         self.module = module

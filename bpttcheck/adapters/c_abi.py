@@ -21,6 +21,11 @@ class _Dims(ctypes.Structure):
 class CAbiAdapter:
     name = "c"
     priority = 30
+    kind = "sequence"
+    language = "c"
+    fixed_sizes = "none"
+    poisoned_buffers = True
+    entry = "your bptt_*_loss_and_grads function"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

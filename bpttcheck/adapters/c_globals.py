@@ -19,6 +19,11 @@ from bpttcheck.archmeta import meta
 class CGlobalsAdapter:
     name = "c-globals"
     priority = 40
+    kind = "sequence"
+    language = "c"
+    fixed_sizes = "TXHY"  # every size is a #define
+    poisoned_buffers = True
+    entry = "your backward()"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

@@ -20,6 +20,7 @@ class FunctionalAdapter(PythonAdapter):
     name = "functional"
     priority = 20
     entry = "loss_and_grads"
+    entry = "loss_and_grads"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:
@@ -122,6 +123,7 @@ class FunctionalAdapter(PythonAdapter):
 class SplitAdapter(FunctionalAdapter):
     name = "split"
     priority = 15
+    entry = "forward"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

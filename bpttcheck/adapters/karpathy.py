@@ -18,6 +18,8 @@ from bpttcheck.archmeta import meta
 class KarpathyAdapter(PythonAdapter):
     name = "karpathy"
     priority = 10
+    fixed_sizes = "XHY"  # the globals fix X, H and Y; lossFun takes any T
+    entry = "lossFun"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

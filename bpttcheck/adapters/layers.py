@@ -16,6 +16,7 @@ from bpttcheck.layer_api import BY_NAME, FUNCTIONS, UNITS, Unit
 class LayersAdapter(PythonAdapter):
     name = "layers"
     priority = 30
+    kind = "units"
 
     @classmethod
     def detect(cls, module, path: str) -> bool:

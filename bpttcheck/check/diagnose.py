@@ -76,8 +76,8 @@ class Matcher:
         if self.extra is None:
             self.extra = []
             d = self.o.case.dims
-            fixed = self.ck.report.style in ("karpathy", "c-globals")
-            Ts = (d.T, d.T) if self.ck.report.style == "c-globals" else (5, 7)  # T fixed too
+            fixed = self.ck.caps["fixed_sizes"] != "none"
+            Ts = (d.T, d.T) if self.ck.caps["fixed_sizes"] == "TXHY" else (5, 7)  # T fixed too
             sizes = [Dims(T=Ts[0], X=d.X, H=d.H, Y=d.Y), Dims(T=Ts[1], X=d.X, H=d.H, Y=d.Y)] if fixed else \
                 [Dims(T=5, X=3, H=5, Y=4), Dims(T=7, X=4, H=3, Y=6)]
             for i, dims in enumerate(sizes[:EXTRA_CASES]):
@@ -100,7 +100,7 @@ class Matcher:
 
 
 def diagnose(ck, w, o) -> list[Diagnosis]:
-    return _in_language(_diagnose(ck, w, o), ck.report.style)
+    return _in_language(_diagnose(ck, w, o), ck.caps["language"])
 
 
 def _diagnose(ck, w, o) -> list[Diagnosis]:
@@ -201,7 +201,7 @@ def _not_reset(ck, m, o) -> Diagnosis:
 def _poisoned(m, o) -> Diagnosis | None:
     """C output buffers start at POISON: a function that adds into them without zeroing first
     returns POISON + the right gradient."""
-    if m.ck.report.style != "c" or not m.failing:
+    if not m.ck.caps["poisoned_buffers"] or not m.failing:
         return None
     from bpttcheck.adapters.c_abi import POISON
     added, unwritten = [], []
@@ -353,7 +353,7 @@ def _truncation_depth(m, o) -> int | None:
 def _t1_probe(m, o) -> str | None:
     """T = 1 vs T = 2 separates bugs within one step from bugs in what flows between steps."""
     d = o.case.dims
-    if m.ck.report.style == "c-globals":
+    if m.ck.caps["fixed_sizes"] == "TXHY":
         return None  # its T is fixed by a #define
     try:
         case = make_case(m.arch, Dims(T=1, X=d.X, H=d.H, Y=d.Y), o.case.seed + 11)
@@ -375,9 +375,9 @@ def _diag(bid: str, conf: float, groups: list[str], evidence: str, exact: bool =
                      evidence=evidence, fix=fix or (bug.fix if bug else ""), exact=exact)
 
 
-def _in_language(ds: list[Diagnosis], style: str | None) -> list[Diagnosis]:
+def _in_language(ds: list[Diagnosis], language: str) -> list[Diagnosis]:
     """Fix snippets in the user's language: C code gets the C form where the catalogue has one."""
-    if style != "c":
+    if language != "c":
         return ds
     for d in ds:
         bug = catalogue.BY_ID.get(d.id)

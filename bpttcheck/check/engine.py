@@ -107,7 +107,8 @@ class Checker:
         info = w.load(opts.style, options, lib)
         t = self._time("load", t)
         r.style, r.arch = info["adapter"], info["arch"]
-        if info["adapter"] == "layers":  # batched step/sequence functions: their own checks
+        self.caps = info["capabilities"]
+        if self.caps["kind"] == "units":  # batched step/sequence functions: their own checks
             from bpttcheck.check.layers import LayerChecker
             LayerChecker(self, w, info).run()
             self._time("layers", t)
@@ -308,7 +309,7 @@ class Checker:
             self.note("forward.no-state", "No last state returned",
                       "your function returned no last hidden state, so it was not checked; "
                       + ("return it last from lossFun (..., hs[len(inputs)-1]) to have it "
-                         "compared" if self.report.style == "karpathy" else
+                         "compared" if self.caps["entry"] == "lossFun" else
                          "return (loss, grads, last_state) to have it compared"))
         for name, user, ref in zip(self.arch.state_names, o.state, o.ref.state):
             if user is None:

@@ -133,6 +133,13 @@ def _is_training_loop(node) -> bool:
     return False
 
 
+def capabilities(adapter) -> dict:
+    """What the checker may assume of the adapter's style (hookspecs.py), as plain data."""
+    return {"kind": adapter.kind, "language": adapter.language,
+            "fixed_sizes": adapter.fixed_sizes, "poisoned_buffers": bool(adapter.poisoned_buffers),
+            "entry": adapter.entry}
+
+
 def _dims_dict(d):
     return None if d is None else {"T": d.T, "X": d.X, "H": d.H, "Y": d.Y}
 
@@ -188,6 +195,7 @@ def serve(w: Worker, rf, wf) -> None:
                 w.adapter.guard = w.guarded  # adapters that call several functions guard each
                 desc = w.guarded("describing the module", timeout, w.adapter.describe)
                 reply = {"ok": True, "adapter": cls.name, "arch": desc["arch"],
+                         "capabilities": capabilities(w.adapter),
                          "dims": _dims_dict(desc.get("dims")),
                          "layouts": [lay.to_dict() for lay in desc["layouts"]],
                          "skipped": skipped, "notes": w.adapter.notes,
