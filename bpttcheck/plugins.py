@@ -55,8 +55,11 @@ def _load(group: str, name: str, ref: str):
             obj = getattr(obj, part)
     except Exception as e:
         raise PluginError(group, name, ref, f"could not be loaded: {type(e).__name__}: {e}") from e
-    problems = (hookspecs.adapter_problems(obj) if group == ADAPTERS
-                else hookspecs.arch_problems(obj, name))
+    try:
+        problems = (hookspecs.adapter_problems(obj) if group == ADAPTERS
+                    else hookspecs.arch_problems(obj, name))
+    except Exception as e:  # noqa: BLE001 - an attribute that raises when it is read
+        problems = [f"reading its attributes raised {type(e).__name__}: {e}"]
     if problems:
         raise PluginError(group, name, ref, "does not fit bpttcheck's plugin interface "
                           "(bpttcheck/hookspecs.py): " + "; ".join(problems))
