@@ -33,7 +33,9 @@ BOOT = ("import os, sys; sys.path.insert(0, sys.argv[1]); "
 
 
 def _plugin_path() -> str:
-    return os.environ.get("PYTHONPATH", "")
+    """The checker's PYTHONPATH, absolute (the worker starts in another folder)."""
+    return os.pathsep.join(os.path.abspath(p) for p in
+                           os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
 
 
 class _Drain(threading.Thread):
