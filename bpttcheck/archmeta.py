@@ -3,8 +3,8 @@ shapes. No reference computation lives here, so user code (which shares the work
 never has the reference models within reach; bpttcheck/oracle/ builds on these."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,17 @@ META = {
 
 
 def meta(name: str):
-    """Metadata of an architecture: a built-in's from here, a plugin's from its entry point."""
+    """Metadata of an architecture: a built-in's from here, a plugin's from its entry point
+    (only that one is imported). KeyError for a name no plugin provides."""
     if name in META:
         return META[name]
-    from bpttcheck.plugins import architectures
-    return architectures()[name]
+    from bpttcheck.plugins import architecture
+    return architecture(name)
+
+
+def concat_weights(arch) -> tuple[str, ...]:
+    """The weight matrices acting on the concatenation [h; x] (shape (H, H+X)): the gate
+    matrices of a gated architecture, none for a plain RNN. Read from the shapes, so a
+    plugin's architecture is laid out by the same rules."""
+    probe = Dims(T=1, X=2, H=3, Y=7)  # H + X differs from H, X and Y
+    return tuple(k for k, s in arch.shapes(probe).items() if s == (probe.H, probe.H + probe.X))

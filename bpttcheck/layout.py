@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from bpttcheck.archmeta import concat_weights
 from bpttcheck.errors import InterfaceError
 
 GATE_LETTERS = {"lstm": "figo", "gru": "zrn"}
@@ -36,7 +37,7 @@ class Layout:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Layout":
+    def from_dict(cls, d: dict) -> Layout:
         d = dict(d)
         d["stacked_names"] = tuple(d.get("stacked_names", ("W", "b")))
         return cls(**d)
@@ -63,9 +64,10 @@ class Layout:
     def params_to_user(self, arch, P: dict[str, np.ndarray], H: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         conv = {}
+        gates = concat_weights(arch)
         for k, v in P.items():
             v = np.array(v, dtype=np.float64)
-            if arch.name != "rnn" and k.startswith("W") and k not in ("Wy",):
+            if k in gates:
                 v = self._weight_to_user(v, H)
             conv[k] = v
         if self.split:
@@ -142,6 +144,7 @@ class Layout:
                 conv[f"W{g}"] = W[j * H:(j + 1) * H]
                 conv[f"b{g}"] = b.reshape(-1)[j * H:(j + 1) * H]
         out = {}
+        gates = concat_weights(arch)
         for k in arch.param_names:
             v = conv[k]
             want = shapes[k]
@@ -151,8 +154,7 @@ class Layout:
                 raise InterfaceError(
                     f"gradient {self.user_name(k)!r} has shape {tuple(v.shape)}, expected "
                     f"{self._user_shape(want)}")
-            if (arch.name != "rnn" and k.startswith("W") and k != "Wy" and self.concat == "xh"
-                    and not self.split):
+            if k in gates and self.concat == "xh" and not self.split:
                 X = want[1] - H
                 v = np.concatenate([v[:, X:], v[:, :X]], axis=1)  # back to [h; x]
             out[k] = np.array(v, dtype=np.float64)
@@ -174,5 +176,6 @@ class Layout:
 
 
 def _gate_weights(arch, names) -> list[str]:
-    """The gate matrices acting on [h; x] (every W but the output layer's)."""
-    return [k for k in names if arch.name != "rnn" and k.startswith("W") and k != "Wy"]
+    """The gate matrices acting on [h; x], in the order of ``names``."""
+    gates = concat_weights(arch)
+    return [k for k in names if k in gates]

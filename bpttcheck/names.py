@@ -29,10 +29,21 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
+def aliases(arch: str) -> dict[str, tuple[str, ...]]:
+    """The spellings of each group of ``arch``: the table above for a built-in; for a plugin's
+    architecture its own ``aliases`` mapping if it has one, else its parameter names only."""
+    if arch in ALIASES:
+        return ALIASES[arch]
+    from bpttcheck.archmeta import meta
+    found = meta(arch)
+    own = getattr(found, "aliases", None) or {}
+    return {k: tuple(_norm(a) for a in own.get(k, ())) for k in found.param_names}
+
+
 def canonical_for(arch: str, name: str) -> str | None:
     """The canonical group a user's name stands for, or None."""
     n = _norm(name)
-    for canon, spellings in ALIASES[arch].items():
+    for canon, spellings in aliases(arch).items():
         if n == canon.lower() or n in spellings:
             return canon
     return None

@@ -40,10 +40,11 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
              seed: int | None = None, timeout: float | None = None,
              memory_mb: int | None = None, sanitize: bool = False) -> Settings:
     from bpttcheck.check.cases import Dims
+    from bpttcheck.plugins import architecture_names, unknown_arch
     from bpttcheck.sandbox.limits import limits_for
 
-    if arch is not None and arch not in ("rnn", "lstm", "gru"):
-        raise UsageError(f"--arch must be rnn, lstm or gru, not {arch!r}")
+    if arch is not None and arch not in architecture_names():
+        raise UsageError(f"--arch: {unknown_arch(arch)}")
     s = Settings(Options())
     opts = s.opts
     spec_limits = None

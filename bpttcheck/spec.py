@@ -52,11 +52,19 @@ class CGlobals(_Strict):
 
 
 class Assignment(_Strict):
-    arch: Optional[Literal["rnn", "lstm", "gru"]] = None
+    arch: Optional[str] = None  # rnn, lstm, gru or an installed plugin's architecture
     style: Optional[str] = None
     seed: int = 0
     title: str = ""
     file: Optional[str] = None  # `grade`: the file to check in each student's folder
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v):
+        from bpttcheck.plugins import architecture_names, unknown_arch
+        if v is not None and v not in architecture_names():
+            raise ValueError(unknown_arch(v))
+        return v
 
 
 class Spec(_Strict):

@@ -289,10 +289,11 @@ def test_an_early_worker_is_used_only_with_the_same_limits(tmp_path):
     src = REF / "rnn_functional.py"
     runner.prestart(str(src), Limits(call_timeout=7.0, load_timeout=7.0))
     assert runner.session(str(src), Limits()) is not None  # other limits: a new worker
-    early = runner._PRESTARTED[(str(src), repr(Limits(call_timeout=7.0, load_timeout=7.0)))]
+    early = runner.prestarted(str(src), Limits(call_timeout=7.0, load_timeout=7.0))
+    assert early is not None
     with runner.session(str(src), Limits(call_timeout=7.0, load_timeout=7.0)) as w:
         assert w is early
-    assert not runner._PRESTARTED
+    assert not runner.any_prestarted()
 
 
 def test_a_backward_loop_that_skips_t0_is_localised_to_its_bounds(tmp_module):

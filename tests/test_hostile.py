@@ -675,7 +675,7 @@ open({str(out)!r}, "w").write(str(fd))
 '''))
     script = (f"import os; from bpttcheck import settings\n"
               f"from bpttcheck.check import engine\nfrom bpttcheck.sandbox import limits\n"
-              f"limits._libc_cache[:] = [None]\n"  # no namespaces: the fallback
+              f"limits.disable_namespaces()\n"  # no namespaces: the fallback
               f"settings.settings(); engine.check({str(path)!r})\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120,
                    env={**os.environ, "BPTTCHECK_SECRET": "hidden"})

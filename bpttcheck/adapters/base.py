@@ -1,15 +1,16 @@
-"""What every Python adapter shares: reading user return values into float64 arrays with
-messages that say what was expected."""
+"""What adapters share: the base classes (Adapter; PythonAdapter and CAdapter below it), and
+reading user return values into float64 arrays with messages that say what was expected."""
 from __future__ import annotations
 
+import ctypes
 import inspect
 from typing import Any
 
 import numpy as np
 
+from bpttcheck.archmeta import Dims
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
-from bpttcheck.archmeta import Dims
 
 
 class NotImplementedByUser(InterfaceError):
@@ -55,12 +56,13 @@ def n_positional(fn) -> int:
                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
-class PythonAdapter:
-    """Base of the built-in Python adapters."""
+class Adapter:
+    """What every adapter shares (hookspecs.SequenceAdapter): the capability defaults, the
+    notes, and the dtype the user computes in."""
 
-    name = "python"
+    name = "adapter"
     priority = 0
-    # capabilities (hookspecs.py): what the engine and the diagnosis may assume of this style
+    # capabilities (hookspecs.Capabilities): what the engine and the diagnosis may assume
     kind = "sequence"  # whole-sequence loss and gradients; "units" for layer-style pairs
     language = "python"
     fixed_sizes = "none"  # "none", "XHY" (T free) or "TXHY": sizes the user's code fixes
@@ -91,12 +93,54 @@ class PythonAdapter:
     def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
         raise NotImplementedError
 
+
+class PythonAdapter(Adapter):
+    """Base of the built-in Python adapters."""
+
+    name = "python"
+
     def _note_dtype(self, arrays) -> None:
         dts = {np.dtype(a.dtype) for a in arrays if isinstance(a, np.ndarray)}
         if dts and all(d == np.float32 for d in dts):
             self.grad_dtype = "float32"
         elif dts and all(np.issubdtype(d, np.floating) for d in dts):
             self.grad_dtype = "float64" if np.dtype(np.float64) in dts else str(max(dts))
+
+
+POISON = -31337.0  # exact in float32; far from any gradient of a probe case
+
+
+class CAdapter(Adapter):
+    """Base of the C adapters: a shared library loaded through ctypes (``module`` is None),
+    called in float32 or float64, with output buffers pre-filled with POISON so a function
+    that adds into gradients it never zeroed is caught."""
+
+    name = "c-library"
+    language = "c"
+    poisoned_buffers = True
+
+    def __init__(self, module, path: str, options: dict):
+        super().__init__(module, path, options)
+        self.lib = load_library(path)
+
+    def use_dtype(self, dtype) -> None:
+        """Compute in ``dtype`` (np.float32 or np.float64) from now on."""
+        self.dt = np.dtype(dtype).type
+        self.ct = ctypes.c_float if self.dt == np.float32 else ctypes.c_double
+        self.grad_dtype = "float32" if self.dt == np.float32 else "float64"
+
+    def poisoned(self, shape) -> np.ndarray:
+        return np.full(shape, POISON, dtype=self.dt)
+
+    def pointer(self, a: np.ndarray):
+        return a.ctypes.data_as(ctypes.POINTER(self.ct))
+
+
+def load_library(path: str):
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        raise InterfaceError(f"cannot load {path}: {e}") from None
 
 
 def dims_from_shapes(arch: str, shapes: dict[str, tuple]) -> Dims | None:

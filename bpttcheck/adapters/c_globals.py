@@ -9,20 +9,16 @@ import re
 
 import numpy as np
 
-from bpttcheck.adapters.c_abi import POISON
+from bpttcheck.adapters.base import POISON, CAdapter
+from bpttcheck.archmeta import Dims, meta
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
-from bpttcheck.archmeta import Dims
-from bpttcheck.archmeta import meta
 
 
-class CGlobalsAdapter:
+class CGlobalsAdapter(CAdapter):
     name = "c-globals"
     priority = 40
-    kind = "sequence"
-    language = "c"
     fixed_sizes = "TXHY"  # every size is a #define
-    poisoned_buffers = True
     entry = "your backward()"
 
     @classmethod
@@ -30,18 +26,12 @@ class CGlobalsAdapter:
         return False  # only on request: the spec's [c_globals] selects it
 
     def __init__(self, module, path, options):
-        self.notes, self.options = [], options
+        super().__init__(module, path, options)
         g = options.get("c_globals") or {}
         self.g = g
         self.arch_name = options.get("arch") or "rnn"
         self.arch = meta(self.arch_name)
-        self.ct = ctypes.c_double if g.get("dtype") == "float64" else ctypes.c_float
-        self.grad_dtype = "float64" if g.get("dtype") == "float64" else "float32"
-        self.dt = np.float64 if self.grad_dtype == "float64" else np.float32
-        try:
-            self.lib = ctypes.CDLL(path)
-        except OSError as e:
-            raise InterfaceError(f"cannot load {path}: {e}") from None
+        self.use_dtype(np.float64 if g.get("dtype") == "float64" else np.float32)
         self.dims = Dims(**{k: int(v) for k, v in g["sizes"].items()})
         self.fwd = self._fn(g.get("forward", "forward"))
         self.bwd = self._fn(g.get("backward", "backward"))
@@ -96,7 +86,7 @@ def sizes_from_defines(source: str, names: dict[str, str]) -> dict[str, int]:
     """{"T": 6, ...} from `#define T_S 6` lines, for the macro names the spec gives."""
     out = {}
     for dim, macro in names.items():
-        m = re.search(rf"^\s*#\s*define\s+{re.escape(macro)}\s+\(?\s*(\d+)\s*\)?", source, re.M)
+        m = re.search(rf"^\s*#\s*define\s+{re.escape(macro)}\s+\(?\s*(\d+)\s*\)?", source, re.MULTILINE)
         if not m:
             raise InterfaceError(f"no `#define {macro} <number>` in the file (named in "
                                  f"[c_globals.sizes_from] for {dim})")

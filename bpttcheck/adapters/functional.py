@@ -8,18 +8,24 @@ from dataclasses import replace
 
 import numpy as np
 
-from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, modified,
-                                     module_strings, n_positional, snapshot)
+from bpttcheck.adapters.base import (
+    PythonAdapter,
+    as_float_array,
+    as_loss,
+    modified,
+    module_strings,
+    n_positional,
+    snapshot,
+)
+from bpttcheck.archmeta import concat_weights, meta
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout, gate_order
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
-from bpttcheck.archmeta import meta
 
 
 class FunctionalAdapter(PythonAdapter):
     name = "functional"
     priority = 20
-    entry = "loss_and_grads"
     entry = "loss_and_grads"
 
     @classmethod
@@ -50,11 +56,12 @@ class FunctionalAdapter(PythonAdapter):
         if o.get("split") and stacked:
             raise InterfaceError("split and stacked gate matrices together are not supported; "
                                  "declare one of them")
-        base = dict(names=self.names, transposed=bool(o.get("transposed", False)),
-                    split=bool(o.get("split", False)),
-                    stacked=stacked, stacked_names=tuple(o.get("stacked_names", ("W", "b"))))
+        base = {"names": self.names, "transposed": bool(o.get("transposed", False)),
+                "split": bool(o.get("split", False)), "stacked": stacked,
+                "stacked_names": tuple(o.get("stacked_names", ("W", "b")))}
         columns = [o["column_vectors"]] if "column_vectors" in o else [False, True]
-        concats = [o.get("concat", "hx")] if "concat" in o or self.arch_name == "rnn" else ["hx", "xh"]
+        plain = not concat_weights(self.arch)  # no matrix acts on [h; x]: the order is moot
+        concats = [o.get("concat", "hx")] if "concat" in o or plain else ["hx", "xh"]
         layouts = [Layout(**base, column=col, concat=cat) for cat in concats for col in columns]
         if stacked:
             # other gate orders are candidates too: a consistent other order is layout.gate-order

@@ -7,12 +7,19 @@ import ast
 
 import numpy as np
 
-from bpttcheck.adapters.base import (PythonAdapter, as_float_array, as_loss, dims_from_shapes,
-                                     modified, n_positional, snapshot)
+from bpttcheck.adapters.base import (
+    PythonAdapter,
+    as_float_array,
+    as_loss,
+    dims_from_shapes,
+    modified,
+    n_positional,
+    snapshot,
+)
+from bpttcheck.archmeta import concat_weights, meta
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
-from bpttcheck.archmeta import meta
 
 
 class KarpathyAdapter(PythonAdapter):
@@ -85,9 +92,9 @@ class KarpathyAdapter(PythonAdapter):
         return default + [("state", s) for s in self.arch.state_names]
 
     def describe(self) -> dict:
-        base = dict(names=self.globals, column=self.column)
+        base = {"names": self.globals, "column": self.column}
         layouts = [Layout(**base)]
-        if self.arch_name != "rnn":
+        if concat_weights(self.arch):  # gate matrices act on [h; x] or [x; h]
             declared = self.options.get("concat")
             layouts = [Layout(**base, concat=c) for c in ([declared] if declared else ["hx", "xh"])]
         if self.order[0] != ("loss", ""):

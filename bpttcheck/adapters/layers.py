@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from bpttcheck.adapters.base import NotImplementedByUser, PythonAdapter, as_float_array
-from bpttcheck.errors import InterfaceError
+from bpttcheck.errors import ErrorKind, InterfaceError
 from bpttcheck.layer_api import BY_NAME, FUNCTIONS, UNITS, Unit
 
 
@@ -45,9 +45,9 @@ class LayersAdapter(PythonAdapter):
     def _call(self, fn_name: str, *args):
         try:
             return self.guard(f"your {fn_name}", self.timeout, getattr(self.module, fn_name), *args)
-        except Exception as e:  # noqa: BLE001 - the worker's UserFailure: kind, message, line
+        except Exception as e:
             kind = getattr(e, "kind", None)
-            if kind in ("exception", "not-implemented", "interface"):
+            if kind in (ErrorKind.EXCEPTION, ErrorKind.NOT_IMPLEMENTED, ErrorKind.INTERFACE):
                 raise _Failed(kind, e.message, e.line) from None
             raise
 
@@ -105,7 +105,7 @@ class LayersAdapter(PythonAdapter):
 
 
 def _status(e: InterfaceError) -> str:
-    return "not-implemented" if isinstance(e, NotImplementedByUser) else "interface"
+    return ErrorKind.NOT_IMPLEMENTED if isinstance(e, NotImplementedByUser) else ErrorKind.INTERFACE
 
 
 class _Failed(Exception):
@@ -116,4 +116,4 @@ class _Failed(Exception):
 
 class _Stub(_Failed):
     def __init__(self, message: str):
-        super().__init__("not-implemented", message + ": is it still a stub?")
+        super().__init__(ErrorKind.NOT_IMPLEMENTED, message + ": is it still a stub?")

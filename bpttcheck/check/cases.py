@@ -50,7 +50,8 @@ def make_case(arch: Arch, dims: Dims, seed: int, logit_scale: float = 1.0) -> Ca
         fan_in = shape[1] if len(shape) == 2 else dims.H
         scale = 1.0 / np.sqrt(fan_in) if len(shape) == 2 else 0.3
         params[name] = rng.normal(0.0, scale, size=shape)
-    out_w = "Why" if "Why" in params else "Wy"
+    # the output layer's weight (Y, H): the last such matrix (Whh is one too when Y == H)
+    out_w = [k for k, s in arch.shapes(dims).items() if s == (dims.Y, dims.H)][-1]
     params[out_w] *= 1.5 * logit_scale  # logits of order 1 (times the probe's scale)
     state = tuple(rng.uniform(-0.6, 0.6, size=dims.H) for _ in arch.state_names)
     return Case(arch.name, dims, params, _cover(dims.X, dims.T, rng), _cover(dims.Y, dims.T, rng),

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from bpttcheck.errors import UserCodeError
+from bpttcheck.errors import ErrorKind, UserCodeError, source_line
 
 FLAGS = ["-O2", "-shared", "-fPIC", "-Wall"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
@@ -34,7 +34,7 @@ def sanitizer_runtime() -> str | None:
         return None
     try:
         out = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True,
-                             timeout=20).stdout.strip()
+                             timeout=20, check=False).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return os.path.realpath(out) if out and os.path.isabs(out) and os.path.exists(out) else None
@@ -54,7 +54,7 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
     """Path of the shared library built from ``path``; UserCodeError('compile') on failure."""
     cc = compiler()
     if cc is None:
-        raise UserCodeError("compile", "no C compiler found (tried $CC, gcc, cc, clang): install "
+        raise UserCodeError(ErrorKind.COMPILE, "no C compiler found (tried $CC, gcc, cc, clang): install "
                             "gcc (Debian: apt-get install gcc) or pass a prebuilt .so")
     flags = FLAGS + (SANITIZE if sanitize else [])
     with open(path, "rb") as f:
@@ -68,9 +68,9 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
     tmp = out + f".{os.getpid()}.tmp"
     cmd = [cc, *flags, "-I" + include_dir(), os.path.abspath(path), "-o", tmp, "-lm"]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise UserCodeError("compile", f"compiling {os.path.basename(path)} took more than "
+        raise UserCodeError(ErrorKind.COMPILE, f"compiling {os.path.basename(path)} took more than "
                             f"{timeout:g} s") from None
     if res.returncode != 0:
         text = res.stderr.replace(os.path.abspath(path), os.path.basename(path))
@@ -79,13 +79,10 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
         line = None
         if m:
             n = int(m.group(2))
-            try:
-                src_line = src.decode(errors="replace").splitlines()[n - 1].strip()
-            except IndexError:
-                src_line = ""
-            line = f"{os.path.basename(path)}:{n}: {src_line}"
+            lines = src.decode(errors="replace").splitlines()
+            line = source_line(path, n, lines[n - 1] if 0 < n <= len(lines) else "")
         first = "\n".join(errors[:5]) or text.strip()[-2000:]
-        raise UserCodeError("compile", f"{os.path.basename(path)} does not compile:\n{first}",
+        raise UserCodeError(ErrorKind.COMPILE, f"{os.path.basename(path)} does not compile:\n{first}",
                             line, text[-8000:])
     os.replace(tmp, out)
     return out

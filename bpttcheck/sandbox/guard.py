@@ -25,6 +25,8 @@ import sys
 import sysconfig
 from types import ModuleType
 
+from bpttcheck.errors import source_line
+
 _PKG = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the bpttcheck package
 
 # module -> what it is, as the message names it. Importing any of these (or a submodule) from
@@ -138,8 +140,7 @@ def install(workdir: str) -> None:
 
     def where(frame) -> str | None:
         fn, n = frame.f_code.co_filename, frame.f_lineno
-        src = linecache.getline(fn, n).strip() if n else ""
-        return f"{os.path.basename(fn)}:{n}: {src}"
+        return source_line(fn, n or 0, linecache.getline(fn, n) if n else "")
 
     def block(what: str, why: str, frame):
         """Refuse; record it when the user's own code asked (through the standard library at

@@ -3,7 +3,6 @@ worker process between fork and exec (resource limits, death with the checker, n
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 from dataclasses import dataclass
@@ -44,6 +43,12 @@ NPROC_MARGIN = 64  # tasks the worker may add to its user's count (threads count
 _libc_cache: list = []
 
 
+def disable_namespaces() -> None:
+    """Start later workers without libc's prctl/unshare (no network namespace, no death
+    signal, no subreaper): what a platform without them gets. For tests of the fallbacks."""
+    _libc_cache[:] = [None]
+
+
 def libc():
     """libc through ctypes (Linux), resolved in the checker before a fork; or None."""
     if not _libc_cache:
@@ -66,22 +71,17 @@ def cpu_seconds(limits: Limits) -> int:
 def nproc(uid: int) -> int | None:
     """An RLIMIT_NPROC for a worker of ``uid``: the tasks that user runs now plus a margin, so
     a fork bomb stops early. None for root, whom the kernel does not hold to it."""
-    if uid == 0 or not os.path.isdir("/proc"):
+    if uid == 0 or not sys.platform.startswith("linux"):
         return None
+    import psutil  # here, not at the top: the early worker's start should not wait for it
+
     n = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/status", "rb") as f:
-                st = f.read()
-        except OSError:
-            continue
-        m = re.search(rb"\nUid:\s+(\d+)", st)
-        t = re.search(rb"\nThreads:\s+(\d+)", st)
-        if m and int(m.group(1)) == uid:
-            n += int(t.group(1)) if t else 1
+    for p in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = p.info["uids"], p.info["num_threads"]  # None: gone or not ours to read
+        if uids is not None and uids.real == uid:
+            n += threads or 1
     return n + NPROC_MARGIN
+
 
 def preexec(limits: Limits, nproc: int | None = None, libc=None):
     """The worker's preexec_fn (after fork, before exec): resource limits; dies with the

@@ -6,22 +6,14 @@ import signal
 
 
 def descendants(pid: int) -> set[int]:
-    """Live (not zombie) processes below ``pid``, found through /proc (Linux)."""
+    """Live (not zombie) processes below ``pid``. psutil reads the whole table in one pass
+    and copes with processes that end while it is read."""
+    import psutil  # here, not at the top: only a worker's end needs it
+
     children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return set()
-    for e in entries:
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/stat", "rb") as f:
-                rest = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if rest and rest[0] != b"Z":
-            children.setdefault(int(rest[1]), []).append(int(e))
+    for p in psutil.process_iter(["ppid", "status"]):
+        if p.info["ppid"] is not None and p.info["status"] != psutil.STATUS_ZOMBIE:
+            children.setdefault(p.info["ppid"], []).append(p.pid)
     out, todo = set(), [pid]
     while todo:
         for c in children.get(todo.pop(), ()):
@@ -29,6 +21,7 @@ def descendants(pid: int) -> set[int]:
                 out.add(c)
                 todo.append(c)
     return out
+
 
 def kill_tree(pid: int) -> None:
     """SIGKILL the worker, its process group, and every process below it, also those that

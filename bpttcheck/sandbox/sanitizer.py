@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import re
 
+from bpttcheck.errors import source_line
+
 
 def sanitizer_report(stderr: str) -> tuple[str, str | None] | None:
     """(what, user's file:line: source) from an AddressSanitizer or UBSan report."""
@@ -33,10 +35,3 @@ def sanitizer_excerpt(stderr: str, user_file: str) -> str:
                        r"runtime error:|^SUMMARY", ln):
             keep.append(re.sub(r"(/[^\s:]+/)([^/\s]+\.c)", r"\2", ln.strip()))
     return "\n".join(keep)
-
-def source_line(path: str, n: int) -> str:
-    try:
-        src = open(path, errors="replace").read().splitlines()[n - 1].strip()
-    except (OSError, IndexError):
-        src = ""
-    return f"{os.path.basename(path)}:{n}: {src}"

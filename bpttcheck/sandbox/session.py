@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 
-from bpttcheck.errors import UserCodeError
+from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
@@ -23,7 +23,20 @@ from bpttcheck.sandbox.staging import copy_submission
 # (prestart) before it pays for its own heavy imports, so the two start-ups overlap
 
 
-BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from bpttcheck.sandbox.worker import main; main(sys.argv[2:])"
+# The worker runs isolated (-I: no PYTHONPATH, no user site). Its path gets bpttcheck first
+# and, last, the checker's PYTHONPATH folders: a plugin the checker finds there (an entry point
+# of a distribution on PYTHONPATH) must be found by the worker too, or the two disagree on
+# which adapters and architectures exist.
+BOOT = ("import os, sys; sys.path.insert(0, sys.argv[1]); "
+        "sys.path += [p for p in sys.argv[2].split(os.pathsep) if p]; "
+        "from bpttcheck.sandbox.worker import main; main(sys.argv[3:])")
+
+
+def _plugin_path() -> str:
+    """The checker's PYTHONPATH, absolute (the worker starts in another folder)."""
+    return os.pathsep.join(os.path.abspath(p) for p in
+                           os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
+
 
 class _Drain(threading.Thread):
     """Keeps the first ``cap`` bytes of a stream and discards the rest, so a flood of prints
@@ -48,8 +61,20 @@ class _Drain(threading.Thread):
 
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
+
 def _key(path: str, limits: Limits) -> tuple[str, str]:
     return os.path.abspath(path), repr(limits)
+
+
+def prestarted(path: str, limits: Limits) -> WorkerSession | None:
+    """The early worker for ``path`` with ``limits``, if one is waiting (it stays waiting)."""
+    return _PRESTARTED.get(_key(path, limits))
+
+
+def any_prestarted() -> bool:
+    """Whether any early worker is still waiting to be handed out."""
+    return bool(_PRESTARTED)
+
 
 def prestart(path: str, limits: Limits) -> None:
     """Start the worker for ``path`` now; session() hands it out if asked with equal limits.
@@ -64,7 +89,7 @@ def prestart(path: str, limits: Limits) -> None:
     _PRESTARTED[_key(path, limits)] = w
     atexit.register(w.close)
 
-def session(path: str, limits: Limits) -> "WorkerSession":
+def session(path: str, limits: Limits) -> WorkerSession:
     w = _PRESTARTED.pop(_key(path, limits), None)
     return w if w is not None else WorkerSession(path, limits)
 
@@ -84,11 +109,13 @@ class WorkerSession:
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # its own session and process group (killed as a whole), limits, no network: preexec
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, pkg_parent, str(r1), str(w2), self.workdir,
-             os.path.dirname(self.path), self.tb_path],
+            [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
+             self.workdir, os.path.dirname(self.path), self.tb_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
-            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
+            # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
+            # resolved before the fork): nothing a thread of ours could hold a lock on
+            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))  # noqa: PLW1509
         os.close(r1)
         os.close(w2)
         self.wf = os.fdopen(w1, "wb")
@@ -113,7 +140,7 @@ class WorkerSession:
             try:
                 from bpttcheck.sandbox import protocol
                 self.replies.put(protocol.receive(self.rf))
-            except Exception as e:  # EOF or garbage: the worker is gone
+            except Exception as e:  # noqa: BLE001 - EOF or garbage: the worker is gone
                 self.replies.put(e)
                 return
 
@@ -137,11 +164,13 @@ class WorkerSession:
         blocked = hdr.get("blocked")
         if blocked:  # refused by the worker's guard (guard.py), even if the code caught it
             more = len(blocked) - 1
-            raise UserCodeError("forbidden", blocked[0]["message"] + (
+            raise UserCodeError(ErrorKind.FORBIDDEN, blocked[0]["message"] + (
                 f" (and {more} other blocked attempt{'s' if more > 1 else ''})" if more else ""),
                 blocked[0].get("line"), self._output())
+        if hdr.get("kind") == ErrorKind.PLUGIN and hdr.get("plugin"):
+            raise PluginError(*hdr["plugin"])  # an installed plugin is broken (exit 4)
         if not hdr.get("ok"):
-            raise UserCodeError(hdr.get("kind", "exception"), hdr.get("message", "failed"),
+            raise UserCodeError(hdr.get("kind", ErrorKind.EXCEPTION), hdr.get("message", "failed"),
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
         return hdr, arrs
 
@@ -238,17 +267,14 @@ class WorkerSession:
     def _user_line(self, dump_path: str) -> str | None:
         """The innermost frame in the user's files of a faulthandler dump."""
         try:
-            text = open(dump_path, errors="replace").read()
+            with open(dump_path, errors="replace") as dump:
+                text = dump.read()
         except OSError:
             return None
         for m in re.finditer(r'File "([^"]+)", line (\d+)', text):
             f, n = m.group(1), int(m.group(2))
             if os.path.realpath(f).startswith(os.path.realpath(self.workdir) + os.sep):
-                try:
-                    src = open(f, errors="replace").read().splitlines()[n - 1].strip()
-                except (OSError, IndexError):
-                    src = ""
-                return f"{os.path.basename(f)}:{n}: {src}"
+                return source_line(f, n)
         return None
 
     def _timed_out(self, op: str, timeout: float):
@@ -263,7 +289,7 @@ class WorkerSession:
                 "function, but not other long-running code)." if op == "load" else
                 " Look for a loop whose condition never changes; raise the limit with "
                 "--timeout if the code is just slow.")
-        raise UserCodeError("timeout", f"{what} did not finish within {timeout:.1f} s"
+        raise UserCodeError(ErrorKind.TIMEOUT, f"{what} did not finish within {timeout:.1f} s"
                             + (f"; it was running {line}" if line else "") + "." + hint,
                             line, self._output())
 
@@ -277,12 +303,13 @@ class WorkerSession:
         found = sanitizer_report(self.err.text())
         if found:
             summary, where = found
-            raise UserCodeError("sanitizer", f"the sanitizer stopped your code: {summary}"
+            raise UserCodeError(ErrorKind.SANITIZER, f"the sanitizer stopped your code: {summary}"
                                 + (f" at {where}" if where else ""), where,
                                 sanitizer_excerpt(self.err.text(), os.path.basename(self.path)))
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
-            kind = {"SIGKILL": "memory", "SIGXCPU": "timeout"}.get(sig, "crash")
+            kind = {"SIGKILL": ErrorKind.MEMORY, "SIGXCPU": ErrorKind.TIMEOUT}.get(
+                sig, ErrorKind.CRASH)
             msg = f"your code crashed the worker with {sig}"
             if sig == "SIGXCPU":
                 msg = ("your code used up the worker's CPU-time limit (SIGXCPU): it kept "
@@ -290,7 +317,7 @@ class WorkerSession:
             if sig == "SIGSEGV":
                 msg += " (a segmentation fault: an out-of-bounds or NULL pointer access)"
         else:
-            kind = "exit"
+            kind = ErrorKind.EXIT
             msg = (f"your code ended the process with exit status {code} (os._exit or a C "
                    "exit()); bpttcheck needs the function to return")
         raise UserCodeError(kind, msg + (f" at {line}" if line else ""), line, self._output())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 
-
 SKIP_DIRS = {".git", "__pycache__", ".venv", "venv", "node_modules", ".tox", ".mypy_cache"}
 CODE_SUFFIXES = (".py", ".c", ".so", ".h", ".o")
 COPY_BUDGET = (2000, 200 << 20)  # files, bytes copied from the submission's folder

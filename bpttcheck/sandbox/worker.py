@@ -4,6 +4,7 @@ raise, crash, hang, exit — ends here and not in the checker."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import faulthandler
 import io
 import os
@@ -12,13 +13,14 @@ import tokenize
 import traceback
 import types
 
+from bpttcheck.errors import ErrorKind, PluginError, source_line
 from bpttcheck.sandbox import guard
 
 ENTRY_NAMES = {"lossFun", "loss_and_grads", "forward", "backward"}
 
 
 class UserFailure(Exception):
-    def __init__(self, kind: str, message: str, line: str | None = None, tb: str = ""):
+    def __init__(self, kind: ErrorKind, message: str, line: str | None = None, tb: str = ""):
         super().__init__(message)
         self.kind, self.message, self.line, self.tb = kind, message, line, tb
 
@@ -27,7 +29,7 @@ class Worker:
     def __init__(self, workdir: str, origdir: str, tb_path: str):
         self.workdir = os.path.realpath(workdir)
         self.origdir = origdir
-        self.tb_file = open(tb_path, "w")
+        self.tb_file = open(tb_path, "w")  # noqa: SIM115 - open for the process's lifetime
         self.adapter = None
         self.evaluations = 0
 
@@ -49,34 +51,36 @@ class Worker:
         line = None
         if frames:
             f = frames[-1]
-            line = f"{os.path.basename(self._orig(f.filename))}:{f.lineno}: {(f.line or '').strip()}"
+            line = source_line(self._orig(f.filename), f.lineno or 0, f.line or "")
         tb = "".join(
             f'  File "{self._orig(f.filename)}", line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}\n'
             for f in frames)
         text = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, NotImplementedByUser) or isinstance(exc, NotImplementedError):
-            return UserFailure("not-implemented", f"{where}: {exc or 'NotImplementedError'}", line, tb)
+        if isinstance(exc, (NotImplementedByUser, NotImplementedError)):
+            return UserFailure(ErrorKind.NOT_IMPLEMENTED, f"{where}: {exc or 'NotImplementedError'}", line, tb)
         if isinstance(exc, InterfaceError):
-            return UserFailure("interface", f"{where}: {exc}", line, tb)
+            return UserFailure(ErrorKind.INTERFACE, f"{where}: {exc}", line, tb)
         if isinstance(exc, SystemExit):
-            return UserFailure("exit", f"{where} called sys.exit({exc.code!r}); bpttcheck needs the "
+            return UserFailure(ErrorKind.EXIT, f"{where} called sys.exit({exc.code!r}); bpttcheck needs the "
                                "function to return. Remove the exit or put it under "
                                "`if __name__ == \"__main__\":`", line, tb)
         if isinstance(exc, MemoryError):
-            return UserFailure("memory", f"{where} ran out of memory (MemoryError)", line, tb)
+            return UserFailure(ErrorKind.MEMORY, f"{where} ran out of memory (MemoryError)", line, tb)
         if isinstance(exc, SyntaxError):
-            loc = f"{os.path.basename(self._orig(exc.filename or ''))}:{exc.lineno}"
-            return UserFailure("syntax", f"syntax error in {loc}: {exc.msg}",
-                               f"{loc}: {(exc.text or '').strip()}")
+            line = source_line(self._orig(exc.filename or ""), exc.lineno or 0, exc.text or "")
+            return UserFailure(ErrorKind.SYNTAX, f"syntax error in {line.split(': ', 1)[0]}: "
+                               f"{exc.msg}", line)
         if isinstance(exc, ImportError) and where.startswith("importing"):
-            return UserFailure("import", f"{where} failed: {text}", line, tb)
-        return UserFailure("exception", f"{where} raised {text}", line, tb)
+            return UserFailure(ErrorKind.IMPORT, f"{where} failed: {text}", line, tb)
+        return UserFailure(ErrorKind.EXCEPTION, f"{where} raised {text}", line, tb)
 
     def guarded(self, where: str, timeout: float, fn, *args):
         """Run user code; on a hang the parent kills us, and this dump names the user's line."""
         faulthandler.dump_traceback_later(max(timeout - 0.5, 0.1), exit=False, file=self.tb_file)
         try:
             return fn(*args)
+        except PluginError:
+            raise  # a broken plugin reached from the adapter: not the user's code
         except BaseException as e:  # noqa: BLE001 - user code may raise anything, SystemExit too
             raise self.failure_from(e, where) from None
         finally:
@@ -91,7 +95,7 @@ class Worker:
             enc, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
             src = raw.decode(enc)
         except (SyntaxError, UnicodeDecodeError, LookupError) as e:
-            raise UserFailure("syntax", f"{os.path.basename(path)} is not valid text in its "
+            raise UserFailure(ErrorKind.SYNTAX, f"{os.path.basename(path)} is not valid text in its "
                               f"declared encoding ({e}); save it as UTF-8") from None
         try:
             tree = ast.parse(src, filename=path)
@@ -147,10 +151,9 @@ def _dims_dict(d):
 def serve(w: Worker, rf, wf) -> None:
     import numpy as np
 
-    from bpttcheck.sandbox import protocol
-    from bpttcheck.layout import Layout
     from bpttcheck.archmeta import Dims
-    from bpttcheck.plugins import adapters
+    from bpttcheck.layout import Layout
+    from bpttcheck.sandbox import protocol
 
     while True:
         try:
@@ -170,30 +173,12 @@ def serve(w: Worker, rf, wf) -> None:
                 if isinstance(declared, dict):
                     options.update(declared)
                 options.update(hdr.get("options") or {})
-                found = adapters()
-                style = hdr.get("style")
-                if style and style != "auto":
-                    if style not in found:
-                        raise UserFailure("interface", f"unknown style {style!r}; known: "
-                                          + ", ".join(found))
-                    cls = found[style]
-                    if mod is not None and not cls.detect(mod, hdr["path"]):
-                        seen = next((c.name for c in found.values()
-                                     if c.detect(mod, hdr["path"])), None)
-                        raise UserFailure("interface", f"--style {style} (or the spec's style) "
-                                          f"does not fit this file: it has none of that style's "
-                                          f"entry points" + (f"; it looks like the {seen} style, "
-                                          f"so leave --style out" if seen else ""))
-                else:
-                    cls = next((c for c in found.values() if c.detect(mod, hdr["path"])), None)
-                if cls is None:
-                    raise UserFailure("interface", "found none of the entry points bpttcheck "
-                                      "knows: lossFun(inputs, targets, hprev) (Karpathy style), "
-                                      "loss_and_grads(params, inputs, targets, state), or "
-                                      "forward(...) with backward(...). Define one of them.")
-                w.adapter = w.guarded("reading the module", timeout, cls, mod, hdr["path"], options)
-                w.adapter.guard = w.guarded  # adapters that call several functions guard each
-                desc = w.guarded("describing the module", timeout, w.adapter.describe)
+                cls = _choose_adapter(w, mod, hdr["path"], hdr.get("style"), timeout)
+                with _plugin_blamed(cls):
+                    w.adapter = w.guarded("reading the module", timeout, cls, mod, hdr["path"],
+                                          options)
+                    w.adapter.guard = w.guarded  # adapters that call several functions guard each
+                    desc = w.guarded("describing the module", timeout, w.adapter.describe)
                 reply = {"ok": True, "adapter": cls.name, "arch": desc["arch"],
                          "capabilities": capabilities(w.adapter),
                          "dims": _dims_dict(desc.get("dims")),
@@ -246,18 +231,70 @@ def serve(w: Worker, rf, wf) -> None:
             elif op in ("layer_run", "layer_project"):
                 reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout)
             else:
-                reply = {"ok": False, "kind": "internal", "message": f"unknown op {op}"}
+                reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
             mismatch = getattr(w.adapter, "arch_mismatch", None)
-            if mismatch and f.kind == "exception" and op != "load":
+            if mismatch and f.kind == ErrorKind.EXCEPTION and op != "load":
                 f.message += (f". Note: the arch was declared as {mismatch[0]!r}, but your "
                               f"parameter names look like {mismatch[1]!r}: is the declared arch "
                               f"(--arch or the spec's assignment.arch) right?")
             reply = {"ok": False, "kind": f.kind, "message": f.message, "line": f.line,
                      "traceback": f.tb}
+        except PluginError as e:  # an installed plugin is broken: bpttcheck's side, not the user's
+            reply = {"ok": False, "kind": ErrorKind.PLUGIN, "message": e.message,
+                     "plugin": [e.group, e.name, e.value, e.problem]}
         reply["evaluations"] = w.evaluations
         reply["blocked"] = guard.attempts()
         protocol.send(wf, reply, out_arrays)
+
+
+@contextlib.contextmanager
+def _plugin_blamed(cls):
+    """A third-party adapter that raises while reading or describing the module, with none of
+    the user's code on the way (no user line), has a bug of its own: a PluginError."""
+    try:
+        yield
+    except UserFailure as f:
+        if cls.__module__.startswith("bpttcheck.") or f.line or f.kind != ErrorKind.EXCEPTION:
+            raise
+        from bpttcheck.plugins import origin
+        name, ref = origin(cls)
+        raise PluginError("bpttcheck.adapters", name, ref, f"failed on this file: "
+                          f"{f.message}") from None
+
+
+def _choose_adapter(w: Worker, mod, path: str, style: str | None, timeout: float):
+    """The adapter class for the loaded module (None for a C library): the one ``style``
+    names, or the highest-priority one that detects it. A broken plugin raises PluginError
+    (from loading the registry or from its detect()); the user's module is not blamed."""
+    from bpttcheck.plugins import adapters, detect
+
+    found = adapters()
+
+    def fits(c) -> bool:
+        if c.__module__.startswith("bpttcheck."):  # only the user's module can make it raise
+            return bool(w.guarded("inspecting your module", timeout, detect, c, mod, path))
+        return detect(c, mod, path)
+
+    if style and style != "auto":
+        if style not in found:
+            raise UserFailure(ErrorKind.INTERFACE, f"unknown style {style!r}; known: "
+                              + ", ".join(found))
+        cls = found[style]
+        if mod is not None and not fits(cls):
+            seen = next((c.name for c in found.values() if fits(c)), None)
+            raise UserFailure(ErrorKind.INTERFACE, f"--style {style} (or the spec's style) "
+                              f"does not fit this file: it has none of that style's "
+                              f"entry points" + (f"; it looks like the {seen} style, "
+                              f"so leave --style out" if seen else ""))
+        return cls
+    cls = next((c for c in found.values() if fits(c)), None)
+    if cls is None:
+        raise UserFailure(ErrorKind.INTERFACE, "found none of the entry points bpttcheck "
+                          "knows: lossFun(inputs, targets, hprev) (Karpathy style), "
+                          "loss_and_grads(params, inputs, targets, state), or "
+                          "forward(...) with backward(...). Define one of them.")
+    return cls
 
 
 def _layer_op(w: Worker, op: str, hdr: dict, arrs: dict, timeout: float):
@@ -291,14 +328,13 @@ def _preload() -> None:
     models: the adapters know the architectures through archmeta, which has no run()."""
     import numpy  # noqa: F401
 
-    from bpttcheck import layout  # noqa: F401
-    from bpttcheck.sandbox import protocol  # noqa: F401
+    from bpttcheck import archmeta, hookspecs, layout  # noqa: F401 - Dims and Layout, for serve()
     from bpttcheck.adapters import base  # noqa: F401
-    from bpttcheck import archmeta  # noqa: F401 - Dims, for serve()
     from bpttcheck.plugins import adapters
+    from bpttcheck.sandbox import protocol  # noqa: F401
     try:
         adapters()
-    except Exception:  # noqa: BLE001, S110 - a broken plugin: serve() reports it on "load"
+    except PluginError:  # a broken plugin: serve() reports it on "load"
         pass
 
 
