@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from conftest import REF, ROOT
 
 from bpttcheck import report_junit
 from bpttcheck.check import catalogue
@@ -23,7 +24,6 @@ from bpttcheck.check.sequence import SequenceChecker
 from bpttcheck.layout import Layout
 from bpttcheck.oracle import rnn
 from bpttcheck.result import Report
-from conftest import REF, ROOT
 
 HAVE_CC = shutil.which("gcc") is not None or shutil.which("cc") is not None
 C_REF = ROOT / "reference" / "c"
@@ -77,7 +77,7 @@ def test_a_run_leaves_the_callers_options_as_they_were(tmp_path):
 
 # ---------------------------------------------------------------- measured check times
 
-def test_each_check_carries_the_time_of_its_work(tmp_module, tmp_path):
+def test_each_check_carries_the_time_of_its_work():
     r = check(str(REF / "rnn_functional.py"), Options())
     assert r.verdict == "pass"
     assert all(c.seconds > 0 for c in r.checks), [(c.name, c.seconds) for c in r.checks]
@@ -153,7 +153,10 @@ def test_diagnosis_needs_only_a_probe_and_the_findings(bug):
 
 def test_truncated_bptt_is_an_oracle_mutant_and_localised_through_the_probe():
     case = make_case(rnn.ARCH, DEFAULT_DIMS, 3)
-    run = lambda bugs=frozenset(): rnn.run(case.params, case.xs, case.ys, case.state, bugs)  # noqa: E731
+
+    def run(bugs=frozenset()):
+        return rnn.run(case.params, case.xs, case.ys, case.state, bugs)
+
     full, one = run(), run(frozenset({"bptt.truncated:1"}))
     assert run(frozenset({f"bptt.truncated:{DEFAULT_DIMS.T}"})).grads["Whh"] == pytest.approx(
         full.grads["Whh"], abs=1e-14)
@@ -166,7 +169,7 @@ def test_truncated_bptt_is_an_oracle_mutant_and_localised_through_the_probe():
 
 
 def test_diagnosis_never_sees_the_checker_or_the_worker():
-    for name in ("diagnose", "localise", "layer_diagnose", "findings", "probe"):
+    for name in ("diagnose", "matching", "localise", "layer_diagnose", "findings", "probe"):
         src = (ROOT / "bpttcheck" / "check" / f"{name}.py").read_text()
         assert not re.search(r"WorkerSession|sandbox|Checker\b|\.report\b", src), name
 
@@ -181,7 +184,7 @@ def test_both_checkers_have_the_same_shape():
 
 def test_every_documented_id_is_in_the_catalogue():
     contract = (ROOT / "docs" / "CONTRACT.md").read_text()
-    table = set(re.findall(r"^\| `([a-z0-9.-]+)` \|", contract, re.M))
+    table = set(re.findall(r"^\| `([a-z0-9.-]+)` \|", contract, re.MULTILINE))
     extension = contract[contract.index("## 7."):]
     ids_7 = set(re.findall(r"`((?:gru|batch|layer)\.[a-z-]+|unmatched)`",
                            extension.split("- Notes:")[0]))

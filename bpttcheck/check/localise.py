@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bpttcheck.check.cases import make_case
-from bpttcheck.check.diagnose import Matcher, diag, same_values
+from bpttcheck.check.matching import Matcher, diag, same_values
 from bpttcheck.check.numerics import exact_multiple
 from bpttcheck.errors import UserCodeError
 from bpttcheck.oracle.common import Dims
