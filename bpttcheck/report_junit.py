@@ -18,11 +18,10 @@ def render(r: Report) -> str:
         err = ET.SubElement(case, "error", message=r.error.message[:500], type=r.error.kind)
         err.text = "\n".join(x for x in (r.error.message, r.error.line or "", r.error.output) if x)
         cases.append(case)
-    per = total / max(len(r.checks), 1)
     diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}\n{d.evidence}\nfix:\n{d.fix}"
                        for d in r.diagnoses[:3])
     for c in r.checks:
-        case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{per:.3f}")
+        case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{c.seconds:.3f}")
         if c.status == "fail":
             f = ET.SubElement(case, "failure", message=c.message[:500], type="bpttcheck")
             f.text = c.message + ("\n\n" + diag if diag else "")

@@ -22,12 +22,12 @@ class Case:
     state: tuple[np.ndarray, ...]  # (h0,) or (h0, c0), each (H,)
     seed: int
 
-    def with_params(self, params: dict[str, np.ndarray]) -> "Case":
+    def with_params(self, params: dict[str, np.ndarray]) -> Case:
         return Case(self.arch, self.dims, params, self.xs, self.ys, self.state, self.seed)
 
-    def rounded(self, dtype) -> "Case":
+    def rounded(self, dtype) -> Case:
         """The case as a user computing in ``dtype`` actually sees it."""
-        cast = lambda a: np.asarray(a, dtype=dtype).astype(np.float64)  # noqa: E731
+        cast = lambda a: np.asarray(a, dtype=dtype).astype(np.float64)
         return Case(self.arch, self.dims, {k: cast(v) for k, v in self.params.items()},
                     self.xs, self.ys, tuple(cast(s) for s in self.state), self.seed)
 

@@ -1,145 +1,226 @@
-"""The known bugs (CONTRACT §6 and the GRU bugs defined here): how to plant each in the
-reference (mutant variants), what to call it, and how to fix it."""
+"""Every diagnosis id (CONTRACT §6 and §7) in one place: its title, its fix in each language
+(Python, C, the layer API), and, for the bugs found by planting them in the reference, the
+mutant variants and where they can be planted (sequence architectures, layer units)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class Bug:
     id: str
-    archs: tuple[str, ...]
+    archs: tuple[str, ...]  # sequence architectures whose reference can plant it
     title: str
-    fix: str  # a two- or three-line snippet, in the reference's naming
+    # a two- or three-line snippet per language: "python" (always; in the reference's
+    # naming), "c" and "layers" (the layer API's) where the fix reads differently there
+    fixes: dict[str, str] = field(default_factory=dict)
     variants: tuple[str, ...] = ("",)  # mutant variants planted in the oracle ("" = plain)
-    fix_c: str = ""  # the same fix for C code, where it reads differently
+    units: tuple[str, ...] = ()  # layer units (layer_api) whose reference can plant it
+    unit_variants: tuple[str, ...] = ("",)  # its variants there (the layer API's gate order)
+    planted: bool = True  # False: found by behaviour, a probe, the layout or a measurement
+    layer_title: str = ""  # the title for layer code, where it names the function
+
+    @property
+    def fix(self) -> str:
+        return self.fixes["python"]
 
     def mutants(self, arch: str) -> list[str]:
-        if arch not in self.archs:
+        if arch not in self.archs or not self.planted:
             return []
         return [self.id + (f":{v}" if v else "") for v in self.variants]
 
+    def unit_mutants(self, unit: str) -> list[str]:
+        if unit not in self.units or not self.planted:
+            return []
+        return [self.id + (f":{v}" if v else "") for v in self.unit_variants]
+
+    def fix_in(self, language: str, **names: str) -> str:
+        """The fix in ``language`` ("python", "c" or "layers"; else the Python one), with the
+        user's function names filled in where it names them."""
+        return _fill(self.fixes.get(language) or self.fix, names)
+
+    def title_in(self, language: str, **names: str) -> str:
+        return _fill(self.layer_title if language == "layers" and self.layer_title
+                     else self.title, names)
+
+
+def _fill(text: str, names: dict[str, str]) -> str:
+    for k, v in names.items():  # not str.format: C snippets have braces of their own
+        text = text.replace("{" + k + "}", v)
+    return text
+
 
 ALL = ("rnn", "lstm", "gru")
+LAYER_GATES = ("i", "f", "o", "g")  # the layer API's gate order (oracle/layers.py)
 BUGS: list[Bug] = [
-    Bug("softmax.double-exp", ALL, "Logits exponentiated twice",
-        "e = np.exp(z - np.max(z))      # exp once, of the raw logits\np = e / np.sum(e)               # not np.exp(e) / ...",
-        variants=("", "shift", "softmax", "softmax-raw")),
-    Bug("softmax.sum-logits", ALL, "Softmax denominator sums the raw logits",
-        "e = np.exp(z - np.max(z))\np = e / np.sum(e)               # sum the exponentials, not z",
-        variants=("", "shift")),
-    Bug("softmax.unstable", ALL, "Softmax overflows on large logits (no max-subtraction)",
-        "e = np.exp(z - np.max(z))      # subtracting the max changes nothing but overflow\np = e / np.sum(e)"),
-    Bug("loss.dy-sign", ALL, "Output gradient has the wrong sign (y - p instead of p - y)",
-        "dy = np.copy(p)\ndy[target] -= 1                 # dL/dz = p - onehot(target)"),
-    Bug("loss.mean-grad-sum", ALL, "Loss averaged over time but gradients summed (or the reverse)",
-        "loss /= T\nfor g in grads.values(): g /= T   # scale loss and gradients alike",
-        variants=("mean-loss", "mean-grad")),
-    Bug("rnn.dwhy-uses-prev-h", ("rnn",), "dWhy built from the previous hidden state h[t]",
-        "dWhy += np.outer(dy, h[t + 1])   # the state the logits came from (h[0] holds h0;\n"
-        "                                 # in Karpathy's hs[-1] = hprev indexing, hs[t])"),
-    Bug("rnn.dwhh-uses-current-h", ("rnn",), "dWhh built from the current hidden state h[t+1]",
-        "dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n"
-        "                                  # Karpathy's indexing, h[t] with h[0] = h0"),
-    Bug("rnn.missing-dh-next", ("rnn",), "Gradient from later time steps (dh_next) not added",
-        "dh = Why.T @ dy + dh_next         # later steps reach h[t+1] through dh_next"),
-    Bug("rnn.whh-not-transposed", ("rnn",), "dh_next uses Whh instead of Whh.T",
-        "dh_next = Whh.T @ dhraw           # back through h[t+1] = tanh(Whh @ h[t] + ...)"),
-    Bug("rnn.tanh-derivative-missing", ("rnn",), "No tanh derivative: dhraw = dh",
-        "dhraw = (1 - h * h) * dh          # h = tanh(a) is the state of this step"),
-    Bug("grad.overwrite-not-accumulate", ALL, "Gradient assigned (=) instead of accumulated (+=)",
-        "dW += ...   # parameters are shared by every time step: sum their contributions"),
-    Bug("grad.not-reset", ALL, "Gradient accumulators (or dh_next) not reset between calls",
-        "dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)  # at the start of every call\n"
-        "dh_next = np.zeros_like(h0)"),
-    Bug("lstm.state-offset", ("lstm",), "Backward uses h[t]/c[t] as the current state",
-        "h_t, c_t = h[t+1], c[t+1]         # lists start with the initial state:\n"
-        "c_prev = c[t]                     # index t+1 is the state after step t",
-        variants=("", "shifted")),
-    Bug("lstm.cprev-wraparound", ("lstm",), "Previous cell state read as c[t-1] (wraps to the last state at t = 0)",
-        "c_prev = c[t]                     # with c[0] = c0; c[t-1] is c[-1] = the LAST state at t = 0",
-        variants=("", "first-step")),
-    Bug("lstm.gate-derivative-reapplied", ("lstm",), "Gate derivative applies the nonlinearity again",
-        "do = dh * np.tanh(c_t) * o * (1 - o)   # o is already sigmoid(...): not sigmoid(o)\n"
-        "dg = dc * i * (1 - g ** 2)             # g is already tanh(...)",
-        variants=("f", "i", "g", "o", "all")),
-    Bug("lstm.cell-tanh-derivative-missing", ("lstm",), "Cell-state gradient lacks 1 - tanh(c)^2",
-        "dc = dc_next + dh * o * (1 - np.tanh(c_t) ** 2)"),
-    Bug("lstm.dc-next-missing-forget", ("lstm",), "dc_next = dc instead of dc * f",
-        "dc_next = dc * f                  # c[t+1] = f * c[t] + ...: the forget gate scales it"),
-    Bug("lstm.dh-next-wrong-slice", ("lstm",), "dh_next taken from the wrong part of dv",
-        "dh_next = dv[:H]                  # the hidden part of v = [h; x] (dv[X:] for [x; h])",
-        variants=("hx", "xh")),
-    Bug("layout.gate-order", ("lstm", "gru"), "Gates in another order than declared",
-        "# declare the order your stacked matrix really uses, e.g. in the spec:\n"
-        "# [layout] gate_order = \"figo\""),
-    Bug("gru.update-gate-flipped", ("gru",), "Backward uses the other update-gate convention",
-        "dn = dh * (1 - z); dz = dh * (h_prev - n)   # for h' = (1 - z) * n + z * h_prev\n"
-        "dh_prev = dh * z + ...                       # the direct path"),
-    Bug("gru.reset-after", ("gru",), "Reset gate applied after the recurrent product",
-        "n = np.tanh(Wn @ np.concatenate([r * h, x]) + bn)  # reset h BEFORE multiplying"),
-    Bug("gru.gate-derivative-reapplied", ("gru",), "GRU gate derivative applies sigmoid again",
-        "dz_raw = dz * z * (1 - z)          # z is already sigmoid(...)",
-        variants=("z", "r", "all")),
-    Bug("gru.direct-path-missing", ("gru",), "dh_prev lacks the direct z * dh term",
-        "dh_prev = dh * z + dh_from_candidate + dv[:H]"),
-]
+    Bug('softmax.double-exp', ALL,
+        'Logits exponentiated twice',
+        fixes={'python': 'e = np.exp(z - np.max(z))      # exp once, of the raw logits\n'
+                         'p = e / np.sum(e)               # not np.exp(e) / ...',
+               'c': 'for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }\n'
+                    'for (k = 0; k < Y; k++) p[k] /= sum;   /* not expf(p[k]) / sum */'},
+        variants=('', 'shift', 'softmax', 'softmax-raw')),
+    Bug('softmax.sum-logits', ALL,
+        'Softmax denominator sums the raw logits',
+        fixes={'python': 'e = np.exp(z - np.max(z))\n'
+                         'p = e / np.sum(e)               # sum the exponentials, not z',
+               'c': 'for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }  /* sum p[k], not z[k] */'},
+        variants=('', 'shift')),
+    Bug('softmax.unstable', ALL,
+        'Softmax overflows on large logits (no max-subtraction)',
+        fixes={'python': 'e = np.exp(z - np.max(z))      # subtracting the max changes nothing but overflow\n'
+                         'p = e / np.sum(e)',
+               'c': 'float zmax = z[0]; for (k = 1; k < Y; k++) if (z[k] > zmax) zmax = z[k];\n'
+                    'p[k] = expf(z[k] - zmax);'},
+        planted=False),
+    Bug('loss.dy-sign', ALL,
+        'Output gradient has the wrong sign (y - p instead of p - y)',
+        fixes={'python': 'dy = np.copy(p)\n'
+                         'dy[target] -= 1                 # dL/dz = p - onehot(target)',
+               'c': 'for (k = 0; k < Y; k++) dy[k] = p[t][k];\n'
+                    'dy[targets[t]] -= 1.0f;   /* p - onehot */'}),
+    Bug('loss.mean-grad-sum', ALL,
+        'Loss averaged over time but gradients summed (or the reverse)',
+        fixes={'python': 'loss /= T\n'
+                         'for g in grads.values(): g /= T   # scale loss and gradients alike',
+               'c': 'return loss;   /* or divide every gradient by T as well */'},
+        variants=('mean-loss', 'mean-grad')),
+    Bug('rnn.dwhy-uses-prev-h', ('rnn',),
+        'dWhy built from the previous hidden state h[t]',
+        fixes={'python': 'dWhy += np.outer(dy, h[t + 1])   # the state the logits came from (h[0] holds h0;\n'
+                       "                                 # in Karpathy's hs[-1] = hprev indexing, hs[t])",
+               'c': 'dWhy[i*H + j] += dy[i] * h[(t+1)*H + j];   /* the state the logits came from */'}),
+    Bug('rnn.dwhh-uses-current-h', ('rnn',),
+        'dWhh built from the current hidden state h[t+1]',
+        fixes={'python': 'dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n'
+                       "                                  # Karpathy's indexing, h[t] with h[0] = h0",
+               'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */'}),
+    Bug('rnn.missing-dh-next', ('rnn',),
+        'Gradient from later time steps (dh_next) not added',
+        fixes={'python': 'dh = Why.T @ dy + dh_next         # later steps reach h[t+1] through dh_next',
+               'c': 'dh[i] = dh_next[i];  for (k = 0; k < Y; k++) dh[i] += Why[k*H + i] * dy[k];',
+               'layers': 'dprev_h = np.zeros_like(h0)                     # (N, H)\n'
+                         'for t in reversed(range(T)):\n'
+                         '    dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])'},
+        units=('rnn', 'lstm')),
+    Bug('rnn.whh-not-transposed', ('rnn',),
+        'dh_next uses Whh instead of Whh.T',
+        fixes={'python': 'dh_next = Whh.T @ dhraw           # back through h[t+1] = tanh(Whh @ h[t] + ...)',
+               'c': 'dh_next[j] += Whh[i*H + j] * draw[i];   /* Whh^T: sum over i, the row */',
+               'layers': 'dprev_h = dz @ Wh.T                             # (N, H) next_h used prev_h @ Wh'},
+        units=('rnn_step', 'rnn')),
+    Bug('rnn.tanh-derivative-missing', ('rnn',),
+        'No tanh derivative: dhraw = dh',
+        fixes={'python': 'dhraw = (1 - h * h) * dh          # h = tanh(a) is the state of this step',
+               'c': 'draw[i] = (1.0f - h1[i] * h1[i]) * dh[i];',
+               'layers': 'dz = dnext_h * (1 - next_h**2)                  # (N, H) back through tanh'},
+        units=('rnn_step', 'rnn')),
+    Bug('grad.overwrite-not-accumulate', ALL,
+        'Gradient assigned (=) instead of accumulated (+=)',
+        fixes={'python': 'dW += ...   # parameters are shared by every time step: sum their contributions',
+               'c': 'dW[i*n + j] += ...;   /* +=: every time step contributes */',
+               'layers': 'dWx += dWx_t; dWh += dWh_t; db += db_t           # every step adds its share'},
+        planted=False),
+    Bug('grad.not-reset', ALL,
+        'Gradient accumulators (or dh_next) not reset between calls',
+        fixes={'python': 'dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)  # at the start of every call\n'
+                         'dh_next = np.zeros_like(h0)',
+               'c': 'memset(grads[g], 0, n_g * sizeof(float));   /* every gradient, before the loop */'},
+        planted=False),
+    Bug('lstm.state-offset', ('lstm',),
+        'Backward uses h[t]/c[t] as the current state',
+        fixes={'python': 'h_t, c_t = h[t+1], c[t+1]         # lists start with the initial state:\n'
+                         'c_prev = c[t]                     # index t+1 is the state after step t',
+               'c': 'const float *h_t = h + (t+1)*H, *c_t = c + (t+1)*H, *c_prev = c + t*H;'},
+        variants=('', 'shifted')),
+    Bug('lstm.cprev-wraparound', ('lstm',),
+        'Previous cell state read as c[t-1] (wraps to the last state at t = 0)',
+        fixes={'python': 'c_prev = c[t]                     # with c[0] = c0; c[t-1] is c[-1] = the LAST state at t = 0',
+               'c': 'const float *c_prev = c + t*H;   /* c[0] is c0: never index t-1 here */'},
+        variants=('', 'first-step')),
+    Bug('lstm.gate-derivative-reapplied', ('lstm',),
+        'Gate derivative applies the nonlinearity again',
+        fixes={'python': 'do = dh * np.tanh(c_t) * o * (1 - o)   # o is already sigmoid(...): not sigmoid(o)\n'
+                         'dg = dc * i * (1 - g ** 2)             # g is already tanh(...)',
+               'c': 'do_raw[i] = do_[i] * o[i] * (1.0f - o[i]);   /* o is already sigmoid(..) */',
+               'layers': 'da_f = df * f * (1 - f)                         # f is already sigmoid(a_f)\n'
+                         'da_g = dg * (1 - g**2)                          # g is already tanh(a_g)'},
+        variants=('f', 'i', 'g', 'o', 'all'), units=('lstm_step', 'lstm'), unit_variants=LAYER_GATES),
+    Bug('lstm.cell-tanh-derivative-missing', ('lstm',),
+        'Cell-state gradient lacks 1 - tanh(c)^2',
+        fixes={'python': 'dc = dc_next + dh * o * (1 - np.tanh(c_t) ** 2)',
+               'c': 'dc[i] = dc_next[i] + dh[i] * o[i] * (1.0f - tc[i] * tc[i]);',
+               'layers': 'dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c)**2)   # (N, H)'},
+        units=('lstm_step', 'lstm')),
+    Bug('lstm.dc-next-missing-forget', ('lstm',),
+        'dc_next = dc instead of dc * f',
+        fixes={'python': 'dc_next = dc * f                  # c[t+1] = f * c[t] + ...: the forget gate scales it',
+               'c': 'dc_next[i] = dc[i] * f[i];',
+               'layers': 'dprev_c = dc * f                                # (N, H) next_c = f * prev_c + i * g'},
+        units=('lstm_step', 'lstm')),
+    Bug('lstm.dh-next-wrong-slice', ('lstm',),
+        'dh_next taken from the wrong part of dv',
+        fixes={'python': 'dh_next = dv[:H]                  # the hidden part of v = [h; x] (dv[X:] for [x; h])',
+               'c': 'for (i = 0; i < H; i++) dh_next[i] = dv[i];   /* v = [h; x]: first H */'},
+        variants=('hx', 'xh')),
+    Bug('layout.gate-order', ('lstm', 'gru'),
+        'Gates in another order than declared',
+        fixes={'python': '# declare the order your stacked matrix really uses, e.g. in the spec:\n'
+                         '# [layout] gate_order = "figo"'},
+        planted=False),
+    Bug('gru.update-gate-flipped', ('gru',),
+        'Backward uses the other update-gate convention',
+        fixes={'python': "dn = dh * (1 - z); dz = dh * (h_prev - n)   # for h' = (1 - z) * n + z * h_prev\n"
+                         'dh_prev = dh * z + ...                       # the direct path'}),
+    Bug('gru.reset-after', ('gru',),
+        'Reset gate applied after the recurrent product',
+        fixes={'python': 'n = np.tanh(Wn @ np.concatenate([r * h, x]) + bn)  # reset h BEFORE multiplying'}),
+    Bug('gru.gate-derivative-reapplied', ('gru',),
+        'GRU gate derivative applies sigmoid again',
+        fixes={'python': 'dz_raw = dz * z * (1 - z)          # z is already sigmoid(...)'},
+        variants=('z', 'r', 'all')),
+    Bug('gru.direct-path-missing', ('gru',),
+        'dh_prev lacks the direct z * dh term',
+        fixes={'python': 'dh_prev = dh * z + dh_from_candidate + dv[:H]'}),
 
-FIX_C = {
-    "softmax.double-exp": "for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }\n"
-                          "for (k = 0; k < Y; k++) p[k] /= sum;   /* not expf(p[k]) / sum */",
-    "softmax.sum-logits": "for (k = 0; k < Y; k++) { p[k] = expf(z[k] - zmax); sum += p[k]; }"
-                          "  /* sum p[k], not z[k] */",
-    "softmax.unstable": "float zmax = z[0]; for (k = 1; k < Y; k++) if (z[k] > zmax) zmax = z[k];\n"
-                        "p[k] = expf(z[k] - zmax);",
-    "loss.dy-sign": "for (k = 0; k < Y; k++) dy[k] = p[t][k];\ndy[targets[t]] -= 1.0f;   /* p - onehot */",
-    "loss.mean-grad-sum": "return loss;   /* or divide every gradient by T as well */",
-    "rnn.dwhy-uses-prev-h": "dWhy[i*H + j] += dy[i] * h[(t+1)*H + j];   /* the state the logits came from */",
-    "rnn.dwhh-uses-current-h": "dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */",
-    "rnn.missing-dh-next": "dh[i] = dh_next[i];  for (k = 0; k < Y; k++) dh[i] += Why[k*H + i] * dy[k];",
-    "rnn.whh-not-transposed": "dh_next[j] += Whh[i*H + j] * draw[i];   /* Whh^T: sum over i, the row */",
-    "rnn.tanh-derivative-missing": "draw[i] = (1.0f - h1[i] * h1[i]) * dh[i];",
-    "grad.overwrite-not-accumulate": "dW[i*n + j] += ...;   /* +=: every time step contributes */",
-    "grad.not-reset": "memset(grads[g], 0, n_g * sizeof(float));   /* every gradient, before the loop */",
-    "lstm.state-offset": "const float *h_t = h + (t+1)*H, *c_t = c + (t+1)*H, *c_prev = c + t*H;",
-    "lstm.cprev-wraparound": "const float *c_prev = c + t*H;   /* c[0] is c0: never index t-1 here */",
-    "lstm.gate-derivative-reapplied": "do_raw[i] = do_[i] * o[i] * (1.0f - o[i]);   /* o is already sigmoid(..) */",
-    "lstm.cell-tanh-derivative-missing": "dc[i] = dc_next[i] + dh[i] * o[i] * (1.0f - tc[i] * tc[i]);",
-    "lstm.dc-next-missing-forget": "dc_next[i] = dc[i] * f[i];",
-    "lstm.dh-next-wrong-slice": "for (i = 0; i < H; i++) dh_next[i] = dv[i];   /* v = [h; x]: first H */",
-}
-BUGS = [Bug(b.id, b.archs, b.title, b.fix, b.variants, FIX_C.get(b.id, "")) for b in BUGS]
-
-# Bugs particular to batched layer code (`rnn_layers.py`, CONTRACT §2.2b), ids added here.
-BUGS += [
-    Bug("batch.sum-missing", ("layers",),
+    # bugs particular to batched layer code (`rnn_layers.py`, CONTRACT §2.2b)
+    Bug("batch.sum-missing", (),
         "Weight or bias gradient not summed over the batch",
-        "dWx = x.T @ dz          # (D, H): the matmul sums over all N examples\n"
-        "db = dz.sum(axis=0)     # (H,): a sum over the batch, not a mean, not dz[0]"),
-    Bug("batch.bias-wrong-axis", ("layers",),
+        fixes={"python": "dWx = x.T @ dz          # (D, H): the matmul sums over all N examples\n"
+                         "db = dz.sum(axis=0)     # (H,): a sum over the batch, not a mean, not dz[0]"},
+        planted=False),
+    Bug("batch.bias-wrong-axis", (),
         "Bias gradient summed over the wrong axis",
-        "db = dz.sum(axis=0)     # (H,): sum over the batch axis 0 only, keep the hidden axis"),
+        fixes={"python": "db = dz.sum(axis=0)     # (H,): sum over the batch axis 0 only, keep the hidden axis"},
+        planted=False),
+    # what the checker says when no known bug matches, or layer code does not run at all;
+    # {backward}, {forward} and {unit} are filled in with the layer function's names
+    Bug("unmatched", (),
+        "No known bug matches exactly",
+        fixes={"python": "compare your backward loop line by line with the derivative of your "
+                         "forward pass; the groups and time steps named here are where to look",
+               "layers": "Compare {backward} line by line with the derivative of {forward}; "
+                         "the failing groups above show where to look."},
+        layer_title="{backward}: no known bug matches", planted=False),
+    Bug("layer.not-implemented", (),
+        "A layer function is still a stub",
+        fixes={"python": "Finish the function and return the tuple its docstring names."},
+        layer_title="{unit}: not implemented yet", planted=False),
+    Bug("layer.not-run", (),
+        "A layer function raised an exception",
+        fixes={"python": "Fix the line shown; a shape in the traceback usually names the array "
+                         "that is off."},
+        layer_title="{unit}: raised an exception", planted=False),
 ]
-
-# The same fixes in the batched layer API's own words (x @ Wx layouts, caches).
-FIX_LAYERS = {
-    "rnn.missing-dh-next": "dprev_h = np.zeros_like(h0)                     # (N, H)\n"
-                           "for t in reversed(range(T)):\n"
-                           "    dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])",
-    "rnn.tanh-derivative-missing": "dz = dnext_h * (1 - next_h**2)                  # (N, H) back through tanh",
-    "rnn.whh-not-transposed": "dprev_h = dz @ Wh.T                             # (N, H) next_h used prev_h @ Wh",
-    "grad.overwrite-not-accumulate": "dWx += dWx_t; dWh += dWh_t; db += db_t           # every step adds its share",
-    "lstm.dc-next-missing-forget": "dprev_c = dc * f                                # (N, H) next_c = f * prev_c + i * g",
-    "lstm.cell-tanh-derivative-missing": "dc = dnext_c + dnext_h * o * (1 - np.tanh(next_c)**2)   # (N, H)",
-    "lstm.gate-derivative-reapplied": "da_f = df * f * (1 - f)                         # f is already sigmoid(a_f)\n"
-                                      "da_g = dg * (1 - g**2)                          # g is already tanh(a_g)",
-}
 
 BY_ID = {b.id: b for b in BUGS}
-# bugs found by behaviour, layout or probes rather than by a mutant of the reference
-NOT_MUTANTS = {"grad.overwrite-not-accumulate", "grad.not-reset", "layout.gate-order",
-               "softmax.unstable"}
 
 
 def mutants(arch: str) -> list[str]:
-    return [m for b in BUGS if b.id not in NOT_MUTANTS for m in b.mutants(arch)]
+    """Every planted bug (with its variants) the reference of ``arch`` can reproduce."""
+    return [m for b in BUGS for m in b.mutants(arch)]
+
+
+def unit_mutants(unit: str) -> list[str]:
+    """The same for one layer unit (rnn_step, rnn, lstm_step, lstm)."""
+    return [m for b in BUGS for m in b.unit_mutants(unit)]

@@ -2,6 +2,7 @@
 that follow from the dtype. Plain numpy; nothing here knows about user code or reports."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -12,10 +13,31 @@ import numpy as np
 FD_STEP = {np.dtype("float64"): 1e-3, np.dtype("float32"): 3e-2}
 # How many ulps of accumulated round-off an entry may carry per sqrt(term) before it is wrong.
 ULPS = 100.0
+# Matching a planted bug needs less precision than passing a check (mutants differ by O(0.1))
+# and more slack: a buggy formula (exp of exp) can be far worse conditioned than the right one,
+# so the user's round-off is amplified.
+MATCH_SLACK = 30.0
 
 
 def eps_of(dtype) -> float:
     return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def arithmetic_dtype(dtype) -> np.dtype:
+    """The precision a result stored in ``dtype`` is judged as having been computed in.
+
+    float32 and float64 are judged as themselves. Wider types (longdouble) are judged as
+    float64: the reference cannot see further. Narrower ones (float16) are judged as float32
+    arithmetic rounded once on the way out: below float32 the round-off of a T-step sum
+    (100 ulps x sqrt(terms) is most of the value in float16) would swamp the bugs a check is
+    for, and numpy code that returns float16 mostly computed in something wider. The rounding
+    on the way out is allowed for by oracle_rtol."""
+    d = np.dtype(dtype)
+    return np.dtype(np.float32) if d.itemsize <= 4 else np.dtype(np.float64)
+
+
+def fd_step(dtype) -> float:
+    return FD_STEP[arithmetic_dtype(dtype)]
 
 
 def oracle_rtol(dtype, T: int, width: int) -> float:
@@ -23,8 +45,23 @@ def oracle_rtol(dtype, T: int, width: int) -> float:
 
     A correct implementation in ``dtype`` carries round-off of about eps * sqrt(terms summed),
     where an entry sums T steps of products of length ``width``; ULPS gives head-room for
-    reassociation and different-but-equal formulas (sigmoid via exp or via tanh)."""
-    return ULPS * eps_of(dtype) * math.sqrt(max(T, 1) * max(width, 1))
+    reassociation and different-but-equal formulas (sigmoid via exp or via tanh). A result
+    stored narrower than its arithmetic (float16) adds one rounding of its own: eps of the
+    stored type (the bound is taken relative to |r| + scale, so eps covers a half-ulp twice)."""
+    work = arithmetic_dtype(dtype)
+    stored = eps_of(dtype) if np.dtype(dtype).itemsize < work.itemsize else 0.0
+    return ULPS * eps_of(work) * math.sqrt(max(T, 1) * max(width, 1)) + stored
+
+
+def exact_multiple(user: np.ndarray, ref: np.ndarray) -> float | None:
+    """a if ``user`` is exactly a x ``ref`` (to 1e-6 of |ref|), else None."""
+    if user.shape != ref.shape:
+        return None
+    rr = float(np.sum(ref * ref))
+    if rr <= 0:
+        return None
+    a = float(np.sum(user * ref) / rr)
+    return a if np.linalg.norm(user - a * ref) <= 1e-6 * np.linalg.norm(ref) else None
 
 
 @dataclass
@@ -139,13 +176,14 @@ def directional_check(
     d1 = (losses[h] - losses[-h]) / (2 * h)
     d2 = (losses[h / 2] - losses[-h / 2]) / h
     numeric = (4 * d2 - d1) / 3  # Richardson: cancels the h^2 term of the central difference
-    roundoff = 4 * eps_of(dtype) * max(abs(loss0), 1.0) / h
+    work = arithmetic_dtype(dtype)
+    roundoff = 4 * eps_of(work) * max(abs(loss0), 1.0) / h
     noise = abs(numeric - d2) + roundoff
-    rtol = 1e-6 if np.dtype(dtype) == np.float64 else 1e-2
+    rtol = 1e-6 if work == np.float64 else 1e-2
     tolerance = max(10 * noise, rtol * magnitude, 1e-12)
     rates = []
     rem = [abs(losses[s] - loss0 - s * analytic) for s in (h, h / 2, h / 4)]
-    for a, b in zip(rem, rem[1:]):
+    for a, b in itertools.pairwise(rem):
         floor = 10 * roundoff * h  # remainder below this is round-off, not signal
         rates.append(math.log2(a / b) if a > floor and b > floor else math.nan)
     return DirectionalCheck(

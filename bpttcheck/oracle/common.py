@@ -2,12 +2,12 @@
 (with its known bugs), and the architecture descriptor."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from bpttcheck.archmeta import Dims  # noqa: F401 - re-exported: the oracle's sizes
+from bpttcheck.archmeta import Dims
 
 
 @dataclass

@@ -12,8 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from bpttcheck.archmeta import META, gru_shapes
-from bpttcheck.oracle.common import (Arch, Trace, finish, has, output_grad, sigmoid,
-                                     softmax_xent)
+from bpttcheck.oracle.common import (
+    Arch,
+    Trace,
+    finish,
+    has,
+    output_grad,
+    sigmoid,
+    softmax_xent,
+)
 
 NAMES = META["gru"].param_names
 

@@ -8,8 +8,15 @@ from __future__ import annotations
 import numpy as np
 
 from bpttcheck.archmeta import META, lstm_shapes
-from bpttcheck.oracle.common import (Arch, Trace, finish, has, output_grad, sigmoid,
-                                     softmax_xent)
+from bpttcheck.oracle.common import (
+    Arch,
+    Trace,
+    finish,
+    has,
+    output_grad,
+    sigmoid,
+    softmax_xent,
+)
 
 GATES = ("f", "i", "g", "o")
 NAMES = META["lstm"].param_names

@@ -2,6 +2,10 @@
 
     h[t+1] = tanh(Wxh @ onehot(x[t]) + Whh @ h[t] + bh)
     z[t]   = Why @ h[t+1] + by ;  p[t] = softmax(z[t]) ;  loss = sum_t -log p[t][y[t]]
+
+Besides the catalogue's bugs, ``bptt.truncated:k`` back-propagates each step's loss only k
+steps (truncated BPTT where full BPTT is meant): not a diagnosis of its own, a measurement
+the checker reports when nothing else matches.
 """
 from __future__ import annotations
 
@@ -36,8 +40,9 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
     c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}  # per-step contributions
     dhs = np.empty((T, H), dtype=dt)  # (T, H)
     dh_next = np.zeros(H, dtype=dt)  # (H,)
+    dys = np.empty((T, Y), dtype=dt)  # (T, Y)
     for t in reversed(range(T)):
-        dy = output_grad(ps[t], ys[t], bugs)  # (Y,)
+        dy = dys[t] = output_grad(ps[t], ys[t], bugs)  # (Y,)
         h_out = hs[t] if has(bugs, "rnn.dwhy-uses-prev-h") is not None else hs[t + 1]
         c["Why"][t] = np.outer(dy, h_out)  # (Y, H)
         c["by"][t] = dy
@@ -55,9 +60,26 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         c["Whh"][t] = np.outer(draw, h_in)  # (H, H)
         W = Whh if has(bugs, "rnn.whh-not-transposed") is not None else Whh.T
         dh_next = W @ draw  # (H,)
+    depth = has(bugs, "bptt.truncated")
+    if depth is not None:
+        _truncate(c, P, xs, hs, dys, int(depth))
 
     loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+
+
+def _truncate(c, P, xs, hs, dys, k: int) -> None:
+    """Contributions to Wxh, Whh, bh when each step's loss is back-propagated only k steps."""
+    for n in ("Wxh", "Whh", "bh"):
+        c[n][:] = 0.0
+    for t in range(len(xs)):
+        dh = P["Why"].T @ dys[t]  # (H,)
+        for s in range(t, max(t - k, -1), -1):
+            draw = (1.0 - hs[s + 1] ** 2) * dh  # (H,)
+            c["bh"][s] += draw
+            c["Wxh"][s][:, xs[s]] += draw
+            c["Whh"][s] += np.outer(draw, hs[s])
+            dh = P["Whh"].T @ draw
 
 
 ARCH = Arch(name="rnn", param_names=NAMES, state_names=("h",), shapes=shapes, run=run,

@@ -1,0 +1,188 @@
+"""The checks of sequence-style code (CONTRACT §4) on the first observation: forward pass,
+every group against the reference, behaviour between calls, large logits, finite differences
+of the user's own loss. Each writes its checks into the report and what it measured into the
+Findings."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.check.cases import make_case, random_direction
+from bpttcheck.check.findings import Findings
+from bpttcheck.check.numerics import (
+    compare,
+    directional_check,
+    fd_offsets,
+    fd_step,
+    oracle_rtol,
+)
+from bpttcheck.check.probe import Probe, loss_rtol
+from bpttcheck.check.recorder import Recorder, fd_result, group_result
+from bpttcheck.errors import UserCodeError
+
+SMALL_MODEL = 5000  # parameters: below this every group gets its own finite-difference check
+
+
+def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
+    o, r = f.observation, rec.report
+    rtol = loss_rtol(f.dtype, o.case)
+    r.tolerances["loss_rtol"] = rtol
+    r.loss = {"user": o.loss, "reference": o.ref.loss}
+    if o.reduction == "mean":
+        rec.note("loss.mean", "Loss averaged over time",
+                 f"your loss {o.loss:.10g} equals the reference's sum {o.ref.loss * o.case.dims.T:.10g} "
+                 f"divided by T = {o.case.dims.T}; gradients are checked against the mean")
+    ok = probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case)
+    rec.add("forward.loss", ok,
+            f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
+            f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance {rtol * max(abs(o.ref.loss), 1):.1e})")
+    if all(s is None for s in o.state):
+        rec.note("forward.no-state", "No last state returned",
+                 "your function returned no last hidden state, so it was not checked; "
+                 + ("return it last from lossFun (..., hs[len(inputs)-1]) to have it "
+                    "compared" if probe.caps["entry"] == "lossFun" else
+                    "return (loss, grads, last_state) to have it compared"))
+    for name, user, ref in zip(probe.arch.state_names, o.state, o.ref.state):
+        if user is None:
+            continue
+        cmp = compare(user, ref, rtol)
+        rec.add(f"forward.last_{name}", cmp.passed,
+                f"last {name}: max abs error {cmp.max_abs_error:.2e} "
+                f"(tolerance {cmp.tolerance:.1e})")
+
+
+def check_groups(rec: Recorder, probe: Probe, f: Findings) -> None:
+    o, r = f.observation, rec.report
+    d = o.case.dims
+    rtol = oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y)
+    r.tolerances["grad_rtol"] = rtol
+    clip = clip_level(o.grads, o.ref.grads, rtol)
+    for k in probe.arch.param_names:
+        u, ref = o.grads[k], o.ref.grads[k]
+        mag = np.abs(o.ref.contrib[k]).sum(axis=0)  # per-step terms: cancellation's size
+        cmp = compare(u, ref, rtol, magnitude=mag)
+        clipped = None
+        if not cmp.passed and clip is not None:
+            c2 = compare(u, np.clip(ref, -clip, clip), rtol, magnitude=mag)
+            if c2.passed:
+                cmp, clipped = c2, clip
+        if not cmp.passed:
+            f.failing_groups.append(k)
+        g, message = group_result(k, o.layout.user_name(k), cmp, f"d{k}", clipped)
+        r.groups.append(g)
+        rec.add(f"grad.{k}", cmp.passed, message)
+    if clip is not None and any(g.clipped_at for g in r.groups):
+        groups = [g.name for g in r.groups if g.clipped_at]
+        rec.note("grad.clipped", f"Gradients clipped at ±{clip:g} inside your function",
+                 f"entries of {', '.join(groups)} are pinned at ±{clip:g} exactly where the "
+                 f"reference exceeds {clip:g}; everything else matches. Clipping is fine for "
+                 f"training; it is not part of the gradient, so it was allowed for here.")
+
+
+def check_behaviour(rec: Recorder, w, f: Findings) -> None:
+    o = f.observation
+    changed = o.info.get("modified") or []
+    rec.add("behaviour.inputs-unchanged", not changed,
+            "your code left its parameters and inputs as they were" if not changed else
+            f"your code modified {', '.join(changed)} in place; a gradient function must "
+            f"not change what it is given (copy before modifying)")
+    loss2, grads2, _, _ = w.call(o.case, o.layout)
+    diffs = {k: 0.0 if np.array_equal(grads2[k], o.grads[k], equal_nan=True) else
+             float(np.nanmax(np.abs(grads2[k] - o.grads[k]))) for k in o.grads}
+    worst = max(diffs, key=diffs.get)
+    same = (loss2 == o.loss or (np.isnan(loss2) and np.isnan(o.loss))
+            or abs(loss2 - o.loss) <= 1e-12 * max(abs(o.loss), 1))
+    same = same and all(v <= 1e-12 * max(float(np.max(np.abs(o.grads[k]))), 1e-300)
+                        for k, v in diffs.items())
+    f.second_call = (loss2, grads2)
+    rec.add("behaviour.repeat", same,
+            "a second call on the same case gave the same loss and gradients" if same else
+            f"a second call on the same case gave different results: loss {o.loss:.10g} then "
+            f"{loss2:.10g}; d{worst} differs by up to {diffs[worst]:.3g}. Something is kept "
+            f"between calls (gradient accumulators or dh_next not reset to zero)")
+
+
+def check_large_logits(rec: Recorder, w, probe: Probe, f: Findings) -> None:
+    """Logits near 1000: exp overflows unless the softmax subtracts the max first."""
+    o = f.observation
+    case = make_case(probe.arch, o.case.dims, o.case.seed + 31, logit_scale=600.0)
+    ref = probe.reference(case, f.dtype)
+    if not all(np.all(np.isfinite(g)) for g in ref.grads.values()):
+        return
+    try:
+        loss, grads, _, _ = w.call(case, o.layout)
+    except UserCodeError as e:
+        if e.kind != "exception":
+            raise
+        f.large_logit_evidence = f"with logits of order 1000 your code raised: {e.message}"
+        rec.add("probe.large-logits", False, f.large_logit_evidence)
+        return
+    bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
+    if bad:
+        f.large_logit_evidence = (
+            f"on a case whose logits reach about 1000 (the reference stays finite: loss "
+            f"{ref.loss:.6g}), your gradients {', '.join('d' + k for k in bad)} contain NaN or "
+            f"inf and your loss is {loss:.6g}: exp(z) overflows above z = 709")
+    rec.add("probe.large-logits", not bad,
+            "logits of order 1000: your gradients stay finite" if not bad else
+            f.large_logit_evidence)
+
+
+def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
+    o, r = f.observation, rec.report
+    h = fd_step(f.dtype)
+    rng = np.random.default_rng(o.case.seed + 7919)
+    names = list(probe.arch.param_names)
+    n_params = sum(v.size for v in o.case.params.values())
+    per_group = n_params <= SMALL_MODEL or bool(f.failing_groups)
+    dirs = [random_direction(o.case.params, rng)]
+    if per_group:
+        dirs += [random_direction(o.case.params, rng, only=k) for k in names]
+    offsets = [(j, s) for j in range(len(dirs)) for s in fd_offsets(h)]
+    losses = w.losses(o.case, o.layout, dirs, offsets)
+    r.tolerances["fd_step"] = h
+    it = iter(losses)
+    checks = []
+    for d in dirs:
+        vals = {s: next(it) for s in fd_offsets(h)}
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in a NaN/inf gradient
+            analytic = sum(float((o.grads[k] * d[k]).sum()) for k in names)
+        # the yardstick of the tolerance is the size of the correct derivative's terms, so
+        # a wildly wrong gradient cannot widen its own tolerance
+        size = sum(float(np.abs(o.ref.grads[k] * d[k]).sum()) for k in names)
+        checks.append(directional_check(o.loss, vals, analytic, size, h, f.dtype))
+    joint = checks[0]
+    clipped = any(g.clipped_at for g in r.groups)
+    joint_check = rec.add("fd.all", joint.passed, fd_result(joint, "all groups")[1])
+    if clipped:  # the joint check includes clipped groups: judge it only on the per-group ones
+        joint_check.status = "skip"
+        joint_check.message += " (not judged: your function clips its gradients)"
+    for k, dc in zip(names, checks[1:]):
+        g = next(g for g in r.groups if g.name == k)
+        # clipping makes the gradient differ from the loss's derivative
+        status = "skip" if g.clipped_at is not None else None
+        g.fd, message = fd_result(dc, k, status=status)
+        if status != "skip":
+            rec.add(f"fd.{k}", dc.passed, message)
+
+
+def clip_level(user: dict, ref: dict, rtol: float) -> float | None:
+    """The c of np.clip(g, -c, c) if the user's gradients look clipped: the entries that
+    differ from the reference all sit at ±c, with |reference| > c on the same side."""
+    bad_abs = []
+    for k, u in user.items():
+        r = ref[k]
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        bad = np.abs(u - r) > rtol * (np.abs(r) + scale)
+        if not bad.any():
+            continue
+        ub, rb = u[bad], r[bad]
+        if not np.all(np.sign(ub) == np.sign(rb)) or not np.all(np.abs(rb) > np.abs(ub)):
+            return None
+        bad_abs.append(np.abs(ub))
+    if not bad_abs:
+        return None
+    vals = np.concatenate(bad_abs)
+    c = float(np.median(vals))
+    if c > 0 and np.all(np.abs(vals - c) <= 1e-6 * c):
+        return c
+    return None

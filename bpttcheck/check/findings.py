@@ -1,0 +1,56 @@
+"""What the checks measured, as plain data: the only thing diagnosis reads besides the probe.
+Dataclasses, not report models: reports render results, these are the checker's own notes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bpttcheck.check.cases import Case
+from bpttcheck.layout import Layout
+from bpttcheck.oracle.common import Trace
+
+
+@dataclass
+class Observation:
+    """What one call of the user's code returned, next to the reference at the same point."""
+
+    case: Case
+    layout: Layout
+    loss: float
+    grads: dict[str, np.ndarray]
+    state: tuple
+    info: dict
+    ref: Trace
+    reduction: str
+
+    @property
+    def dtype(self) -> str:
+        return self.info.get("dtype", "float64")
+
+
+@dataclass
+class Findings:
+    """The sequence checks' results on the first case (and the probes that followed it)."""
+
+    observation: Observation
+    dtype: str = "float64"
+    failed_checks: list[str] = field(default_factory=list)  # names, in the order they ran
+    failing_groups: list[str] = field(default_factory=list)
+    # the layout search: (declared order, the order the loss matches) when they differ
+    gate_order_mismatch: tuple[str, str] | None = None
+    large_logit_evidence: str | None = None  # why the large-logit probe failed, if it did
+    second_call: tuple[float, dict[str, np.ndarray]] | None = None  # (loss, grads)
+
+    def failed(self, check: str) -> bool:
+        return check in self.failed_checks
+
+    @property
+    def loss_failed(self) -> bool:
+        return self.failed("forward.loss")
+
+    @property
+    def first_call_clean(self) -> bool:
+        """Every group and every forward check of the first call matched the reference."""
+        return not self.failing_groups and not any(
+            c.startswith("forward.") for c in self.failed_checks)

@@ -1,0 +1,211 @@
+"""Naming the bug in layer-style code: plant each bug the catalogue lists for a unit in the
+layer reference and see which one reproduces the user's gradients; then the batch and
+accumulation mistakes measured directly; a sequence function that only inherits its step's
+bug is reported with the step. Reads only the LayerFindings."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.check import catalogue
+from bpttcheck.check.layers import (
+    LayerFindings,
+    N,
+    T,
+    UnitCase,
+    UnitRun,
+    reference,
+    rounded,
+    unit_of,
+)
+from bpttcheck.check.numerics import MATCH_SLACK, compare, exact_multiple
+from bpttcheck.layer_api import BY_NAME, STEP_OF
+from bpttcheck.result import Diagnosis
+
+
+def diagnose(f: LayerFindings) -> list[Diagnosis]:
+    found: dict[str, Diagnosis] = {}
+    explained: set[str] = set()
+    order = sorted(f.runs.values(), key=lambda x: not x.unit.name.endswith("_step"))
+    for run in order:  # steps first: a sequence function inherits its step's bug
+        if not run.failed:
+            continue
+        step = f.runs.get(STEP_OF.get(run.unit.name, ""))
+        for bid, groups, evidence in _matches(run):
+            gnames = [f"{run.unit.name}.{g}" for g in groups]
+            if bid in found and step is not None and bid in _step_ids(step):
+                d = found[bid]
+                d.groups += gnames
+                d.evidence += (f" {run.unit.backward} inherits it: it calls "
+                               f"{step.unit.backward} ({', '.join(groups)} match the "
+                               f"reference with the same bug).")
+            else:
+                found.setdefault(bid, _known(bid, gnames, evidence))
+            explained.update(gnames)
+    out = list(found.values())
+    unmatched: dict[str, Diagnosis] = {}
+    for run in order:
+        left = [f"{run.unit.name}.{g}" for g in run.failed
+                if f"{run.unit.name}.{g}" not in explained]
+        if not left:
+            continue
+        called = STEP_OF.get(run.unit.name, "")
+        if called in unmatched:  # the sequence calls a step that is already wrong
+            d = unmatched[called]
+            d.groups += left
+            d.evidence += (f" {run.unit.backward} fails too ({', '.join(left)}); it calls "
+                           f"{BY_NAME[called].backward}, so fix the step first.")
+            continue
+        unmatched[run.unit.name] = _unmatched(f, run, left)
+        out.append(unmatched[run.unit.name])
+    out += _not_run(f, out)
+    return sorted(out, key=lambda d: -d.confidence)
+
+
+def _not_run(f: LayerFindings, out: list[Diagnosis]) -> list[Diagnosis]:
+    """Units still stubs, or raising: unless a diagnosis already covers the unit."""
+    more = []
+    for check, message in f.not_run.items():
+        unit = unit_of(check)
+        if any(g.startswith(unit + ".") for d in out for g in d.groups):
+            continue
+        if check.startswith("implemented."):
+            more.append(_layer_diag("layer.not-implemented", 0.99, unit, message))
+            continue
+        step = STEP_OF.get(unit)
+        cause = next((d for d in out if any(g.startswith(f"{step}.") for g in d.groups)),
+                     None)
+        if cause is None:
+            more.append(_layer_diag("layer.not-run", 0.9, unit, message))
+            continue
+        ev = (message + f". It is probably a consequence of {cause.id} in "
+              f"{BY_NAME[step].backward}, which {BY_NAME[unit].backward} calls: fix that first")
+        more.append(_layer_diag("layer.not-run", 0.5, unit, ev,
+                                fix=f"Fix {cause.id} first:\n{cause.fix}"))
+    return more
+
+
+def _step_ids(step: UnitRun) -> set[str]:
+    return {bid for bid, _, _ in _matches(step)}
+
+
+def _matches(run: UnitRun):
+    """(id, groups, evidence) of every known bug that reproduces the user's gradients."""
+    if run.matches is not None:
+        return run.matches
+    u, c, tol = run.unit, rounded(run.case, run.dtype), run.rtol * MATCH_SLACK
+    out = []
+    for bug in catalogue.unit_mutants(u.name):
+        _, mg = reference(u, c, frozenset({bug}))
+        if all(g.shape == m.shape and compare(g, m, tol).passed
+               for g, m in zip(run.grads, mg)):
+            bid = bug.split(":")[0]
+            var = bug.partition(":")[2]
+            ev = (f"your {', '.join(run.failed)} equal the reference's with this bug planted"
+                  + (f" (gate {var})" if var else "") + " to within "
+                  f"{tol:.1e} relative; the correct values differ by up to "
+                  f"{max(_maxdiff(run, g) for g in run.failed):.3g}.")
+            out.append((bid, list(run.failed), ev))
+            break
+    out += _batch_and_overwrite(run, c, tol)
+    run.matches = out
+    return out
+
+
+def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float):
+    u, out = run.unit, []
+    contrib: dict = {}
+    if not u.name.endswith("_step"):
+        reference(u, c, contrib=contrib)
+    per_example = [reference(u, UnitCase(c.args, [_only(d, n) for d in c.ups]))[1]
+                   for n in range(N)]
+    batch, axis, over = [], [], []
+    for name in run.failed:
+        j = u.grads.index(name)
+        g, rg = run.grads[j], run.ref_grads[j]
+        if name in ("dx", "dprev_h", "dprev_c", "dh0"):
+            continue
+        if g.shape == (N, *rg.shape) and compare(g.sum(axis=0), rg, tol).passed:
+            batch.append((name, (f"{name} has shape {g.shape}: one value per example, "
+                                 f"not summed over the batch of {N}")))
+        elif g.shape == rg.shape and compare(g, rg / N, tol).passed:
+            batch.append((name, (f"{name} is the reference divided by the batch size "
+                                 f"N = {N}: averaged, not summed")))
+        elif g.shape == rg.shape and any(compare(g, pe[j], tol).passed for pe in per_example):
+            n = next(i for i, pe in enumerate(per_example) if compare(g, pe[j], tol).passed)
+            batch.append((name, f"{name} equals the gradient of example {n} alone"))
+        elif name == "db" and (g.shape in ((N,), (T,), (N, T), ()) or (
+                g.shape == rg.shape and np.allclose(g, float(np.sum(rg)), rtol=tol * 10))):
+            axis.append((name, _axis_evidence(g.shape, rg.shape) if g.shape != rg.shape else
+                         f"every entry of db is {float(g.flat[0]):.6g}, the sum of all "
+                         f"entries of the reference's db: summed over every axis"))
+        elif name in contrib and g.shape == rg.shape:
+            ts = [t for t in range(contrib[name].shape[0])
+                  if compare(g, contrib[name][t], tol).passed]
+            if ts:
+                over.append((name, f"{name} equals the contribution of step t = {ts[0]} alone"))
+    for bid, items in (("batch.sum-missing", batch), ("batch.bias-wrong-axis", axis),
+                       ("grad.overwrite-not-accumulate", over)):
+        if items:
+            out.append((bid, [n for n, _ in items], "; ".join(e for _, e in items)))
+    return out
+
+
+def _unmatched(f: LayerFindings, run: UnitRun, groups: list[str]) -> Diagnosis:
+    u = run.unit
+    step = f.runs.get(STEP_OF.get(u.name, ""))
+    hint = ""
+    if step is not None and not step.failed:
+        hint = (f" {step.unit.backward} passes, so the bug is in how {u.backward} combines "
+                f"the steps: the upstream gradient of step t is dh[:, t] plus what flows back "
+                f"from step t+1, and dWx, dWh, db sum every step's share.")
+    parts = []
+    for g in groups:
+        name = g.split(".", 1)[1]
+        j = u.grads.index(name)
+        cmp = run.comparisons[name]
+        fact = (f"{g}: max abs error {cmp.max_abs_error:.3g}, worst "
+                f"[{','.join(map(str, cmp.worst_index))}] yours {cmp.worst_user:.6g} vs "
+                f"reference {cmp.worst_ref:.6g}")
+        a = exact_multiple(run.grads[j], run.ref_grads[j])
+        if a is not None:
+            fact += f" (exactly {a:.6g} x the reference)"
+        parts.append(fact)
+    return _layer_diag("unmatched", 0.0, groups, "; ".join(parts) + "." + hint,
+                       backward=u.backward, forward=u.forward)
+
+
+def _known(bid: str, groups: list[str], evidence: str) -> Diagnosis:
+    b = catalogue.BY_ID[bid]
+    return Diagnosis(id=bid, confidence=0.99, groups=groups, title=b.title, evidence=evidence,
+                     fix=b.fix_in("layers"), exact=True)
+
+
+def _layer_diag(bid: str, conf: float, groups: list[str] | str, evidence: str,
+                fix: str | None = None, **names: str) -> Diagnosis:
+    """A diagnosis whose title and fix name the user's functions (``names``, or the unit)."""
+    b = catalogue.BY_ID[bid]
+    if isinstance(groups, str):
+        names.setdefault("unit", groups)
+        groups = [groups]
+    return Diagnosis(id=bid, confidence=conf, groups=groups, title=b.title_in("layers", **names),
+                     evidence=evidence, fix=fix or b.fix_in("layers", **names))
+
+
+def _axis_evidence(got: tuple, want: tuple) -> str:
+    if got == ():
+        return f"db is a single number, expected shape {want}: summed over every axis"
+    what = {N: f"the batch size N = {N}", T: f"the number of steps T = {T}"}.get(got[-1], "")
+    return (f"db has shape {got}, expected {want}" + (f": {got[-1]} is {what}, so db was "
+            f"summed over the hidden axis instead of the batch axis" if what else ""))
+
+
+def _maxdiff(run: UnitRun, name: str) -> float:
+    j = run.unit.grads.index(name)
+    g, rg = run.grads[j], run.ref_grads[j]
+    return float(np.max(np.abs(g - rg))) if g.shape == rg.shape else float("inf")
+
+
+def _only(d: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros_like(d)
+    out[n] = d[n]
+    return out

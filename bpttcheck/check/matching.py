@@ -1,0 +1,102 @@
+"""Matching the user's output against the reference with bugs planted, on the first case and
+on further ones (other seeds, other sizes where sizes are free)."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.check import catalogue
+from bpttcheck.check.cases import make_case
+from bpttcheck.check.findings import Findings, Observation
+from bpttcheck.check.numerics import MATCH_SLACK, compare, oracle_rtol
+from bpttcheck.check.probe import Probe
+from bpttcheck.errors import UserCodeError
+from bpttcheck.oracle.common import Dims
+from bpttcheck.result import Diagnosis
+
+EXTRA_CASES = 2  # cases beyond the first on which an exact match is confirmed
+
+
+def same_values(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]:
+    """Equal within rtol, with NaN/inf required at the same places (a buggy softmax can make
+    both the user's and the mutant's values non-finite). Returns (match, max abs difference)."""
+    fu, fm = np.isfinite(u), np.isfinite(m)
+    if not np.array_equal(fu, fm):
+        return False, float("inf")
+    if not fu.any():
+        return True, 0.0
+    c = compare(u[fu], m[fm], rtol)
+    return c.passed, c.max_abs_error
+
+
+class Matcher:
+    def __init__(self, probe: Probe, f: Findings):
+        self.probe, self.f, self.o = probe, f, f.observation
+        self.arch = probe.arch
+        self.dtype = f.dtype
+        d = self.o.case.dims
+        self.rtol = MATCH_SLACK * oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y)
+        self.names = list(self.arch.param_names)
+        self.failing = list(f.failing_groups)
+        self.loss_bad = f.loss_failed
+        self.extra: list[Observation] | None = None
+
+    def trace(self, obs, bugs, reduction=None):
+        return self.probe.reference(obs.case, self.dtype, reduction or obs.reduction,
+                                    frozenset(bugs))
+
+    def explains(self, obs, bugs) -> tuple[bool, float, list[str]]:
+        """Does the reference with ``bugs`` planted reproduce the user's loss and every group,
+        under the reduction the loss showed or, when the loss is itself wrong, the other one?"""
+        best = self._explains(obs, bugs, obs.reduction)
+        if not best[0] and self.loss_bad:
+            other = self._explains(obs, bugs, "sum" if obs.reduction == "mean" else "mean")
+            if other[0]:
+                return other
+        return best
+
+    def _explains(self, obs, bugs, reduction) -> tuple[bool, float, list[str]]:
+        tr = self.trace(obs, bugs, reduction)
+        ok_loss = (np.isnan(obs.loss) and np.isnan(tr.loss)) or self.probe.loss_matches(
+            obs.loss, tr.loss, self.dtype, obs.case)
+        worst, changed, exact = 0.0, [], ok_loss
+        for k in self.names:
+            same, diff = same_values(obs.grads[k], tr.grads[k], self.rtol)
+            exact = exact and same
+            worst = max(worst, diff)
+            if not same_values(tr.grads[k], obs.ref.grads[k], self.rtol)[0]:
+                changed.append(k)
+        return exact, worst, changed
+
+    def extra_observations(self):
+        """The user's code on further cases: other seeds, other sizes where sizes are free."""
+        if self.extra is None:
+            self.extra = []
+            d = self.o.case.dims
+            fixed = self.probe.caps["fixed_sizes"] != "none"
+            Ts = (d.T, d.T) if self.probe.caps["fixed_sizes"] == "TXHY" else (5, 7)  # T fixed too
+            sizes = [Dims(T=Ts[0], X=d.X, H=d.H, Y=d.Y), Dims(T=Ts[1], X=d.X, H=d.H, Y=d.Y)] if fixed else \
+                [Dims(T=5, X=3, H=5, Y=4), Dims(T=7, X=4, H=3, Y=6)]
+            for i, dims in enumerate(sizes[:EXTRA_CASES]):
+                case = make_case(self.arch, dims, self.o.case.seed + 101 + i)
+                try:
+                    self.extra.append(self.probe.observe(case, self.o.layout))
+                except UserCodeError:
+                    pass
+        return self.extra
+
+    def confirm(self, bugs) -> tuple[int, int, float]:
+        """(cases matched, cases tried, worst difference) over the first and extra cases."""
+        n_ok, worst = 1, 0.0
+        extra = self.extra_observations()
+        for obs in extra:
+            exact, diff, _ = self.explains(obs, bugs)
+            n_ok += exact
+            worst = max(worst, diff)
+        return n_ok, 1 + len(extra), worst
+
+
+def diag(bid: str, conf: float, groups: list[str], evidence: str, exact: bool = False,
+         fix: str | None = None) -> Diagnosis:
+    bug = catalogue.BY_ID[bid]
+    return Diagnosis(id=bid, confidence=round(conf, 3), groups=groups, title=bug.title,
+                     evidence=evidence, fix=fix or bug.fix, exact=exact)

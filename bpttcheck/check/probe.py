@@ -1,0 +1,83 @@
+"""The narrow window diagnosis looks through: the reference with bugs planted, the user's code
+at a case, whether a loss matches, and what the adapter can do. Diagnosis gets a Probe and the
+Findings, never the checker or the worker session."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from bpttcheck.check.cases import Case
+from bpttcheck.check.findings import Observation
+from bpttcheck.check.numerics import arithmetic_dtype, oracle_rtol
+from bpttcheck.layout import Layout
+from bpttcheck.oracle.common import Arch, Trace
+
+
+class Probe(Protocol):
+    arch: Arch
+    caps: dict  # the adapter's capabilities: kind, language, fixed_sizes, poisoned_buffers, entry
+
+    def reference(self, case: Case, dtype: str, reduction: str = "sum",
+                  bugs: frozenset[str] = frozenset()) -> Trace: ...
+
+    def observe(self, case: Case, layout: Layout) -> Observation: ...
+
+    def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool: ...
+
+
+class Calls(Protocol):
+    """What a probe needs of the worker: one call of the user's code."""
+
+    def call(self, case: Case, layout: Layout) -> tuple: ...
+
+
+def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
+              bugs: frozenset[str] = frozenset()) -> Trace:
+    """The float64 reference at the case as a user computing in ``dtype`` sees it."""
+    c = case.rounded(np.float32) if arithmetic_dtype(dtype) == np.float32 else case
+    return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction)
+
+
+def loss_rtol(dtype: str, case: Case) -> float:
+    d = case.dims
+    return oracle_rtol(dtype, d.T, d.H + d.X + d.Y)
+
+
+def loss_matches(user: float, ref: float, dtype: str, case: Case) -> bool:
+    return bool(np.isfinite(user)) and abs(user - ref) <= loss_rtol(dtype, case) * max(
+        abs(ref), 1.0)
+
+
+class UserProbe:
+    """A Probe over the user's code, as loaded in a worker."""
+
+    def __init__(self, calls: Calls, arch: Arch, caps: dict):
+        self.calls, self.arch, self.caps = calls, arch, caps
+
+    def reference(self, case: Case, dtype: str, reduction: str = "sum",
+                  bugs: frozenset[str] = frozenset()) -> Trace:
+        return reference(self.arch, case, dtype, reduction, bugs)
+
+    def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
+        return loss_matches(user, ref, dtype, case)
+
+    def observe(self, case: Case, layout: Layout) -> Observation:
+        """Call the user's code; the reduction (sum or mean over time) is read off its loss,
+        or, when the loss matches neither, off which one the gradients are closer to."""
+        loss, grads, state, info = self.calls.call(case, layout)
+        dtype = info.get("dtype", "float64")
+        ref_sum = self.reference(case, dtype)
+        reduction = "sum"
+        T = case.dims.T
+        if not loss_matches(loss, ref_sum.loss, dtype, case) and loss_matches(
+                loss, ref_sum.loss / T, dtype, case):
+            reduction = "mean"
+        elif not loss_matches(loss, ref_sum.loss, dtype, case):
+            names = [k for k in self.arch.param_names if k in grads]
+            u = np.concatenate([grads[k].ravel() for k in names] or [np.zeros(1)])
+            s = np.concatenate([ref_sum.grads[k].ravel() for k in names] or [np.zeros(1)])
+            if np.linalg.norm(u - s / T) < np.linalg.norm(u - s):
+                reduction = "mean"
+        ref = ref_sum if reduction == "sum" else self.reference(case, dtype, "mean")
+        return Observation(case, layout, loss, grads, state, info, ref, reduction)

@@ -1,0 +1,154 @@
+"""Checking sequence-style code (a loss-and-gradients function over a whole sequence, Python
+or C): find the layout, run the checks on a probe case, name the bug, draw the pictures."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.check import views
+from bpttcheck.check.cases import DEFAULT_DIMS, make_case
+from bpttcheck.check.checks import (
+    check_behaviour,
+    check_fd,
+    check_forward,
+    check_groups,
+    check_large_logits,
+)
+from bpttcheck.check.findings import Findings, Observation
+from bpttcheck.check.numerics import fd_step
+from bpttcheck.check.probe import UserProbe
+from bpttcheck.check.recorder import Recorder
+from bpttcheck.errors import UserCodeError
+from bpttcheck.layout import Layout
+from bpttcheck.oracle.common import Dims
+from bpttcheck.plugins import architectures
+from bpttcheck.result import Report
+
+# failures that only cost a picture (the check itself already ran); a crash, a hang or a
+# blocked attempt still ends the run
+PICTURE_ONLY = ("exception", "interface", "not-implemented")
+
+
+class SequenceChecker:
+    def __init__(self, rec: Recorder, w, info: dict, opts):
+        self.rec, self.w, self.info, self.opts = rec, w, info, opts
+        self.arch = architectures()[info["arch"]]
+        self.probe = UserProbe(w, self.arch, info["capabilities"])
+        self.declared = info.get("options", {})
+        self.fixed_dims = bool(info.get("dims"))
+        self.gate_order_mismatch: tuple[str, str] | None = None
+
+    def run(self) -> Report:
+        rec, r, opts, info = self.rec, self.rec.report, self.opts, self.info
+        for skipped in info.get("skipped", []):
+            rec.note("load.skipped-loop", "Top-level training loop not run",
+                     f"bpttcheck did not run {skipped} while importing your module.")
+        for n in info.get("notes", []):
+            rec.note(n["id"], n["title"], n["evidence"])
+        dims = opts.dims or DEFAULT_DIMS
+        if info.get("dims"):
+            fixed = info["dims"]
+            T = fixed["T"] or (opts.dims.T if opts.dims else 8)  # T = 0: the code takes any T
+            dims = Dims(T=T, X=fixed["X"], H=fixed["H"], Y=fixed["Y"])
+        case = make_case(self.arch, dims, opts.seed)
+        r.sizes = {"T": dims.T, "X": dims.X, "H": dims.H, "Y": dims.Y}
+        layouts = [Layout.from_dict(d) for d in info["layouts"]]
+
+        with rec.shared():
+            with rec.timed("first_call"):
+                obs = self.observe_inferring_layout(case, layouts)
+            with rec.timed("compare"):
+                f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch)
+                r.dtype, r.reduction = f.dtype, obs.reduction
+                check_forward(rec, self.probe, f)
+                check_groups(rec, self.probe, f)
+        with rec.timed("behaviour"):
+            with rec.shared():
+                check_behaviour(rec, self.w, f)
+            with rec.shared():
+                check_large_logits(rec, self.w, self.probe, f)
+        with rec.timed("finite_differences"), rec.shared():
+            check_fd(rec, self.w, self.probe, f)
+        r.flow = views.flow(obs.ref.dh, obs.ref.loss_steps)
+        f.failed_checks = rec.failed_checks()
+        if f.failed_checks and opts.diagnose:
+            from bpttcheck.check.diagnose import diagnose
+            with rec.timed("diagnosis"):
+                r.diagnoses = diagnose(self.probe, f)
+        if opts.views:
+            with rec.timed("views"):
+                self.collect_views(obs)
+        return r
+
+    def observe_inferring_layout(self, case, layouts: list[Layout]) -> Observation:
+        """Call under the first layout; if the loss does not match the reference, try the other
+        candidate layouts (concatenation order, column vectors, gate order)."""
+        first_err, fallback = None, None
+        for i, lay in enumerate(layouts):
+            try:
+                obs = self.probe.observe(case, lay)
+            except UserCodeError as e:
+                if e.kind not in ("exception", "interface"):
+                    raise  # the worker crashed or hung: no other layout can be tried
+                first_err = first_err or e
+                continue
+            if self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, case):
+                self._layout_chosen(lay, layouts[0], inferred=i > 0)
+                return obs
+            fallback = fallback or obs
+        if fallback is None:
+            raise first_err
+        self._layout_chosen(fallback.layout, layouts[0], inferred=False)
+        return fallback
+
+    def _layout_chosen(self, lay: Layout, first: Layout, inferred: bool) -> None:
+        self.rec.report.layout = lay.describe()
+        if not inferred:
+            return
+        if self.declared.get("gate_order") and lay.stacked != first.stacked:
+            self.gate_order_mismatch = (first.stacked, lay.stacked)
+            self.rec.add("layout.gate-order", False,
+                         f"declared gate order {first.stacked!r}, but your code matches the "
+                         f"reference only with order {lay.stacked!r}")
+        else:
+            self.rec.note("layout.inferred", "Layout inferred from your loss",
+                          f"your loss matches the reference with {lay.describe()}; "
+                          f"declare it in BPTTCHECK or the spec to skip the search")
+
+    def collect_views(self, o: Observation) -> None:
+        """Heatmaps (user - reference; when a group fails on a model small enough, also
+        entry-wise finite differences - user) and the gradient flow of the user's code; a failure
+        here loses only the picture."""
+        r, w = self.rec.report, self.w
+        h = fd_step(r.dtype)
+        fd, fd_tol = None, None
+        try:
+            small = sum(v.size for v in o.case.params.values()) <= views.ENTRYWISE_LIMIT
+            if small and self.opts.views_fd and any(g.status == "fail" for g in r.groups):
+                # only a failing check needs the picture of where finite differences disagree
+                entries = views.entry_offsets(o.case.params, h)
+                fd, fd_tol = views.entrywise_fd(
+                    o.case.params, w.losses(o.case, o.layout, [], [], entries), h, o.loss, r.dtype)
+        except UserCodeError as e:
+            if e.kind not in PICTURE_ONLY:
+                raise
+        tol = {g.name: g.tolerance for g in r.groups}
+        names = {g.name: g.user_name for g in r.groups}
+        r.heatmaps = views.heatmaps(o.case, o.grads, o.ref.grads, tol, names, fd,
+                                    h if fd is not None else None, fd_tol)
+        d = o.case.dims
+        fc = o.case
+        if not self.fixed_dims and d.X < d.T:  # a vocabulary as long as T: every step distinct
+            fc = make_case(self.arch, Dims(T=d.T, X=d.T, H=d.H, Y=d.Y), o.case.seed + 4241)
+        fc = views.distinct_tokens(fc, np.random.default_rng(o.case.seed + 4241))
+        ref = self.probe.reference(fc, r.dtype, o.reduction)
+        try:
+            _, grads, _, _ = w.call(fc, o.layout)
+            user_pre = views.preact_norms(grads, fc.xs, fc.dims)
+        except UserCodeError as e:
+            if e.kind not in PICTURE_ONLY:
+                raise
+            user_pre = []
+        # the loss per step stays the checked case's (it adds up to the loss in the report);
+        # the flow comes from the distinct-token probe, which has the same T
+        r.flow = views.flow(ref.dh, o.ref.loss_steps, user_pre,
+                            views.preact_norms(ref.grads, fc.xs, fc.dims))
