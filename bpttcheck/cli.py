@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 @app.command()
 def run(
-    path: str = typer.Argument(..., help="Your model: a .py file, a .c file (compiled for you) or a .so."),
+    path: str = typer.Argument(..., help="Your model: a .py file, a Jupyter notebook (.ipynb), a .c file (compiled for you) or a .so."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
     junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check)."),
     gradescope: Optional[str] = typer.Option(None, "--gradescope", help="Write a Gradescope results.json."),
@@ -42,8 +42,8 @@ def run(
                          f".so), or grade a class folder with `bpttcheck grade {path}`")
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
-    if not path.endswith((".py", ".c", ".so")):
-        raise UsageError(f"{path}: bpttcheck checks .py, .c and .so files")
+    if not path.endswith((".py", ".ipynb", ".c", ".so")):
+        raise UsageError(f"{path}: bpttcheck checks .py, .ipynb, .c and .so files")
     if [json_out, junit, gradescope, html].count("-") > 1:
         raise UsageError("only one report can go to stdout ('-'); give the others a file name")
     outputs = [o for o in (json_out, junit, gradescope, html) if o and o != "-"]
@@ -56,6 +56,7 @@ def run(
     s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
     opts, points = s.opts, s.points
     opts.views = bool(html)
+    opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
     report = engine.check(path, opts)
     if json_out:
         write_atomic(json_out, report_json.render(report))

@@ -68,6 +68,11 @@ def _check_loaded(path: str, opts: Options, rec: Recorder, w: WorkerSession,
     with rec.timed("load"):
         info = w.load(opts.style, options, lib)
     rec.report.style, rec.report.arch = info["adapter"], info["arch"]
+    for skipped in info.get("skipped", []):
+        rec.note("load.skipped-loop", "Top-level training loop not run",
+                 f"bpttcheck did not run {skipped} while importing your module.")
+    for n in info.get("notes", []):  # the loader's and the adapter's
+        rec.note(n["id"], n["title"], n["evidence"])
     if info["capabilities"]["kind"] == "units":  # batched step/sequence functions
         from bpttcheck.check.layers import LayerChecker
         with rec.timed("layers"):

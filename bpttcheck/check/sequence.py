@@ -39,11 +39,6 @@ class SequenceChecker:
 
     def run(self) -> Report:
         rec, r, opts, info = self.rec, self.rec.report, self.opts, self.info
-        for skipped in info.get("skipped", []):
-            rec.note("load.skipped-loop", "Top-level training loop not run",
-                     f"bpttcheck did not run {skipped} while importing your module.")
-        for n in info.get("notes", []):
-            rec.note(n["id"], n["title"], n["evidence"])
         dims = opts.dims or DEFAULT_DIMS
         if info.get("dims"):
             fixed = info["dims"]

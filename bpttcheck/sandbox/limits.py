@@ -18,6 +18,9 @@ class Limits:
     # "folder": the submission's folder is copied; "data": only the file and the data files
     # beside it (a class folder of one file per student: the others' code is not copied)
     copy: str = "folder"
+    # the folder the user runs bpttcheck from (`run`): its Python sources are staged too, so
+    # imports resolve as they would for `python FILE` run there (staging.py)
+    run_from: str | None = None
 
 
 def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int | None) -> Limits:

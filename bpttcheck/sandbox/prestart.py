@@ -9,7 +9,7 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
     """Start the worker before this process imports numpy, pydantic and the engine: the two
     start-ups overlap (about a third of a passing check's wall time). The engine takes this
     worker only if the limits it settles on are equal; anything unusual here just skips it."""
-    if sanitize or not path.endswith((".py", ".so")) or not os.path.isfile(path):
+    if sanitize or not path.endswith((".py", ".so", ".ipynb")) or not os.path.isfile(path):
         return
     if (timeout is not None and not timeout > 0) or (memory_mb is not None and memory_mb < 64):
         return
@@ -26,4 +26,5 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
             return
     else:
         limits = limits_for(None, timeout, memory_mb)
+    limits.run_from = os.getcwd()  # as `run` sets it (cli.py)
     prestart(path, limits)

@@ -17,7 +17,7 @@ from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
-from bpttcheck.sandbox.staging import copy_submission
+from bpttcheck.sandbox.staging import copy_submission, stage_root
 
 # numpy and the protocol are imported where they are used: `bpttcheck run` starts the worker
 # (prestart) before it pays for its own heavy imports, so the two start-ups overlap
@@ -100,7 +100,10 @@ class WorkerSession:
         self.tmp = tempfile.mkdtemp(prefix="bpttcheck-")
         self.workdir = os.path.join(self.tmp, "work")
         os.makedirs(self.workdir)
-        self.user_path = copy_submission(self.path, self.workdir, self.limits.copy)
+        self.user_path = copy_submission(self.path, self.workdir, self.limits.copy,
+                                         self.limits.run_from)
+        origin = (os.path.dirname(self.path) if self.limits.copy == "data" else
+                  stage_root(self.path, self.limits.run_from))
         self.tb_path = os.path.join(self.tmp, "traceback.txt")
         home = os.path.join(self.tmp, "home")
         os.makedirs(home)
@@ -110,7 +113,7 @@ class WorkerSession:
         # its own session and process group (killed as a whole), limits, no network: preexec
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
-             self.workdir, os.path.dirname(self.path), self.tb_path],
+             self.workdir, origin, self.tb_path],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
             # preexec only makes system calls (setrlimit, and prctl/unshare through a libc

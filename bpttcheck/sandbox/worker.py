@@ -6,17 +6,18 @@ from __future__ import annotations
 import ast
 import contextlib
 import faulthandler
-import io
 import os
 import sys
-import tokenize
 import traceback
 import types
 
 from bpttcheck.errors import ErrorKind, PluginError, source_line
-from bpttcheck.sandbox import guard
+from bpttcheck.sandbox import guard, loader
 
-ENTRY_NAMES = {"lossFun", "loss_and_grads", "forward", "backward"}
+# a notebook statement that fails in one of these ways is set aside (with a note), as
+# Jupyter would leave a failing cell; anything else (a hang, an exit, a crash) ends the load
+SET_ASIDE = {ErrorKind.EXCEPTION, ErrorKind.IMPORT, ErrorKind.NOT_IMPLEMENTED,
+             ErrorKind.INTERFACE}
 
 
 class UserFailure(Exception):
@@ -72,6 +73,8 @@ class Worker:
                                f"{exc.msg}", line)
         if isinstance(exc, ImportError) and where.startswith("importing"):
             return UserFailure(ErrorKind.IMPORT, f"{where} failed: {text}", line, tb)
+        if isinstance(exc, (NameError, AttributeError)):
+            text += loader.python2_hint(getattr(exc, "name", None) or "")
         return UserFailure(ErrorKind.EXCEPTION, f"{where} raised {text}", line, tb)
 
     def guarded(self, where: str, timeout: float, fn, *args):
@@ -89,52 +92,87 @@ class Worker:
     # ------------------------------------------------------------------ loading
 
     def load_module(self, path: str, timeout: float):
+        """Import the user's file as `python FILE` would, run from the file's folder:
+        ``sys.argv`` is [the file], the file's folder and the staged root are on ``sys.path``,
+        and a file inside a package is imported as ``pkg.module``. A notebook runs cell by
+        cell. Returns (module, statements left out, notes on what else was set aside)."""
+        here = os.path.dirname(path)
+        os.chdir(here)
+        sys.argv = [path]
+        name, import_root = loader.package_of(path, self.workdir)
+        for p in reversed(list(dict.fromkeys([here, import_root, self.workdir]))):
+            if p in sys.path:
+                sys.path.remove(p)
+            sys.path.insert(0, p)
         with open(path, "rb") as f:
             raw = f.read()
+        notebook = path.endswith(".ipynb")
         try:
-            enc, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-            src = raw.decode(enc)
-        except (SyntaxError, UnicodeDecodeError, LookupError) as e:
-            raise UserFailure(ErrorKind.SYNTAX, f"{os.path.basename(path)} is not valid text in its "
-                              f"declared encoding ({e}); save it as UTF-8") from None
-        try:
-            tree = ast.parse(src, filename=path)
+            if notebook:
+                chunks, notes = loader.notebook_chunks(path, raw)
+            else:
+                chunks, notes = loader.module_chunks(path, loader.decode(path, raw)), []
+        except loader.SourceError as e:
+            line = source_line(self._orig(path), e.line, e.text) if e.line else None
+            raise UserFailure(ErrorKind.SYNTAX, e.message, line) from None
         except SyntaxError as e:
             raise self.failure_from(e, f"importing {os.path.basename(path)}") from None
-        lines = src.splitlines()
-        kept, skipped = [], []
-        for node in tree.body:
-            if _is_training_loop(node):
-                skipped.append(f"line {node.lineno}: {lines[node.lineno - 1].strip()}")
-            else:
-                kept.append(node)
-        tree.body = kept
-        code = compile(tree, path, "exec")
-        stem = os.path.splitext(os.path.basename(path))[0]
-        name = stem if stem.isidentifier() and stem not in sys.modules else f"_bpttcheck_user_{abs(hash(stem))}"
+        mod = self._new_module(name, path, timeout)
+        mod.__bpttcheck_source__ = "\n".join(c.source for c in chunks)
+        skipped = [(f"{c.label}, " if notebook else "") + s for c in chunks for s in c.skipped]
+        for c in chunks:
+            if not notebook:
+                code = compile(c.tree, path, "exec")
+                self._run(f"importing {os.path.basename(path)}", timeout, code, mod, skipped)
+                continue
+            for stmt in c.tree.body:  # a statement that fails is set aside, as in Jupyter
+                code = compile(ast.Module([stmt], []), c.filename, "exec")
+                try:
+                    self._run(f"{c.label} of {os.path.basename(path)}", timeout, code, mod, [])
+                except UserFailure as f:
+                    if f.kind not in SET_ASIDE:
+                        raise
+                    notes.append(f"{c.label}, line {stmt.lineno} raised "
+                                 f"{f.message.split(' raised ', 1)[-1]}; not run")
+        notes.sort(key=lambda n: int(n.split(',')[0].split(':')[0].split()[-1]))  # by cell
+        return mod, skipped, notes
+
+    def _new_module(self, name: str, path: str, timeout: float) -> types.ModuleType:
+        """An empty module for the user's file, registered in sys.modules; a module inside a
+        package gets its parent packages imported first (their __init__.py run, as Python
+        would) so its relative imports work."""
+        package = name.rpartition(".")[0]
+        if package:
+            import importlib
+            self.guarded(f"importing the package {package}", timeout,
+                         importlib.import_module, package)
+        elif not name.isidentifier() or name in sys.modules:  # model.py beside copy.py, ...
+            name = f"_bpttcheck_user_{abs(hash(name))}"
         mod = types.ModuleType(name)
         mod.__file__ = path
-        mod.__bpttcheck_source__ = src
+        mod.__package__ = package
         sys.modules[name] = mod
+        if package:
+            setattr(sys.modules[package], name.rpartition(".")[2], mod)
+        return mod
+
+    def _run(self, where: str, timeout: float, code, mod, skipped: list[str]) -> None:
         try:
-            self.guarded(f"importing {os.path.basename(path)}", timeout, exec, code, mod.__dict__)
+            self.guarded(where, timeout, exec, code, mod.__dict__)
         except UserFailure as f:
             if skipped and "NameError" in f.message:
-                f.message += (f". bpttcheck did not run your top-level training loop ({skipped[0]}); "
-                              "code after it that uses its variables fails. Put that code under "
-                              "`if __name__ == \"__main__\":`")
+                f.message += (f". bpttcheck did not run your top-level training loop "
+                              f"({skipped[0]}); code after it that uses its variables fails. "
+                              "Put that code under `if __name__ == \"__main__\":`")
             raise
-        return mod, skipped
 
 
-def _is_training_loop(node) -> bool:
-    """A top-level `while` loop, or a top-level `for` loop that calls the loss function, is a
-    training loop: importing the module must not run it (min-char-rnn ends in `while True`)."""
-    if isinstance(node, ast.While):
-        return True
-    if isinstance(node, (ast.For, ast.AsyncFor)):
-        return any(isinstance(n, ast.Name) and n.id in ENTRY_NAMES for n in ast.walk(node))
-    return False
+def _load_notes(notes: list[str]) -> list[dict]:
+    if not notes:
+        return []
+    return [{"id": "load.notebook", "title": "Notebook lines and cells set aside",
+             "evidence": "; ".join(notes[:12]) + (f"; and {len(notes) - 12} more" if
+                                                   len(notes) > 12 else "")}]
 
 
 def capabilities(adapter) -> dict:
@@ -165,9 +203,9 @@ def serve(w: Worker, rf, wf) -> None:
         try:
             if op == "load":
                 if hdr["path"].endswith(".so"):
-                    mod, skipped = None, []  # a C library: the adapter loads it
+                    mod, skipped, notes = None, [], []  # a C library: the adapter loads it
                 else:
-                    mod, skipped = w.load_module(hdr["path"], timeout)
+                    mod, skipped, notes = w.load_module(hdr["path"], timeout)
                 options = {}
                 declared = getattr(mod, "BPTTCHECK", None)
                 if isinstance(declared, dict):
@@ -183,7 +221,7 @@ def serve(w: Worker, rf, wf) -> None:
                          "capabilities": capabilities(w.adapter),
                          "dims": _dims_dict(desc.get("dims")),
                          "layouts": [lay.to_dict() for lay in desc["layouts"]],
-                         "skipped": skipped, "notes": w.adapter.notes,
+                         "skipped": skipped, "notes": _load_notes(notes) + w.adapter.notes,
                          "extra": desc.get("extra", {}),
                          "options": {k: v for k, v in options.items()
                                      if isinstance(v, (str, int, float, bool))}}
@@ -342,7 +380,8 @@ def main(argv: list[str]) -> None:
     fd_in, fd_out = int(argv[0]), int(argv[1])
     workdir, origdir, tb_path = argv[2], argv[3], argv[4]
     os.chdir(workdir)
-    sys.path.insert(0, workdir)
+    # the user's folders join sys.path only when their module loads, after bpttcheck's own
+    # imports: a copy.py or random.py beside the model cannot replace what numpy imports
     rf = os.fdopen(fd_in, "rb")
     wf = os.fdopen(fd_out, "wb")
     sys.stdin = open(os.devnull)  # noqa: SIM115 - user code reading input() gets EOF, not a hang
