@@ -112,3 +112,14 @@ def test_sigfpe_is_a_crash(tmp_path):
                    "{ volatile int zero = 0; return (float)(d->T / zero); }\n")
     r = check(str(src), Options())
     assert r.verdict == "error" and r.error.kind == "crash" and "SIGFPE" in r.error.message
+
+
+def test_a_compile_error_in_a_latin1_file_is_reported_not_a_crash(tmp_path):
+    """gcc quotes the offending line as it is; the message must survive bytes that are not
+    UTF-8 (a program with Latin-1 comments, as real C projects have)."""
+    src = tmp_path / "model.c"
+    src.write_bytes(b"/* r\xe9seau r\xe9current */\nint f(void) { return \xff; }\n")
+    from bpttcheck.check.engine import Options, check
+    r = check(str(src), Options())
+    assert r.verdict == "error" and r.error.kind == "compile"
+    assert "model.c:2" in r.error.message

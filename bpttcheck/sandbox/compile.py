@@ -68,7 +68,9 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
     tmp = out + f".{os.getpid()}.tmp"
     cmd = [cc, *flags, "-I" + include_dir(), os.path.abspath(path), "-o", tmp, "-lm"]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        # gcc quotes the source as it is: a Latin-1 comment must not make us crash
+        res = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
+                             timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise UserCodeError(ErrorKind.COMPILE, f"compiling {os.path.basename(path)} took more than "
                             f"{timeout:g} s") from None
