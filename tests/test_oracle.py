@@ -81,3 +81,33 @@ def test_each_mutant_changes_something():
                 not np.allclose(tr.grads[k], ref.grads[k], atol=1e-9, equal_nan=False)
                 for k in ref.grads)
             assert moved, bug
+
+
+@settings(max_examples=30, deadline=None)
+@given(arch=st.sampled_from([lstm, gru]), T=st.integers(1, 6), X=st.integers(1, 6),
+       H=st.integers(1, 6), Y=st.integers(2, 6), seed=st.integers(0, 2**31 - 1))
+def test_every_legitimate_variant_agrees_with_finite_differences(arch, T, X, H, Y, seed):
+    case = make_case(arch.ARCH, Dims(T, X, H, Y), seed)
+    rng = np.random.default_rng(seed)
+    for variant, _ in arch.ARCH.variants:
+        bugs = frozenset({variant})
+        tr = arch.run(case.params, case.xs, case.ys, case.state, bugs=bugs)
+        plain = arch.run(case.params, case.xs, case.ys, case.state)
+        assert abs(tr.loss - plain.loss) > 1e-9, "a variant is a different model"
+
+        class Variant:  # _fd differences mod.run: the variant's own loss
+            run = staticmethod(lambda P, xs, ys, st, _b=bugs: arch.run(P, xs, ys, st, bugs=_b))
+        for name, g in tr.grads.items():
+            idx = tuple(int(rng.integers(0, n)) for n in g.shape)
+            assert abs(_fd(Variant, case, name, idx) - g[idx]) <= 1e-7 * max(1.0, abs(g[idx])), \
+                (variant, name, idx)
+
+
+def test_the_gru_update_flipped_bug_is_the_other_conventions_backward():
+    """Forward in one convention, backward written for the other: planting the bug in the
+    variant gives the canonical backward, and the reverse."""
+    case = make_case(gru.ARCH, Dims(5, 3, 4, 2), 3)
+    v = "variant.z-weighs-candidate"
+    run = lambda bugs: gru.run(case.params, case.xs, case.ys, case.state, bugs=frozenset(bugs))  # noqa: E731
+    assert not np.allclose(run([v, "gru.update-gate-flipped"]).grads["Wz"], run([v]).grads["Wz"])
+    np.testing.assert_allclose(run([v]).loss, run([v, "gru.update-gate-flipped"]).loss)

@@ -32,9 +32,15 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
                  f"your loss {o.loss:.10g} equals the reference's sum {o.ref.loss * o.case.dims.T:.10g} "
                  f"divided by T = {o.case.dims.T}; gradients are checked against the mean")
     ok = probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case)
-    rec.add("forward.loss", ok,
-            f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
-            f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance {rtol * max(abs(o.ref.loss), 1):.1e})")
+    message = (f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
+               f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance "
+               f"{rtol * max(abs(o.ref.loss), 1):.1e})")
+    if f.nonstandard:  # not a failure: the model is the user's own (sequence.py)
+        rec.note("model.nonstandard", "Checked against your own loss", f.nonstandard)
+        rec.add("forward.loss", False, message + "; not judged: not the standard model"
+                ).status = "skip"
+        return
+    rec.add("forward.loss", ok, message)
     if all(s is None for s in o.state):
         rec.note("forward.no-state", "No last state returned",
                  "your function returned no last hidden state, so it was not checked; "
@@ -55,6 +61,8 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings) -> None:
     d = o.case.dims
     rtol = oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y)
     r.tolerances["grad_rtol"] = rtol
+    if f.nonstandard:  # no reference to compare with: check_fd judges every group
+        return
     clip = clip_level(o.grads, o.ref.grads, rtol)
     for k in probe.arch.param_names:
         u, ref = o.grads[k], o.ref.grads[k]
@@ -133,7 +141,7 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     rng = np.random.default_rng(o.case.seed + 7919)
     names = list(probe.arch.param_names)
     n_params = sum(v.size for v in o.case.params.values())
-    per_group = n_params <= SMALL_MODEL or bool(f.failing_groups)
+    per_group = n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
     dirs = [random_direction(o.case.params, rng)]
     if per_group:
         dirs += [random_direction(o.case.params, rng, only=k) for k in names]
@@ -147,8 +155,11 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
         with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in a NaN/inf gradient
             analytic = sum(float((o.grads[k] * d[k]).sum()) for k in names)
         # the yardstick of the tolerance is the size of the correct derivative's terms, so
-        # a wildly wrong gradient cannot widen its own tolerance
-        size = sum(float(np.abs(o.ref.grads[k] * d[k]).sum()) for k in names)
+        # a wildly wrong gradient cannot widen its own tolerance (with no standard model to
+        # know them by, the user's own: a relative 1e-6 still holds a wrong one to account)
+        yardstick = o.grads if f.nonstandard else o.ref.grads
+        with np.errstate(invalid="ignore", over="ignore"):
+            size = sum(float(np.abs(yardstick[k] * d[k]).sum()) for k in names)
         checks.append(directional_check(o.loss, vals, analytic, size, h, f.dtype))
     joint = checks[0]
     clipped = any(g.clipped_at for g in r.groups)
@@ -156,6 +167,9 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if clipped:  # the joint check includes clipped groups: judge it only on the per-group ones
         joint_check.status = "skip"
         joint_check.message += " (not judged: your function clips its gradients)"
+    if f.nonstandard:
+        _groups_from_fd(rec, o, f, dict(zip(names, checks[1:], strict=True)))
+        return
     for k, dc in zip(names, checks[1:]):
         g = next(g for g in r.groups if g.name == k)
         # clipping makes the gradient differ from the loss's derivative
@@ -163,6 +177,26 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
         g.fd, message = fd_result(dc, k, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message)
+
+
+def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
+    """With no standard model to compare with, each group's result is its directional
+    derivative against finite differences of the user's own loss."""
+    from bpttcheck.result import GroupResult
+    for k, dc in checks.items():
+        f.fd_checks[k] = dc
+        if not dc.passed:
+            f.failing_groups.append(k)
+        fd, message = fd_result(dc, k)
+        rel = dc.error / max(abs(dc.numeric), abs(dc.analytic), 1e-300)
+        rec.report.groups.append(GroupResult(
+            name=k, user_name=o.layout.user_name(k), status="pass" if dc.passed else "fail",
+            max_abs_error=dc.error, max_rel_error=rel, worst_index=[],
+            worst_user=dc.analytic, worst_ref=dc.numeric, tolerance=dc.tolerance,
+            scale=abs(dc.numeric), n_bad=0 if dc.passed else 1, n=1, fd=fd))
+        rec.add(f"grad.{k}", False, f"d{k}: not compared with the standard model (your "
+                f"forward differs from it); fd.{k} judges this group").status = "skip"
+        rec.add(f"fd.{k}", dc.passed, message)
 
 
 def clip_level(user: dict, ref: dict, rtol: float) -> float | None:

@@ -48,6 +48,9 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         return _rank(out)
     if f.first_call_clean and out:
         return _rank(out)  # the first call was right: the findings above are the whole story
+    if f.nonstandard:  # no standard model to plant bugs in: what finite differences say
+        out.append(against_own_loss(f))
+        return _rank(out)
 
     singles = catalogue.mutants(m.arch.name)
     scored = []
@@ -99,6 +102,41 @@ def _planted(m: Matcher, bugs: list[str], worst: float, changed: list[str]) -> l
             ev += f" (variant: {variant})"
         out.append(diag(bid, conf, groups, ev, exact=n_ok == n))
     return out
+
+
+def against_own_loss(f: Findings) -> Diagnosis:
+    """For a model of the user's own: the failing groups' directional derivatives against
+    finite differences of the user's loss. One common ratio names the bug (T: averaged loss,
+    summed gradients; Y: a mean over the classes; -1: the sign of dy)."""
+    failing = [k for k in f.failing_groups if k in f.fd_checks]
+    d = f.observation.case.dims
+    ratios = {k: f.fd_checks[k].analytic / f.fd_checks[k].numeric for k in failing
+              if f.fd_checks[k].numeric != 0 and np.isfinite(f.fd_checks[k].analytic)}
+    facts = "; ".join(f"d{k}: yours {f.fd_checks[k].analytic:.6g} along a random direction, "
+                      f"finite differences {f.fd_checks[k].numeric:.6g}" for k in failing)
+    c = next(iter(ratios.values()), None)
+    common = (c is not None and len(ratios) == len(failing)
+              and all(abs(x - c) <= 1e-4 * abs(c) for x in ratios.values()))
+    if common:
+        said = (f"every failing gradient ({', '.join('d' + k for k in failing)}) is exactly "
+                f"{c:.6g} x the derivative of the loss your code returns")
+        for factor, bid, why in ((d.T, "loss.mean-grad-sum", f"T = {d.T}: the loss is averaged "
+                                  "over time but the gradients are summed"),
+                                 (1 / d.T, "loss.mean-grad-sum", f"1/T, T = {d.T}: the "
+                                  "gradients are averaged over time but the loss is summed"),
+                                 (-1.0, "loss.dy-sign", "the sign is flipped: dy = y - p")):
+            if abs(c - factor) <= 1e-4 * abs(factor):
+                return diag(bid, 0.9, failing, f"{said} ({why}). {f.nonstandard}", exact=True)
+        for factor in (d.Y, 1 / d.Y):
+            if abs(c - factor) <= 1e-4 * abs(factor) and "loss.mean-over-classes" in catalogue.BY_ID:
+                return diag("loss.mean-over-classes", 0.9, failing,
+                            f"{said} (Y = {d.Y} classes). {f.nonstandard}", exact=True)
+        facts = said
+    return diag("unmatched", 0.0, failing,
+                f"{f.nonstandard}. With no standard model to plant known bugs in, this is "
+                f"what was measured: {facts}",
+                fix="differentiate your own forward pass step by step and compare with your "
+                    "backward; the groups named here are where they disagree")
 
 
 def _not_reset(f: Findings, m: Matcher) -> Diagnosis:

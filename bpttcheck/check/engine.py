@@ -29,6 +29,9 @@ class Options:
     sanitize: bool = False  # C only: build with AddressSanitizer and UBSan
     views: bool = False  # heatmaps and gradient flow of the user's code (for --html)
     views_fd: bool = True  # ... with entry-wise finite differences when a group fails
+    # a forward that is no standard model (nor a variant of one) fails, instead of being
+    # judged by finite differences of its own loss (spec: model = "standard")
+    require_standard: bool = False
 
 
 def check(path: str, opts: Options | None = None) -> Report:

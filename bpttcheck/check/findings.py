@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpttcheck.check.cases import Case
+from bpttcheck.check.numerics import DirectionalCheck
 from bpttcheck.layout import Layout
 from bpttcheck.oracle.common import Trace
 
@@ -41,6 +42,10 @@ class Findings:
     gate_order_mismatch: tuple[str, str] | None = None
     large_logit_evidence: str | None = None  # why the large-logit probe failed, if it did
     second_call: tuple[float, dict[str, np.ndarray]] | None = None  # (loss, grads)
+    # the user's forward is no standard model (nor a known variant or forward bug): how it
+    # differs; the gradients are then judged by finite differences of the user's own loss
+    nonstandard: str | None = None
+    fd_checks: dict[str, DirectionalCheck] = field(default_factory=dict)  # per group
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

@@ -50,22 +50,30 @@ def loss_matches(user: float, ref: float, dtype: str, case: Case) -> bool:
 
 
 class UserProbe:
-    """A Probe over the user's code, as loaded in a worker."""
+    """A Probe over the user's code, as loaded in a worker. ``variant`` is the legitimate
+    variant of the cell the user's forward was found to be (oracle ``Arch.variants``): every
+    reference from then on is that model's, bugs planted on top of it."""
 
     def __init__(self, calls: Calls, arch: Arch, caps: dict):
         self.calls, self.arch, self.caps = calls, arch, caps
+        self.variant: frozenset[str] = frozenset()
 
     def reference(self, case: Case, dtype: str, reduction: str = "sum",
                   bugs: frozenset[str] = frozenset()) -> Trace:
-        return reference(self.arch, case, dtype, reduction, bugs)
+        return reference(self.arch, case, dtype, reduction, frozenset(bugs) | self.variant)
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
         return loss_matches(user, ref, dtype, case)
 
     def observe(self, case: Case, layout: Layout) -> Observation:
-        """Call the user's code; the reduction (sum or mean over time) is read off its loss,
-        or, when the loss matches neither, off which one the gradients are closer to."""
-        loss, grads, state, info = self.calls.call(case, layout)
+        """Call the user's code and judge what it returned (``judge``)."""
+        return self.judge(case, layout, self.calls.call(case, layout))
+
+    def judge(self, case: Case, layout: Layout, result: tuple) -> Observation:
+        """What one call returned, next to the reference: the reduction (sum or mean over
+        time) is read off the loss, or, when the loss matches neither, off which one the
+        gradients are closer to."""
+        loss, grads, state, info = result
         dtype = info.get("dtype", "float64")
         ref_sum = self.reference(case, dtype)
         reduction = "sum"

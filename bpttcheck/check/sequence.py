@@ -36,6 +36,7 @@ class SequenceChecker:
         self.declared = info.get("options", {})
         self.fixed_dims = bool(info.get("dims"))
         self.gate_order_mismatch: tuple[str, str] | None = None
+        self.nonstandard: str | None = None  # how the user's model differs (FD-judged mode)
 
     def run(self) -> Report:
         rec, r, opts, info = self.rec, self.rec.report, self.opts, self.info
@@ -52,7 +53,8 @@ class SequenceChecker:
             with rec.timed("first_call"):
                 obs = self.observe_inferring_layout(case, layouts)
             with rec.timed("compare"):
-                f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch)
+                f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
+                             nonstandard=self.nonstandard)
                 r.dtype, r.reduction = f.dtype, obs.reduction
                 check_forward(rec, self.probe, f)
                 check_groups(rec, self.probe, f)
@@ -69,31 +71,71 @@ class SequenceChecker:
             from bpttcheck.check.diagnose import diagnose
             with rec.timed("diagnosis"):
                 r.diagnoses = diagnose(self.probe, f)
-        if opts.views:
+        if opts.views and not f.nonstandard:  # pictures against the standard model only
             with rec.timed("views"):
                 self.collect_views(obs)
         return r
 
     def observe_inferring_layout(self, case, layouts: list[Layout]) -> Observation:
         """Call under the first layout; if the loss does not match the reference, try the other
-        candidate layouts (concatenation order, column vectors, gate order)."""
-        first_err, fallback = None, None
+        candidate layouts (concatenation order, column vectors, gate order), then the
+        legitimate variants of the cell under each layout (no new calls: the same results
+        judged against another model). When nothing reproduces the loss and no known forward
+        bug does either, the user's model is not a standard one: ``self.nonstandard`` says how
+        it differs, and the gradients are judged by finite differences of the user's loss."""
+        first_err, tried = None, []
         for i, lay in enumerate(layouts):
             try:
-                obs = self.probe.observe(case, lay)
+                result = self.w.call(case, lay)
             except UserCodeError as e:
                 if e.kind not in ("exception", "interface"):
                     raise  # the worker crashed or hung: no other layout can be tried
                 first_err = first_err or e
                 continue
+            obs = self.probe.judge(case, lay, result)
             if self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, case):
                 self._layout_chosen(lay, layouts[0], inferred=i > 0)
                 return obs
-            fallback = fallback or obs
-        if fallback is None:
+            tried.append((i, lay, result, obs))
+        if not tried:
             raise first_err
+        if not self.opts.require_standard:
+            for variant, what in self.arch.variants:
+                self.probe.variant = frozenset({variant})
+                for i, lay, result, _ in tried:
+                    obs = self.probe.judge(case, lay, result)
+                    if self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, case):
+                        self._layout_chosen(lay, layouts[0], inferred=i > 0)
+                        self.rec.note("model.variant", "Your cell is a variant of the "
+                                      f"textbook {self.arch.name}",
+                                      f"your loss {obs.loss:.10g} is that of {what} "
+                                      f"({variant}); your gradients were checked against "
+                                      "that model")
+                        return obs
+            self.probe.variant = frozenset()
+        fallback = tried[0][3]
         self._layout_chosen(fallback.layout, layouts[0], inferred=False)
+        if not self.opts.require_standard and not self._a_known_bug_explains(fallback):
+            gap = abs(fallback.loss - fallback.ref.loss)
+            self.nonstandard = (
+                f"your forward is not the standard {self.arch.name} (your loss "
+                f"{fallback.loss:.10g}, the standard model's {fallback.ref.loss:.10g}: they "
+                f"differ by {gap:.3g}, and no known bug explains it), so your gradients were "
+                f"checked against finite differences of your own loss, as gradcheck does. "
+                f"A spec with `model = \"standard\"` fails such a forward instead")
         return fallback
+
+    def _a_known_bug_explains(self, obs: Observation) -> bool:
+        """Does a known forward bug (a softmax or reduction mistake) reproduce the user's loss?
+        Then the forward is buggy, not a variant, and the standard checks name the bug."""
+        from bpttcheck.check import catalogue
+        for bug in catalogue.mutants(self.arch.name):
+            for reduction in ("sum", "mean"):
+                ref = self.probe.reference(obs.case, obs.dtype, reduction, frozenset({bug}))
+                if (np.isnan(obs.loss) and np.isnan(ref.loss)) or self.probe.loss_matches(
+                        obs.loss, ref.loss, obs.dtype, obs.case):
+                    return True
+        return False
 
     def _layout_chosen(self, lay: Layout, first: Layout, inferred: bool) -> None:
         self.rec.report.layout = lay.describe()

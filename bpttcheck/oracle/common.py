@@ -35,6 +35,8 @@ class Arch:
     run: Callable[..., Trace]
     # bias name -> weight name, used to pair per-gate weights and biases in reports
     gate_groups: tuple[tuple[str, ...], ...] = ()
+    # legitimate variants of the cell (not bugs), planted like mutants: id -> what differs
+    variants: tuple[tuple[str, str], ...] = ()
 
 
 def has(bugs: frozenset[str], bug_id: str) -> str | None:

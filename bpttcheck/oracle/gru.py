@@ -6,6 +6,9 @@ recurrent product; PyTorch's interpolation h' = (1 - z) n + z h), forward next t
     r = sigmoid(Wr v + br)            reset gate
     n = tanh(Wn [r * h; onehot(x)] + bn)
     h[t+1] = (1 - z) * n + z * h[t] ;  logits = Wy h[t+1] + by
+
+Variant (the other common convention, not a bug): "variant.z-weighs-candidate",
+h[t+1] = z * n + (1 - z) * h[t] (Cho et al.'s original paper, Deep Learning from Scratch 2).
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ from bpttcheck.oracle.common import (
 )
 
 NAMES = META["gru"].param_names
+VARIANTS = (("variant.z-weighs-candidate",
+             "the update gate weighs the candidate: h = z * n + (1 - z) * h_prev"),)
 
 
 shapes = gru_shapes
@@ -42,6 +47,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
     T, H, Y = len(xs), Wy.shape[1], Wy.shape[0]
     X = Wz.shape[1] - H
     after = has(bugs, "gru.reset-after") is not None  # n = tanh(Wn_x x + r * (Wn_h h) + bn)
+    other = has(bugs, "variant.z-weighs-candidate") is not None  # h' = z n + (1 - z) h
 
     # forward
     hs = np.empty((T + 1, H), dtype=dt); hs[0] = h0  # (T+1, H)
@@ -62,14 +68,16 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
             us[t, :H] = rs[t] * h
             us[t, H + xs[t]] = 1.0
             ns[t] = np.tanh(Wn @ us[t] + bn)
-        hs[t + 1] = (1.0 - zs[t]) * ns[t] + zs[t] * h
+        zn = zs[t] if other else 1.0 - zs[t]  # the weight of the candidate
+        hs[t + 1] = zn * ns[t] + (1.0 - zn) * h
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
 
     # backward
     c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}
     dhs = np.empty((T, H), dtype=dt)
     dh_next = np.zeros(H, dtype=dt)
-    flipped = has(bugs, "gru.update-gate-flipped") is not None
+    # a backward written for the other convention than the forward's (the bug)
+    flipped = (has(bugs, "gru.update-gate-flipped") is not None) != other
     for t in reversed(range(T)):
         h, z, r, n = hs[t], zs[t], rs[t], ns[t]
         dy = output_grad(ps[t], ys[t], bugs)  # (Y,)
@@ -107,4 +115,5 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
 
 
 ARCH = Arch(name="gru", param_names=NAMES, state_names=("h",), shapes=shapes, run=run,
-            gate_groups=(("Wz", "bz"), ("Wr", "br"), ("Wn", "bn"), ("Wy", "by")))
+            gate_groups=(("Wz", "bz"), ("Wr", "br"), ("Wn", "bn"), ("Wy", "by")),
+            variants=VARIANTS)

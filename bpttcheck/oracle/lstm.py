@@ -2,6 +2,8 @@
 
     f = sigmoid(Wf v + bf)  i = sigmoid(Wi v + bi)  g = tanh(Wg v + bg)  o = sigmoid(Wo v + bo)
     c[t+1] = f * c[t] + i * g ;  h[t+1] = o * tanh(c[t+1]) ;  z[t] = Wy h[t+1] + by
+
+Variant (a legitimate cell, not a bug): "variant.no-output-tanh", h[t+1] = o * c[t+1].
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from bpttcheck.oracle.common import (
 )
 
 GATES = ("f", "i", "g", "o")
+VARIANTS = (("variant.no-output-tanh", "an LSTM without the output tanh: h = o * c"),)
 NAMES = META["lstm"].param_names
 
 
@@ -42,6 +45,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
     T, H, Y = len(xs), Wy.shape[1], Wy.shape[0]
     X = W["f"].shape[1] - H
 
+    squash = (lambda c: c) if has(bugs, "variant.no-output-tanh") is not None else np.tanh
+
     # forward
     hs = np.empty((T + 1, H), dtype=dt); hs[0] = h0  # (T+1, H)
     cs = np.empty((T + 1, H), dtype=dt); cs[0] = c0  # (T+1, H)
@@ -56,7 +61,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
             acts[k][t] = np.tanh(a) if k == "g" else sigmoid(a)
         f, i, g, o = (acts[k][t] for k in GATES)
         cs[t + 1] = f * cs[t] + i * g
-        hs[t + 1] = o * np.tanh(cs[t + 1])
+        hs[t + 1] = o * squash(cs[t + 1])
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
 
     # backward
@@ -79,10 +84,10 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         c["by"][t] = dy
         dh = Wy.T @ dy + dh_next  # (H,)
         dhs[t] = dh
-        tc = np.tanh(c_cur)  # (H,)
+        tc = squash(c_cur)  # (H,)
         do = dh * tc
-        if has(bugs, "lstm.cell-tanh-derivative-missing") is not None:
-            dc = dc_next + dh * o
+        if has(bugs, "lstm.cell-tanh-derivative-missing") is not None or squash is not np.tanh:
+            dc = dc_next + dh * o  # (with no output tanh, this is the right derivative)
         else:
             dc = dc_next + dh * o * (1.0 - tc**2)
         dact = {"f": dc * c_prev, "i": dc * g, "g": dc * i, "o": do}
@@ -105,4 +110,5 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
 
 
 ARCH = Arch(name="lstm", param_names=NAMES, state_names=("h", "c"), shapes=shapes, run=run,
-            gate_groups=tuple((f"W{k}", f"b{k}") for k in GATES) + (("Wy", "by"),))
+            gate_groups=tuple((f"W{k}", f"b{k}") for k in GATES) + (("Wy", "by"),),
+            variants=VARIANTS)
