@@ -67,3 +67,15 @@ def concat_weights(arch) -> tuple[str, ...]:
     plugin's architecture is laid out by the same rules."""
     probe = Dims(T=1, X=2, H=3, Y=7)  # H + X differs from H, X and Y
     return tuple(k for k, s in arch.shapes(probe).items() if s == (probe.H, probe.H + probe.X))
+
+
+def without(arch, absent) -> ArchMeta:
+    """``arch`` without the parameters the user's model lacks (``absent``, canonical names):
+    what an adapter converts and reads back when the model has, say, no biases."""
+    absent = set(absent)
+    if not absent:
+        return arch
+    present = tuple(k for k in arch.param_names if k not in absent)
+    full = arch.shapes
+    return ArchMeta(arch.name, present, arch.state_names,
+                    lambda d: {k: v for k, v in full(d).items() if k not in absent})

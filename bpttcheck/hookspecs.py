@@ -72,7 +72,9 @@ class SequenceAdapter(Capabilities, Protocol):
 
     def describe(self) -> dict:
         """{"arch": str, "dims": Dims | None (sizes the code fixes), "layouts": [Layout, ...]
-        candidates, most likely first, optionally "extra": {...}}."""
+        candidates, most likely first, optionally "extra": {...} and "model": {"absent":
+        [canonical names the model lacks], "state": "zeros" (h0 fixed at zero), "same_xy":
+        bool (output size = vocabulary)}, which the checker honours (check/model.py)}."""
 
     def call(self, P: dict, xs: list[int], ys: list[int], state: tuple, layout: Layout,
              want_grads: bool) -> tuple[float, dict | None, tuple, list[str]]:

@@ -13,8 +13,8 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
         "by": ("by", "c", "bo", "bv", "bout"),
     },
     "lstm": {
-        "Wf": ("wf", "wforget"), "Wi": ("wi", "winput"), "Wg": ("wg", "wc", "wcand", "wcandidate"),
-        "Wo": ("wo", "woutput"), "bf": ("bf",), "bi": ("bi",), "bg": ("bg", "bc"), "bo": ("bo",),
+        "Wf": ("wf", "wforget"), "Wi": ("wi", "winput"), "Wg": ("wg", "wc", "wcc", "wcand", "wcandidate"),
+        "Wo": ("wo", "woutput"), "bf": ("bf",), "bi": ("bi",), "bg": ("bg", "bc", "bcc"), "bo": ("bo",),
         "Wy": ("wy", "wv", "why", "v", "wout"), "by": ("by", "bv", "bout"),
     },
     "gru": {

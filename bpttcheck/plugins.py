@@ -24,6 +24,8 @@ BUILTIN = {
         "c": "bpttcheck.adapters.c_abi:CAbiAdapter",
         "c-globals": "bpttcheck.adapters.c_globals:CGlobalsAdapter",
         "layers": "bpttcheck.adapters.layers:LayersAdapter",
+        "wildml": "bpttcheck.adapters.wildml:WildMLAdapter",
+        "dlai-char": "bpttcheck.adapters.dlai_char:DlaiCharAdapter",
     },
     ARCHITECTURES: {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

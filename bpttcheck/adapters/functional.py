@@ -17,7 +17,7 @@ from bpttcheck.adapters.base import (
     n_positional,
     snapshot,
 )
-from bpttcheck.archmeta import concat_weights, meta
+from bpttcheck.archmeta import Dims, concat_weights, meta, without
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout, gate_order
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
@@ -69,7 +69,37 @@ class FunctionalAdapter(PythonAdapter):
             for perm in itertools.permutations(stacked):
                 if "".join(perm) != stacked:
                     layouts += [replace(lay, stacked="".join(perm)) for lay in declared]
-        return {"arch": self.arch_name, "dims": None, "layouts": layouts}
+        model = self._model_from_init()
+        self.arch = without(self.arch, model.get("absent", ()))
+        return {"arch": self.arch_name, "dims": None, "layouts": layouts, "model": model}
+
+    def _model_from_init(self) -> dict:
+        """What the module's own ``init_params(X, H, Y)`` says of the model, if it has one:
+        a bias it never creates is absent (every weight must be there, else its keys are in a
+        layout this cannot read), and one that only works with Y = X asks for same_xy."""
+        init = getattr(self.module, "init_params", None)
+        if not callable(init) or n_positional(init) < 3:
+            return {}
+        X, H, Y = 5, 4, 3  # all different, as the checker's cases
+        same_xy = False
+        try:
+            P = init(X, H, Y)
+        except Exception:  # noqa: BLE001 - user code: any failure means "not these sizes"
+            try:
+                P, same_xy = init(X, H, X), True
+            except Exception:  # noqa: BLE001
+                return {}
+        model: dict = {"same_xy": True} if same_xy else {}
+        if not isinstance(P, dict):
+            return model
+        by_user = {u: c for c, u in self.names.items()}
+        present = {by_user.get(str(k)) or canonical_for(self.arch_name, str(k)) for k in P}
+        vectors = {k for k, v in self.arch.shapes(Dims(T=1, X=2, H=3, Y=5)).items()
+                   if len(v) == 1}
+        missing = [c for c in self.arch.param_names if c not in present]
+        if missing and all(c in vectors for c in missing):
+            model["absent"] = missing
+        return model
 
     def _user_inputs(self, P, xs, ys, state, layout):
         H = len(state[0])

@@ -4,6 +4,7 @@ hprev[, cprev])`` returns the loss, the gradients and the last state in the orde
 from __future__ import annotations
 
 import ast
+import contextlib
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from bpttcheck.adapters.base import (
     n_positional,
     snapshot,
 )
-from bpttcheck.archmeta import concat_weights, meta
+from bpttcheck.archmeta import Dims, concat_weights, meta, without
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
@@ -38,27 +39,65 @@ class KarpathyAdapter(PythonAdapter):
         arrays = {k: v for k, v in vars(module).items()
                   if isinstance(v, np.ndarray) and v.ndim in (1, 2) and not k.startswith("_")}
         guessed = guess_arch(arrays)
-        self.arch_name = options.get("arch") or guessed or (
-            "lstm" if n_positional(self.fn) == 4 else "rnn")
+        takes_c = n_positional(self.fn) == 4  # lossFun(inputs, targets, hprev, cprev)
+        if takes_c and guessed == "rnn" and not options.get("arch"):
+            guessed = "lstm"  # the signature outranks RNN-looking names (stacked LSTMs use them)
+        self.arch_name = options.get("arch") or guessed or ("lstm" if takes_c else "rnn")
         if guessed and guessed != self.arch_name:
             self.arch_mismatch = (self.arch_name, guessed)
-        self.arch = meta(self.arch_name)
+        full = meta(self.arch_name)
         self.globals: dict[str, str] = dict(options.get("names", {}))  # canonical -> global
         for k in arrays:
             canon = canonical_for(self.arch_name, k)
             if canon and (canon not in self.globals or k == canon):
                 self.globals[canon] = k
-        missing = [c for c in self.arch.param_names if c not in self.globals]
-        if missing:
-            raise InterfaceError(
-                f"lossFun found, but no module globals for {', '.join(missing)} "
-                f"({self.arch_name}); define them at module level as min-char-rnn does, or name "
-                f"them in a spec ([names] {missing[0]} = \"your_name\")")
+        self._by_elimination(full, arrays)
+        missing = [c for c in full.param_names if c not in self.globals]
+        # a bias the module has no global for is a bias the model does not have; a weight is not
+        vectors = {k for k, s in full.shapes(Dims(T=1, X=2, H=3, Y=5)).items() if len(s) == 1}
+        self.absent = [c for c in missing if c in vectors]
+        weights = [c for c in missing if c not in vectors]
+        if weights:
+            raise InterfaceError(self._unmapped(weights, arrays, takes_c))
+        self.arch = without(full, self.absent)
         shapes = {c: arrays[g].shape for c, g in self.globals.items()}
-        self.column = any(len(s) == 2 and s[1] == 1 for c, s in shapes.items() if c[0] == "b")
+        biases = [s for c, s in shapes.items() if c in vectors]
+        # column vectors, as min-char-rnn; a model without biases says so only through hprev
+        self.column = any(len(s) == 2 and s[1] == 1 for s in biases) if biases else None
         flat = {c: (s[0],) if c[0] == "b" else s for c, s in shapes.items()}
         self.dims = dims_from_shapes(self.arch_name, flat)
         self.order = self._return_order()
+
+    def _by_elimination(self, arch, arrays: dict) -> None:
+        """One gate matrix left unnamed (Wcc, Wa, ...) while the others are known: the one
+        unmapped global of a gate matrix's shape is that gate; its bias is b + the same suffix."""
+        gates = concat_weights(arch)
+        left = [c for c in gates if c not in self.globals]
+        if len(left) != 1 or not any(c in self.globals for c in gates):
+            return
+        shape = arrays[self.globals[next(c for c in gates if c in self.globals)]].shape
+        taken = set(self.globals.values())
+        free = [k for k, v in arrays.items() if k not in taken and v.shape == shape
+                and k[:1] in "Ww"]
+        if len(free) != 1:
+            return
+        self.globals[left[0]] = free[0]
+        bias, user_bias = "b" + left[0][1:], "b" + free[0][1:]
+        if bias in arch.param_names and bias not in self.globals and user_bias in arrays:
+            self.globals[bias] = user_bias
+
+    def _unmapped(self, weights: list[str], arrays: dict, takes_c: bool) -> str:
+        have = ", ".join(f"{k} {arrays[k].shape}" for k in arrays) or "none"
+        msg = (f"lossFun found, but no module globals for {', '.join(weights)} "
+               f"({self.arch_name}); the module's arrays are: {have}. ")
+        if takes_c and self.arch_name == "lstm" and "Wxh" in arrays:
+            msg += ("lossFun takes (inputs, targets, hprev, cprev), an LSTM, but its globals have "
+                    "the RNN's names; stacked gate blocks in Wxh/Whh/bh are not supported yet: "
+                    "keep one matrix per gate (Wf, Wi, Wg, Wo on [h; x]) or name them in a spec")
+        else:
+            msg += ("define them at module level as min-char-rnn does, or name them in a spec "
+                    f"([names] {weights[0]} = \"your_name\")")
+        return msg
 
     def _return_order(self) -> list[tuple[str, str]]:
         """[(kind, what)]: ('loss', ''), ('grad', canonical) or ('state', 'h'|'c') per position."""
@@ -92,16 +131,19 @@ class KarpathyAdapter(PythonAdapter):
         return default + [("state", s) for s in self.arch.state_names]
 
     def describe(self) -> dict:
-        base = {"names": self.globals, "column": self.column}
-        layouts = [Layout(**base)]
+        columns = [self.column] if self.column is not None else [True, False]
+        concats = ["hx"]
         if concat_weights(self.arch):  # gate matrices act on [h; x] or [x; h]
             declared = self.options.get("concat")
-            layouts = [Layout(**base, concat=c) for c in ([declared] if declared else ["hx", "xh"])]
+            concats = [declared] if declared else ["hx", "xh"]
+        layouts = [Layout(names=self.globals, column=col, concat=c)
+                   for c in concats for col in columns]
         if self.order[0] != ("loss", ""):
             self.notes.append({"id": "layout.inferred", "title": "Return order read from lossFun",
                                "evidence": "lossFun returns " + ", ".join(
                                    w or k for k, w in self.order)})
-        return {"arch": self.arch_name, "dims": self.dims, "layouts": layouts}
+        return {"arch": self.arch_name, "dims": self.dims, "layouts": layouts,
+                "model": {"absent": self.absent}}
 
     def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
         H = self.dims.H
@@ -109,13 +151,12 @@ class KarpathyAdapter(PythonAdapter):
         g = vars(self.module)
         for k, v in user.items():
             g[k] = v
-        for size_name, value in (("vocab_size", self.dims.X), ("hidden_size", H)):
-            if isinstance(g.get(size_name), int):
-                g[size_name] = value
-        states = [s.reshape(-1, 1) if self.column else s.copy() for s in layout.state_to_user(state)]
+        states = [s.reshape(-1, 1) if layout.column else s.copy()
+                  for s in layout.state_to_user(state)]
         xs_l, ys_l = list(xs), list(ys)
         before = snapshot({**user, "inputs": xs_l, "targets": ys_l})
-        out = self.fn(xs_l, ys_l, *states)
+        with _size_globals(g, self.dims.X, H, len(xs)):
+            out = self.fn(xs_l, ys_l, *states)
         changes = modified(before, {**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})
         if not isinstance(out, tuple) or len(out) != len(self.order):
             got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
@@ -138,6 +179,24 @@ class KarpathyAdapter(PythonAdapter):
     def _dims_for(self, T):
         d = self.dims
         return type(d)(T=T, X=d.X, H=d.H, Y=d.Y)
+
+
+# the size globals min-char-rnn and its LSTM cousins read inside lossFun
+SIZE_GLOBALS = {"vocab_size": "X", "V": "X", "hidden_size": "H", "H": "H", "HV": "H+X",
+                "seq_length": "T"}
+
+
+@contextlib.contextmanager
+def _size_globals(g: dict, X: int, H: int, T: int):
+    """Set the module's integer size globals to the case's sizes for one call, then put the
+    user's values back (they may be read by code that runs later, such as sampling)."""
+    sizes = {"X": X, "H": H, "H+X": H + X, "T": T}
+    saved = {k: g[k] for k in SIZE_GLOBALS if type(g.get(k)) is int}
+    g.update({k: sizes[SIZE_GLOBALS[k]] for k in saved})
+    try:
+        yield
+    finally:
+        g.update(saved)
 
 
 def _declared(label: str, arch: str, names) -> tuple[str, str]:

@@ -43,7 +43,11 @@ def _cover(n: int, T: int, rng: np.random.Generator) -> list[int]:
 
 def make_case(arch: Arch, dims: Dims, seed: int, logit_scale: float = 1.0) -> Case:
     """Parameters scaled so pre-activations and logits are of order 1 (no saturation, no
-    vanishing), biases and initial states non-zero, recurrent matrices non-symmetric."""
+    vanishing), biases and initial states non-zero, recurrent matrices non-symmetric. A model
+    with declared facts (check/model.py) gets cases it can run: Y = X, a zero initial state."""
+    facts = getattr(arch, "facts", None)
+    if facts:
+        dims = facts.fit(dims)
     rng = np.random.default_rng(seed)
     params = {}
     for name, shape in arch.shapes(dims).items():
@@ -54,6 +58,8 @@ def make_case(arch: Arch, dims: Dims, seed: int, logit_scale: float = 1.0) -> Ca
     out_w = [k for k, s in arch.shapes(dims).items() if s == (dims.Y, dims.H)][-1]
     params[out_w] *= 1.5 * logit_scale  # logits of order 1 (times the probe's scale)
     state = tuple(rng.uniform(-0.6, 0.6, size=dims.H) for _ in arch.state_names)
+    if facts and facts.zero_state:
+        state = tuple(np.zeros(dims.H) for _ in arch.state_names)
     return Case(arch.name, dims, params, _cover(dims.X, dims.T, rng), _cover(dims.Y, dims.T, rng),
                 state, seed)
 

@@ -14,6 +14,7 @@ from bpttcheck.check.checks import (
     check_large_logits,
 )
 from bpttcheck.check.findings import Findings, Observation
+from bpttcheck.check.model import ModelFacts, declared
 from bpttcheck.check.numerics import fd_step
 from bpttcheck.check.probe import UserProbe
 from bpttcheck.check.recorder import Recorder
@@ -31,7 +32,11 @@ PICTURE_ONLY = ("exception", "interface", "not-implemented")
 class SequenceChecker:
     def __init__(self, rec: Recorder, w, info: dict, opts):
         self.rec, self.w, self.info, self.opts = rec, w, info, opts
-        self.arch = architectures()[info["arch"]]
+        base = architectures()[info["arch"]]
+        # what the adapter says the user's model is (no biases, h0 = 0, Y = X): the reference
+        # and every case follow it, and the absent parameters are no groups
+        self.facts = ModelFacts.from_info(info.get("model"), base.param_names)
+        self.arch = declared(base, self.facts)
         self.probe = UserProbe(w, self.arch, info["capabilities"])
         self.declared = info.get("options", {})
         self.fixed_dims = bool(info.get("dims"))
@@ -45,6 +50,7 @@ class SequenceChecker:
             fixed = info["dims"]
             T = fixed["T"] or (opts.dims.T if opts.dims else 8)  # T = 0: the code takes any T
             dims = Dims(T=T, X=fixed["X"], H=fixed["H"], Y=fixed["Y"])
+        dims = self.facts.fit(dims)
         case = make_case(self.arch, dims, opts.seed)
         r.sizes = {"T": dims.T, "X": dims.X, "H": dims.H, "Y": dims.Y}
         layouts = [Layout.from_dict(d) for d in info["layouts"]]
@@ -52,6 +58,7 @@ class SequenceChecker:
         with rec.shared():
             with rec.timed("first_call"):
                 obs = self.observe_inferring_layout(case, layouts)
+            self.note_model(obs.layout)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
                              nonstandard=self.nonstandard)
@@ -136,6 +143,12 @@ class SequenceChecker:
                         obs.loss, ref.loss, obs.dtype, obs.case):
                     return True
         return False
+
+    def note_model(self, layout: Layout) -> None:
+        """The model.variant note: what was assumed of the user's model, in their names."""
+        if self.facts:
+            self.rec.note("model.variant", "Your model differs from the textbook cell",
+                          self.facts.describe(layout.user_name))
 
     def _layout_chosen(self, lay: Layout, first: Layout, inferred: bool) -> None:
         self.rec.report.layout = lay.describe()

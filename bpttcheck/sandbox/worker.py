@@ -223,6 +223,7 @@ def serve(w: Worker, rf, wf) -> None:
                          "layouts": [lay.to_dict() for lay in desc["layouts"]],
                          "skipped": skipped, "notes": _load_notes(notes) + w.adapter.notes,
                          "extra": desc.get("extra", {}),
+                         "model": _model_facts(desc.get("model"), options),
                          "options": {k: v for k, v in options.items()
                                      if isinstance(v, (str, int, float, bool))}}
             elif op in ("call", "losses"):
@@ -286,6 +287,22 @@ def serve(w: Worker, rf, wf) -> None:
         protocol.send(wf, reply, out_arrays)
 
 
+def _model_facts(found: dict | None, options: dict) -> dict:
+    """What the adapter found out about the model (parameters it lacks, a fixed zero initial
+    state, output size = vocabulary), with what BPTTCHECK or the spec declares on top:
+    {"absent": [canonical names], "state": "zeros", "same_xy": bool}. Plain data."""
+    facts = dict(found or {})
+    if isinstance(options.get("absent"), (list, tuple)):
+        facts["absent"] = sorted({*facts.get("absent", ()), *map(str, options["absent"])})
+    if options.get("state") == "zeros" or options.get("initial_state") == "zeros":
+        facts["state"] = "zeros"
+    if "same_xy" in options:
+        facts["same_xy"] = bool(options["same_xy"])
+    return {"absent": [str(k) for k in facts.get("absent", ())],
+            "state": "zeros" if facts.get("state") == "zeros" else None,
+            "same_xy": bool(facts.get("same_xy"))}
+
+
 @contextlib.contextmanager
 def _plugin_blamed(cls):
     """A third-party adapter that raises while reading or describing the module, with none of
@@ -330,8 +347,9 @@ def _choose_adapter(w: Worker, mod, path: str, style: str | None, timeout: float
     if cls is None:
         raise UserFailure(ErrorKind.INTERFACE, "found none of the entry points bpttcheck "
                           "knows: lossFun(inputs, targets, hprev) (Karpathy style), "
-                          "loss_and_grads(params, inputs, targets, state), or "
-                          "forward(...) with backward(...). Define one of them.")
+                          "loss_and_grads(params, inputs, targets, state), "
+                          "forward(...) with backward(...), a class with bptt(x, y) (WildML), "
+                          "or rnn_forward/rnn_backward. Define one of them.")
     return cls
 
 
