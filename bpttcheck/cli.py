@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from bpttcheck.errors import BpttcheckError, UsageError
+from bpttcheck.sandbox.limits import Limits  # light: the default limits for --help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Check hand-written backpropagation through time against a float64 "
@@ -26,7 +27,7 @@ def run(
     style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional, split, layers, c or c-globals (default: detected)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
-    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),
+    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),
     sanitize: bool = typer.Option(False, "--sanitize", help="C only: build with AddressSanitizer and UBSan and report the first error with its line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
@@ -64,11 +65,12 @@ def run(
         write_atomic(junit, report_junit.render(report))
     if gradescope:
         from bpttcheck import report_gradescope
-        write_atomic(gradescope, report_gradescope.render(report, points))
+        write_atomic(gradescope, report_gradescope.render(report, points, arch=opts.arch,
+                                                          style=opts.style))
     if html:
         from bpttcheck import report_html
         write_atomic(html, report_html.render(report))
-    if not quiet and json_out != "-":
+    if not quiet and "-" not in (json_out, junit, gradescope, html):  # stdout holds a report
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)
 

@@ -13,6 +13,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
+from bpttcheck.formatting import natural_key, nonfinite
+
 if TYPE_CHECKING:  # pragma: no cover
     from bpttcheck.result import GroupResult, Heatmap, Report
 
@@ -45,18 +47,14 @@ def sci(x: Optional[float], digits: int = 2) -> str:
     """A measured value as 1.23e-07 ('-' when absent)."""
     if x is None:
         return "\u2014"
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{digits}e}"
+    return nonfinite(x) or f"{x:.{digits}e}"
 
 
 def val(x: Optional[float], digits: int = 6) -> str:
     """A gradient entry (six significant digits) or a loss (ten)."""
     if x is None:
         return "\u2014"
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{digits}g}"
+    return nonfinite(x) or f"{x:.{digits}g}"
 
 
 def _tick(x: float) -> str:
@@ -605,11 +603,6 @@ def _flow(r: "Report") -> Optional[dict]:
 
 # ---------------------------------------------------------------------------- class index
 
-def _natural(s: str) -> list:
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in
-            re.split(r"(\d+)", s.casefold()) if p]
-
-
 def _href(h: Optional[str]) -> Optional[str]:
     """A relative path to a report as a URL: every character that could start a scheme
     (javascript:, http:) or break out of the path is percent-encoded."""
@@ -625,8 +618,7 @@ def render_index(entries: list[dict], title: str) -> str:
     table of students (sorted by student; a click on a header re-sorts it where JavaScript
     runs). Each entry: student, report (relative path of the student's report), verdict, score,
     max_score, top_diagnosis, top_title, diagnoses, error_kind, seconds."""
-    es = sorted(entries, key=lambda e: (_natural(str(e.get("student", ""))),
-                                        str(e.get("student", ""))))
+    es = sorted(entries, key=lambda e: natural_key(str(e.get("student", ""))))
     counts = {"pass": 0, "fail": 0, "error": 0}
     for e in es:
         counts[e.get("verdict", "error")] = counts.get(e.get("verdict", "error"), 0) + 1

@@ -6,7 +6,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bpttcheck.check.cases import DEFAULT_DIMS
 from bpttcheck.errors import SpecError
+from bpttcheck.sandbox.limits import Limits as WorkerLimits
 
 
 class _Strict(BaseModel):
@@ -14,10 +16,12 @@ class _Strict(BaseModel):
 
 
 class Sizes(_Strict):
-    T: int = Field(6, ge=1, le=1000)
-    X: int = Field(5, ge=1, le=100000)
-    H: int = Field(4, ge=1, le=100000)
-    Y: int = Field(3, ge=1, le=100000)
+    """The probe case's sizes; each size left out is the checker's default (DEFAULT_DIMS)."""
+
+    T: int = Field(DEFAULT_DIMS.T, ge=1, le=1000)
+    X: int = Field(DEFAULT_DIMS.X, ge=1, le=100000)
+    H: int = Field(DEFAULT_DIMS.H, ge=1, le=100000)
+    Y: int = Field(DEFAULT_DIMS.Y, ge=1, le=100000)
 
 
 class LayoutSpec(_Strict):
@@ -32,7 +36,7 @@ class LayoutSpec(_Strict):
 
 class Limits(_Strict):
     timeout: Optional[float] = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
-    memory_mb: int = Field(4096, ge=64)
+    memory_mb: int = Field(WorkerLimits.memory_mb, ge=64)
 
 
 class CGlobals(_Strict):
