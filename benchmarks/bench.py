@@ -213,7 +213,7 @@ def machine_info() -> dict:
                                           "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                 if k in os.environ}
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": cpu,
         "python": platform.python_version(),

@@ -57,7 +57,8 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
     student's folder: its model file is ``entry`` if given, else the one code file that looks
     like a model). Hidden files, our output folder and data files are skipped."""
     out_real = os.path.realpath(out)
-    subs, seen = [], {}
+    subs: list[Submission] = []
+    seen: dict[str, int] = {}
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
         if name.startswith((".", "_")) or os.path.realpath(p) == out_real:
@@ -96,9 +97,9 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
     if len(models) == 1:
         return Submission(student, models[0])
     if models:
-        names = ", ".join(os.path.relpath(p, folder) for p in models)
+        listed = ", ".join(os.path.relpath(p, folder) for p in models)
         return Submission(student, None, f"{len(models)} files in {student}/ define an entry "
-                                         f"point ({names}): bpttcheck will not guess which one "
+                                         f"point ({listed}): bpttcheck will not guess which one "
                                          f"is meant; name it in the spec (assignment.file)",
                           kind="ambiguous")
     if not found:
@@ -177,8 +178,7 @@ class Progress:
         self.bar = None
         if self.tty:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as Bar
             self.bar = Bar(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), console=Console(file=self.stream))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bpttcheck.formatting import natural_key, nonfinite
 
@@ -43,14 +43,14 @@ def _env():
 
 # ---------------------------------------------------------------------------- formatting
 
-def sci(x: Optional[float], digits: int = 2) -> str:
+def sci(x: float | None, digits: int = 2) -> str:
     """A measured value as 1.23e-07 ('-' when absent)."""
     if x is None:
         return "\u2014"
     return nonfinite(x) or f"{x:.{digits}e}"
 
 
-def val(x: Optional[float], digits: int = 6) -> str:
+def val(x: float | None, digits: int = 6) -> str:
     """A gradient entry (six significant digits) or a loss (ten)."""
     if x is None:
         return "\u2014"
@@ -79,19 +79,19 @@ def _index(ix: Sequence[int]) -> str:
 
 # ---------------------------------------------------------------------------- the report
 
-def render(report: "Report") -> str:
+def render(report: Report) -> str:
     """The report as one self-contained HTML page."""
     return _env().get_template("report.html.j2").render(r=_view(report))
 
 
-def write(report: "Report", path: str) -> None:
+def write(report: Report, path: str) -> None:
     """Write render(report) to path atomically."""
     from bpttcheck.output import write_atomic
 
     write_atomic(path, render(report))
 
 
-def _view(r: "Report") -> dict[str, Any]:
+def _view(r: Report) -> dict[str, Any]:
     n_fail = sum(c.status == "fail" for c in r.checks)
     n = len(r.checks)
     if r.verdict == "pass":
@@ -149,7 +149,7 @@ def _view(r: "Report") -> dict[str, Any]:
     return v
 
 
-def _loss(r: "Report") -> Optional[dict]:
+def _loss(r: Report) -> dict | None:
     if not r.loss:
         return None
     u, ref = r.loss.get("user"), r.loss.get("reference")
@@ -158,7 +158,7 @@ def _loss(r: "Report") -> Optional[dict]:
             "reduction": r.reduction or "sum"}
 
 
-def _group_row(g: "GroupResult") -> dict:
+def _group_row(g: GroupResult) -> dict:
     row = {
         "name": g.name, "user_name": g.user_name if g.user_name != g.name else None,
         "status": g.status, "max_abs": sci(g.max_abs_error), "max_rel": sci(g.max_rel_error),
@@ -179,7 +179,7 @@ def _group_row(g: "GroupResult") -> dict:
     return row
 
 
-def _details(r: "Report") -> list[dict]:
+def _details(r: Report) -> list[dict]:
     rows: list[dict] = [{"k": "file", "v": r.path, "mono": True}]
     for k, x in (("architecture", r.arch), ("style", r.style)):
         if x:
@@ -289,7 +289,7 @@ class Scale:
                 "nonfinite": NONFINITE if has_nonfinite else None}
 
 
-def _ratio_max(m: Optional[list[list[float]]], unit: float) -> float:
+def _ratio_max(m: list[list[float]] | None, unit: float) -> float:
     if not m or unit <= 0:
         return 1.0
     best = 1.0
@@ -300,7 +300,7 @@ def _ratio_max(m: Optional[list[list[float]]], unit: float) -> float:
     return best
 
 
-def _fd_unit(hm: "Heatmap", g: Optional["GroupResult"]) -> tuple[float, str]:
+def _fd_unit(hm: Heatmap, g: GroupResult | None) -> tuple[float, str]:
     """What a finite difference may differ by without meaning anything: the group's
     finite-difference tolerance when the report has one, else fd_step^2 x the gradient's size."""
     if hm.fd_tolerance:
@@ -312,7 +312,7 @@ def _fd_unit(hm: "Heatmap", g: Optional["GroupResult"]) -> tuple[float, str]:
     return hm.tolerance, "tolerance"
 
 
-def _heatmaps(hms: list["Heatmap"], groups: dict[str, "GroupResult"]) -> Optional[dict]:
+def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None:
     if not hms:
         return None
     units = [_fd_unit(hm, groups.get(hm.group)) if hm.fd_minus_user is not None else None
@@ -349,11 +349,11 @@ def _heatmaps(hms: list["Heatmap"], groups: dict[str, "GroupResult"]) -> Optiona
     return {"items": items, "legends": legends}
 
 
-def _has_nonfinite(m: Optional[list[list[float]]]) -> bool:
+def _has_nonfinite(m: list[list[float]] | None) -> bool:
     return bool(m) and any(not math.isfinite(x) for row in m for x in row)
 
 
-def _panel(hm: "Heatmap", m: list[list[float]], unit: float, scale: Scale, what: str,
+def _panel(hm: Heatmap, m: list[list[float]], unit: float, scale: Scale, what: str,
            unit_name: str) -> dict:
     rows = len(m)
     cols = len(m[0]) if rows else 0
@@ -501,7 +501,7 @@ def _frame(T: int, W: int, H: int, lo: float, hi: float, yticks: list, x_label: 
 
 
 def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
-                H: int = 260) -> Optional[dict]:
+                H: int = 260) -> dict | None:
     """series: {"name", "cls", "values": [float|None]}; None or a non-positive value on a log
     scale is a gap."""
     allv = [v for s in series for v in s["values"]
@@ -538,7 +538,7 @@ def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
 
 
 def _bar_chart(values: list[float], x_label: str, y_label: str, W: int = 500,
-               H: int = 260) -> Optional[dict]:
+               H: int = 260) -> dict | None:
     fin = [v for v in values if math.isfinite(v)]
     if not fin:
         return None
@@ -560,7 +560,7 @@ def _bar_chart(values: list[float], x_label: str, y_label: str, W: int = 500,
     return f
 
 
-def _flow(r: "Report") -> Optional[dict]:
+def _flow(r: Report) -> dict | None:
     fl = r.flow
     if fl is None or not (fl.reference or fl.loss_steps):
         return None
@@ -603,7 +603,7 @@ def _flow(r: "Report") -> Optional[dict]:
 
 # ---------------------------------------------------------------------------- class index
 
-def _href(h: Optional[str]) -> Optional[str]:
+def _href(h: str | None) -> str | None:
     """A relative path to a report as a URL: every character that could start a scheme
     (javascript:, http:) or break out of the path is percent-encoded."""
     if not h:
@@ -662,7 +662,7 @@ def render_index(entries: list[dict], title: str) -> str:
         n_scored=len(scored), chart=_hbar_chart(ranked, len(es)))
 
 
-def _hbar_chart(items: list[tuple[str, int]], total: int) -> Optional[dict]:
+def _hbar_chart(items: list[tuple[str, int]], total: int) -> dict | None:
     """Bars as percentages of the chart's width, each under its label: the SVG takes the page's
     width without a viewBox, so its text keeps its size on a phone."""
     if not items:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,17 +25,17 @@ class Sizes(_Strict):
 
 
 class LayoutSpec(_Strict):
-    concat: Optional[Literal["hx", "xh"]] = None
-    column_vectors: Optional[bool] = None
+    concat: Literal["hx", "xh"] | None = None
+    column_vectors: bool | None = None
     transposed: bool = False
     stacked: bool = False
-    gate_order: Optional[str] = None
+    gate_order: str | None = None
     stacked_names: tuple[str, str] = ("W", "b")
     split: bool = False  # per gate Wh<g> (H, H) and Wx<g> (H, X)
 
 
 class Limits(_Strict):
-    timeout: Optional[float] = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
+    timeout: float | None = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
     memory_mb: int = Field(WorkerLimits.memory_mb, ge=64)
 
 
@@ -56,22 +56,22 @@ class CGlobals(_Strict):
 
 
 class Assignment(_Strict):
-    arch: Optional[Literal["rnn", "lstm", "gru"]] = None
-    style: Optional[str] = None
+    arch: Literal["rnn", "lstm", "gru"] | None = None
+    style: str | None = None
     seed: int = 0
     title: str = ""
-    file: Optional[str] = None  # `grade`: the file to check in each student's folder
+    file: str | None = None  # `grade`: the file to check in each student's folder
 
 
 class Spec(_Strict):
     assignment: Assignment = Assignment()
-    sizes: Optional[Sizes] = None
+    sizes: Sizes | None = None
     layout: LayoutSpec = LayoutSpec()
     names: dict[str, str] = {}
-    returns: Optional[list[str]] = None  # Karpathy style: what lossFun returns, in order
+    returns: list[str] | None = None  # Karpathy style: what lossFun returns, in order
     points: dict[str, float] = {}
     limits: Limits = Limits()
-    c_globals: Optional[CGlobals] = None
+    c_globals: CGlobals | None = None
 
     @field_validator("points")
     @classmethod

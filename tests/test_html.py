@@ -15,9 +15,16 @@ import pytest
 from PIL import Image
 
 from bpttcheck import report_html
-from bpttcheck.result import (CheckResult, Diagnosis, FDResult, Flow, GroupResult, Heatmap,
-                              Note, Report)
-
+from bpttcheck.result import (
+    CheckResult,
+    Diagnosis,
+    FDResult,
+    Flow,
+    GroupResult,
+    Heatmap,
+    Note,
+    Report,
+)
 from conftest import REF, ZOO
 
 EVIL = "<script>alert(1)</script>"
@@ -419,9 +426,14 @@ def test_png_decoder_reads_what_a_png_writer_wrote():
     assert np.array_equal(rgba[:, :, :3], img) and (rgba[:, :, 3] == 255).all()
 
 
-needs_chromium = pytest.mark.skipif(
+_chromium_missing = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason=f"{CHROMIUM} is missing (Debian's chromium; .ci/run installs it)")
+
+
+def needs_chromium(test):
+    """A test that drives headless Chromium: marked `browser`, skipped without Chromium."""
+    return pytest.mark.browser(_chromium_missing(test))
 
 
 @pytest.fixture(scope="module")
@@ -474,9 +486,9 @@ BROWSER_PAGES = {
 }
 
 
-@pytest.mark.slow
 @needs_chromium
-@pytest.mark.parametrize("name", list(BROWSER_PAGES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "synthetic" else pytest.mark.slow)
+                                  for n in BROWSER_PAGES])  # the others check user code first
 def test_report_in_chromium(name, browser, tmp_path, request):
     r = synthetic_report() if name == "synthetic" else request.getfixturevalue(f"{name}_report")
     path = tmp_path / f"{name}.html"
@@ -511,7 +523,6 @@ def test_report_in_chromium(name, browser, tmp_path, request):
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_heatmap_in_chromium_shows_colour_where_values_differ(browser, tmp_path):
     path = tmp_path / "s.html"
@@ -528,7 +539,6 @@ def test_heatmap_in_chromium_shows_colour_where_values_differ(browser, tmp_path)
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_index_in_chromium_sorts_on_click(browser, tmp_path):
     path = tmp_path / "index.html"
@@ -561,7 +571,6 @@ def test_index_in_chromium_sorts_on_click(browser, tmp_path):
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_network_listener_sees_outside_requests(browser, tmp_path):
     """The check above is not vacuous: a page that does load from outside is caught (and the

@@ -54,6 +54,7 @@ def valid_junit(text: str) -> ET.Element:
     return root
 
 
+@pytest.mark.slow
 def test_junit_is_valid_and_records_the_failure_of_a_buggy_lstm():
     r = check(str(ZOO / "lstm_dc_next_missing_forget_xfirst.py"), Options())
     root = valid_junit(report_junit.render(r))
@@ -66,6 +67,7 @@ def test_junit_is_valid_and_records_the_failure_of_a_buggy_lstm():
     assert "lstm.dc-next-missing-forget" in root.find(".//failure").text
 
 
+@pytest.mark.slow
 def test_junit_of_a_pass_and_of_an_error_are_valid(tmp_module):
     ok = valid_junit(report_junit.render(check(str(REF / "rnn_functional.py"), Options())))
     assert ok.find(".//failure") is None and ok.find(".//error") is None
@@ -75,6 +77,7 @@ def test_junit_of_a_pass_and_of_an_error_are_valid(tmp_module):
     assert root.find(".//error").get("type") == "exception"
 
 
+@pytest.mark.slow
 def test_gradescope_results_follow_the_spec():
     r = check(str(ZOO / "rnn_dwhy_prev_h.py"), Options())
     out = json.loads(report_gradescope.render(r, {"grad.*": 2, "default": 0.5}))
@@ -114,6 +117,7 @@ def klass(tmp_path):
     return k
 
 
+@pytest.mark.slow
 def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     out = tmp_path / "out"
     s = settings(timeout=3.0)
@@ -143,6 +147,7 @@ def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     assert "<html" in (out / "rnn_dwhy_prev_h" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_grade_a_folder_of_a_thousand_files(tmp_path):
     """A class folder with 1,000 files: 40 submissions (stubs and a syntax error, which end
     fast) among 960 data files. One row per submission, and each worker gets at most
@@ -165,6 +170,7 @@ def test_grade_a_folder_of_a_thousand_files(tmp_path):
     assert DATA_FILES < 960
 
 
+@pytest.mark.slow
 def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     base = [sys.executable, "-m", "bpttcheck", "grade", str(klass), "--timeout", "3", "-q"]
     p = subprocess.run(base + ["--out", str(tmp_path / "o1"), "--no-html"], capture_output=True,
@@ -179,6 +185,7 @@ def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     assert p.returncode == 2 and "must not be the submissions folder" in p.stderr
 
 
+@pytest.mark.slow
 def test_a_buggy_and_a_correct_submission_have_the_same_maximum(tmp_module):
     points = {"grad.*": 2, "default": 1}
     good = check(str(REF / "rnn_karpathy.py"), Options())
