@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bpttcheck.formatting import natural_key, nonfinite
 
@@ -159,7 +159,7 @@ def _loss(r: Report) -> dict | None:
 
 
 def _group_row(g: GroupResult) -> dict:
-    row = {
+    row: dict[str, Any] = {
         "name": g.name, "user_name": g.user_name if g.user_name != g.name else None,
         "status": g.status, "max_abs": sci(g.max_abs_error), "max_rel": sci(g.max_rel_error),
         "bad": f"{g.n_bad} of {g.n}", "worst_index": _index(g.worst_index),
@@ -350,7 +350,7 @@ def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None
 
 
 def _has_nonfinite(m: list[list[float]] | None) -> bool:
-    return bool(m) and any(not math.isfinite(x) for row in m for x in row)
+    return m is not None and any(not math.isfinite(x) for row in m for x in row)
 
 
 def _panel(hm: Heatmap, m: list[list[float]], unit: float, scale: Scale, what: str,
@@ -392,7 +392,7 @@ def _panel(hm: Heatmap, m: list[list[float]], unit: float, scale: Scale, what: s
     height = y_col_title + 8
 
     titled = pr * pc <= TITLED_CELLS and fr == 1 and fc == 1
-    cells = []
+    cells: list[dict[str, Any]] = []
     for i, row in enumerate(p):
         if titled:
             for j, x in enumerate(row):
@@ -457,6 +457,8 @@ def _nice_step(span: float, n: int) -> float:
 def _axis(values: Iterable[float], log: bool, zero: bool, n: int = 5) -> tuple:
     """(lo, hi, ticks) of a y axis; on log scale lo/hi/ticks are log10 values."""
     vs = [v for v in values if v is not None and math.isfinite(v) and (v > 0 or not log)]
+    lo: float
+    hi: float
     if log:
         lo, hi = math.floor(math.log10(min(vs))), math.ceil(math.log10(max(vs)))
         if hi == lo:
@@ -515,7 +517,9 @@ def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
     f = _frame(T, W, H, lo, hi, yt, x_label, y_label)
     out = []
     for s in series:
-        segs, cur, pts = [], [], []
+        segs: list[list] = []
+        cur: list = []
+        pts: list = []
         for t, v in enumerate(s["values"]):
             ok = v is not None and math.isfinite(v) and (v > 0 or not log)
             if not ok:
@@ -628,7 +632,7 @@ def render_index(entries: list[dict], title: str) -> str:
         maxes = {e.get("max_score") for e in scored}
         if len(maxes) == 1 and None not in maxes:
             m = sum(float(e["score"]) for e in scored) / len(scored)
-            mean = f"{m:.2f} of {float(maxes.pop()):g}"
+            mean = f"{m:.2f} of {float(cast(float, maxes.pop())):g}"
         elif all(e.get("max_score") for e in scored):  # different maxima: compare fractions
             m = sum(float(e["score"]) / float(e["max_score"]) for e in scored) / len(scored)
             mean = f"{100 * m:.1f}%"
@@ -647,7 +651,7 @@ def render_index(entries: list[dict], title: str) -> str:
         rows.append({
             "student": str(e.get("student", "")), "href": _href(e.get("report")),
             "verdict": e.get("verdict", "error"),
-            "verdict_rank": {"pass": 0, "fail": 1, "error": 2}.get(e.get("verdict"), 3),
+            "verdict_rank": {"pass": 0, "fail": 1, "error": 2}.get(str(e.get("verdict")), 3),
             "score": "\u2014" if sc is None else (f"{float(sc):g}" + ("" if mx is None else
                                                                     f" / {float(mx):g}")),
             "score_key": "" if sc is None else (float(sc) / float(mx) if mx else float(sc)),
