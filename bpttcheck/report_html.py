@@ -241,7 +241,7 @@ def _interp(anchors: list[str], t: float) -> str:
     f = x - i
     a = [int(anchors[i][k:k + 2], 16) for k in (1, 3, 5)]
     b = [int(anchors[i + 1][k:k + 2], 16) for k in (1, 3, 5)]
-    return "#" + "".join(f"{round(p + (q - p) * f):02x}" for p, q in zip(a, b))
+    return "#" + "".join(f"{round(p + (q - p) * f):02x}" for p, q in zip(a, b, strict=True))
 
 
 class Scale:
@@ -275,7 +275,7 @@ class Scale:
     def legend(self, what: str, unit_name: str, has_nonfinite: bool) -> dict:
         """Swatches from most negative to most positive, labelled at their boundaries; in
         percent of the legend's width, so the labels keep their size on a phone."""
-        items = list(reversed(self.neg)) + [CENTRE] + list(self.pos)
+        items = [*reversed(self.neg), CENTRE, *self.pos]
         n, nb = len(items), self.bins
         w = 100 / n
         labels = []
@@ -318,10 +318,10 @@ def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None
     units = [_fd_unit(hm, groups.get(hm.group)) if hm.fd_minus_user is not None else None
              for hm in hms]
     diff_scale = Scale(max(_ratio_max(hm.diff, hm.tolerance) for hm in hms))
-    fd_scale = Scale(max([_ratio_max(hm.fd_minus_user, u[0]) for hm, u in zip(hms, units)
+    fd_scale = Scale(max([_ratio_max(hm.fd_minus_user, u[0]) for hm, u in zip(hms, units, strict=True)
                           if u is not None] or [1.0]))
     items = []
-    for hm, fu in zip(hms, units):
+    for hm, fu in zip(hms, units, strict=True):
         g = groups.get(hm.group)
         rows = len(hm.diff)
         cols = len(hm.diff[0]) if rows else 0
@@ -586,13 +586,13 @@ def _flow(r: Report) -> dict | None:
              {"name": "yours", "cls": "user", "values": fl.user_preact}],
             "time step t", "|dL/da\u209c|")
         worst, at = 0.0, None
-        for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact)):
+        for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact, strict=False)):
             if u is None or rf is None:
                 continue
             d = abs(u - rf) / max(abs(rf), 1e-300) if math.isfinite(u) else math.inf
             if d > worst or at is None:
                 worst, at = d, t
-        gaps = [t for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact))
+        gaps = [t for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact, strict=False))
                 if u is None or rf is None]
         cap = [] if at is None else [f"largest relative difference {sci(worst)} at t = {at}"]
         if gaps:

@@ -173,11 +173,11 @@ def test_grade_a_folder_of_a_thousand_files(tmp_path):
 @pytest.mark.slow
 def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     base = [sys.executable, "-m", "bpttcheck", "grade", str(klass), "--timeout", "3", "-q"]
-    p = subprocess.run(base + ["--out", str(tmp_path / "o1"), "--no-html"], capture_output=True,
+    p = subprocess.run([*base, "--out", str(tmp_path / "o1"), "--no-html"], capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "graded 10 submissions" in p.stdout
-    p = subprocess.run(base + ["--out", str(tmp_path / "o2"), "--no-html", "--fail-under", "50"],
+    p = subprocess.run([*base, "--out", str(tmp_path / "o2"), "--no-html", "--fail-under", "50"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "below 50%" in p.stderr
     p = subprocess.run([sys.executable, "-m", "bpttcheck", "grade", str(klass), "--out",
