@@ -187,10 +187,11 @@ def quiet_env() -> dict:
 def machine_info() -> dict:
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
 
@@ -213,15 +214,15 @@ def machine_info() -> dict:
                                           "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                 if k in os.environ}
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": cpu,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "torch": torch_version,
-        "bpttcheck": cmd_out(bpttcheck_cmd() + ["--version"]) or "unknown",
+        "bpttcheck": cmd_out([*bpttcheck_cmd(), "--version"]) or "unknown",
         "commit": commit,
-        "load": "%.2f %.2f %.2f" % os.getloadavg(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "blas_env": ", ".join(f"{k}={v}" for k, v in blas_env.items()) or "none set",
     }
 
@@ -247,7 +248,7 @@ def measure_plain_script(reps: int) -> dict:
 
 
 def run_bpttcheck(subject: Path, spec: Path | None, cwd: Path, sample_tree=False) -> Proc:
-    cmd = bpttcheck_cmd() + ["run", str(subject), "--json", "-"]
+    cmd = [*bpttcheck_cmd(), "run", str(subject), "--json", "-"]
     if spec:
         cmd += ["--spec", str(spec)]
     return run_measured(cmd, cwd, sample_tree=sample_tree)
@@ -329,7 +330,7 @@ def torch_loss(torch, m, inputs, targets, h0, counter: list[int]):
     class UserBPTT(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *params):
-            for name, p in zip(PARAM_NAMES, params):
+            for name, p in zip(PARAM_NAMES, params, strict=True):
                 setattr(m, name, p.detach().numpy().copy())
             out = m.lossFun(inputs, targets, h0.copy())
             counter[0] += 1
@@ -367,7 +368,7 @@ def sparse_gradcheck(m, inputs, targets, h0, rng, per_param=10, delta=1e-5):
     Returns (calls of lossFun, worst relative error)."""
     calls = 1
     out = m.lossFun(inputs, targets, h0)
-    analytic = dict(zip(PARAM_NAMES, out[1:6]))
+    analytic = dict(zip(PARAM_NAMES, out[1:6], strict=True))
     worst = 0.0
     for name in PARAM_NAMES:
         p = getattr(m, name)
@@ -400,7 +401,7 @@ def measure_sparse_gradcheck(reps: int) -> dict:
 
 def measure_startup(reps: int) -> dict:
     """`bpttcheck --version`: the floor of any bpttcheck process (interpreter and CLI start)."""
-    runs = repeat(lambda: run_measured(bpttcheck_cmd() + ["--version"]), reps)
+    runs = repeat(lambda: run_measured([*bpttcheck_cmd(), "--version"]), reps)
     return {"wall": med(r.wall for r in runs), "calls": 0}
 
 
@@ -520,7 +521,7 @@ def make_submissions(root: Path, n: int) -> list[tuple[Path, str]]:
 
 def grade_help() -> str | None:
     """The help text of `bpttcheck grade`, or None when this version has no such command."""
-    p = subprocess.run(bpttcheck_cmd() + ["grade", "--help"], capture_output=True, text=True)
+    p = subprocess.run([*bpttcheck_cmd(), "grade", "--help"], capture_output=True, text=True)
     return p.stdout if p.returncode == 0 else None
 
 
@@ -543,8 +544,8 @@ def measure_grade(root: Path, expected: dict[str, str], reps: int, extra: list[s
     def once():
         out = Path(tempfile.mkdtemp(prefix="bench-grades-"))
         try:
-            p = run_measured(bpttcheck_cmd() + ["grade", str(root), "--out", str(out),
-                                                "--jobs", "2", *extra])
+            p = run_measured([*bpttcheck_cmd(), "grade", str(root), "--out", str(out),
+                              "--jobs", "2", *extra])
             csv_path = out / "grades.csv"
             got = read_grades(csv_path, expected) if csv_path.exists() else {
                 "rows": 0, "tally": {}, "right": None}
@@ -573,7 +574,7 @@ def measure_run_loop(subs: list[tuple[Path, str]], jobs: int = 2) -> dict:
     """What a grader can do today: one `bpttcheck run` process per submission, 2 at a time."""
     def one(item):
         path, expect = item
-        p = subprocess.run(bpttcheck_cmd() + ["run", path.name, "--json", "-"], cwd=path.parent,
+        p = subprocess.run([*bpttcheck_cmd(), "run", path.name, "--json", "-"], cwd=path.parent,
                            capture_output=True, text=True)
         try:
             verdict = json.loads(p.stdout)["verdict"]
@@ -716,7 +717,7 @@ def main(argv=None) -> int:
         reps, res["plain"]["wall"])))
     sections.append(("(c) Batch grading", section_grading(reps_slow)))
     sections.append(("(d) Scaling with the parameter count", section_scaling(reps_slow)))
-    info["load_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+    info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.insert(0, ("Machine", machine_section(info)))
 
     mode = "--quick (1 repetition)" if args.quick else "full"

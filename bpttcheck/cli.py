@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import typer
 
 from bpttcheck.errors import BpttcheckError, UsageError
+from bpttcheck.sandbox.limits import Limits  # light: the default limits for --help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Check hand-written backpropagation through time against a float64 "
@@ -17,16 +17,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.command()
 def run(
     path: str = typer.Argument(..., help="Your model: a .py file, a Jupyter notebook (.ipynb), a .c file (compiled for you) or a .so."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
-    junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check)."),
-    gradescope: Optional[str] = typer.Option(None, "--gradescope", help="Write a Gradescope results.json."),
-    html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
-    spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
-    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional, split, layers, wildml, dlai-char, c or c-globals (default: detected)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
-    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),
+    json_out: str | None = typer.Option(None, "--json", help="Write the JSON report here ('-' for stdout)."),
+    junit: str | None = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check)."),
+    gradescope: str | None = typer.Option(None, "--gradescope", help="Write a Gradescope results.json."),
+    html: str | None = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
+    spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
+    arch: str | None = typer.Option(None, "--arch", help="rnn, lstm, gru or an installed plugin's architecture (default: inferred)."),
+    style: str | None = typer.Option(None, "--style", help="karpathy, functional, split, layers, wildml, dlai-char, c or c-globals (default: detected)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),
     sanitize: bool = typer.Option(False, "--sanitize", help="C only: build with AddressSanitizer and UBSan and report the first error with its line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
@@ -65,11 +65,12 @@ def run(
         write_atomic(junit, report_junit.render(report))
     if gradescope:
         from bpttcheck import report_gradescope
-        write_atomic(gradescope, report_gradescope.render(report, points))
+        write_atomic(gradescope, report_gradescope.render(report, points, arch=opts.arch,
+                                                          style=opts.style))
     if html:
         from bpttcheck import report_html
         write_atomic(html, report_html.render(report))
-    if not quiet and json_out != "-":
+    if not quiet and "-" not in (json_out, junit, gradescope, html):  # stdout holds a report
         sys.stdout.write(report_terminal.render(report, verbose))
     raise typer.Exit(report.exit_code)
 
@@ -78,15 +79,15 @@ def run(
 def grade(
     folder: str = typer.Argument(..., help="The class folder: one .py/.c/.so file or one folder per student."),
     out: str = typer.Option(..., "--out", help="Folder for the reports, index.html and grades.csv."),
-    spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML): sizes, layout, points, limits, assignment.file."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Submissions checked at once (default: number of cores)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred per submission)."),
-    style: Optional[str] = typer.Option(None, "--style", help="Adapter style (default: detected per submission)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of a submission's code."),
-    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit per submission in MiB."),
+    spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML): sizes, layout, points, limits, assignment.file."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Submissions checked at once (default: number of cores)."),
+    arch: str | None = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred per submission)."),
+    style: str | None = typer.Option(None, "--style", help="Adapter style (default: detected per submission)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of a submission's code."),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help="Memory limit per submission in MiB."),
     no_html: bool = typer.Option(False, "--no-html", help="Write JSON reports and the CSV only (faster)."),
-    fail_under: Optional[float] = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
+    fail_under: float | None = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written."""
@@ -149,7 +150,7 @@ def main() -> None:
     except BpttcheckError as e:
         sys.stderr.write(f"bpttcheck: {e}\n")
         sys.exit(e.exit_code)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - the parser's errors, else our bug (exit 4)
         if hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2:
             sys.stderr.write(f"bpttcheck: {e.format_message()}\n")  # a usage error of the parser
             sys.exit(2)

@@ -6,13 +6,15 @@ import csv
 import io
 import multiprocessing
 import os
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
+from typing import TextIO
 
 from bpttcheck.errors import UsageError
+from bpttcheck.formatting import natural_key
 from bpttcheck.output import write_atomic
 from bpttcheck.settings import Settings
 
@@ -55,7 +57,8 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
     student's folder: its model file is ``entry`` if given, else the one code file that looks
     like a model). Hidden files, our output folder and data files are skipped."""
     out_real = os.path.realpath(out)
-    subs, seen = [], {}
+    subs: list[Submission] = []
+    seen: dict[str, int] = {}
     for name in sorted(os.listdir(folder)):
         p = os.path.join(folder, name)
         if name.startswith((".", "_")) or os.path.realpath(p) == out_real:
@@ -94,9 +97,9 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
     if len(models) == 1:
         return Submission(student, models[0])
     if models:
-        names = ", ".join(os.path.relpath(p, folder) for p in models)
+        listed = ", ".join(os.path.relpath(p, folder) for p in models)
         return Submission(student, None, f"{len(models)} files in {student}/ define an entry "
-                                         f"point ({names}): bpttcheck will not guess which one "
+                                         f"point ({listed}): bpttcheck will not guess which one "
                                          f"is meant; name it in the spec (assignment.file)",
                           kind="ambiguous")
     if not found:
@@ -122,7 +125,7 @@ def _safe(name: str) -> str:
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     """Check one submission and write its reports (runs in a pool process)."""
-    from bpttcheck import report_gradescope, report_json
+    from bpttcheck import report_json, scoring
     from bpttcheck.check import engine
     from bpttcheck.result import ErrorInfo, Report
 
@@ -150,7 +153,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
         from bpttcheck import report_html
         write_atomic(os.path.join(d, "report.html"), report_html.render(report))
         href = f"{_safe(sub.student)}/report.html"
-    score, max_score = report_gradescope.score(report, s.points)
+    score, max_score = scoring.score(report, s.points, s.opts.arch, s.opts.style)
     top = report.diagnoses[0] if report.diagnoses else None
     return Row(student=sub.student, file=sub.path or "", verdict=report.verdict,
                score=round(score, 3), max_score=round(max_score, 3),
@@ -164,25 +167,47 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
 
 
 class Progress:
-    """One line per finished submission, or a redrawn bar on a terminal."""
+    """Where `grade` says how far it is: on a terminal, rich's live bar with a line per finished
+    submission above it; anywhere else (a CI log, a file) one plain line per submission, free of
+    control characters. A context manager: the bar is stopped however grading ends."""
 
-    def __init__(self, total: int, stream=sys.stderr):
-        self.total, self.done, self.stream = total, 0, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream: TextIO | None = None):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.bar = None
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+            self.bar = Bar(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=Console(file=self.stream))
+            self.task = self.bar.add_task("grading", total=total)
+
+    def __enter__(self) -> Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
 
     def step(self, row: Row) -> None:
         self.done += 1
         what = row.top_diagnosis or row.error_kind or ""
-        line = f"[{self.done}/{self.total}] {row.student}: {row.verdict} {what}".rstrip()
-        if self.tty:
-            w = 30
-            bar = "#" * (w * self.done // self.total)
-            self.stream.write(f"\r[{bar:<{w}}] {self.done}/{self.total} {row.student[:30]:<30}")
-            if self.done == self.total:
-                self.stream.write("\n")
+        line = _printable(f"[{self.done}/{self.total}] {row.student}: {row.verdict} {what}".rstrip())
+        if self.bar:
+            self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.bar.advance(self.task)
         else:
             self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
+
+
+def _printable(text: str) -> str:
+    """A student's name is a file name, which may hold any character but / and NUL."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: bool = True,
@@ -198,23 +223,16 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
                          f"per student)")
     os.makedirs(out, exist_ok=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    bar = Progress(len(subs)) if progress else None
-    rows = []
     # fork: the pool's processes start with numpy and bpttcheck already imported
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
         futures = {pool.submit(grade_one, sub, s, out, html): sub for sub in subs}
-        for fut in as_completed(futures):
-            sub = futures[fut]
-            try:
-                row = fut.result()
-            except Exception as e:  # noqa: BLE001 - a pool process died: that student only
-                row = Row(sub.student, sub.path or "", "error", 0.0, 0.0, 0.0, "", "",
-                          "internal", 0.0, "", [], f"{type(e).__name__}: {e}")
-            rows.append(row)
-            if bar:
-                bar.step(row)
-    rows.sort(key=lambda r: _natural(r.student))
+        # the pool's processes are forked by now: the bar's drawing thread starts after them
+        with Progress(len(subs)) if progress else nullcontext() as bar:
+            rows = _collect(futures, bar)
+
+    rows = one_maximum(rows, s)
+    rows.sort(key=lambda r: natural_key(r.student))
     write_atomic(os.path.join(out, "grades.csv"), _csv(rows))
     if html:
         from bpttcheck import report_html
@@ -228,6 +246,21 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     return rows
 
 
+def _collect(futures: dict, bar: Progress | None) -> list[Row]:
+    rows = []
+    for fut in as_completed(futures):
+        sub = futures[fut]
+        try:
+            row = fut.result()
+        except Exception as e:  # noqa: BLE001 - a pool process died: that student only
+            row = Row(sub.student, sub.path or "", "error", 0.0, 0.0, 0.0, "", "",
+                      "internal", 0.0, "", [], f"{type(e).__name__}: {e}")
+        rows.append(row)
+        if bar:
+            bar.step(row)
+    return rows
+
+
 def _clip(text: str, n: int = 200) -> str:
     """At most n characters, cut at a word, with an ellipsis when cut."""
     if len(text) <= n:
@@ -235,9 +268,23 @@ def _clip(text: str, n: int = 200) -> str:
     return text[:n].rsplit(" ", 1)[0] + " …"
 
 
-def _natural(name: str) -> list:
-    """student2 before student10."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name.lower())]
+def one_maximum(rows: list[Row], s: Settings) -> list[Row]:
+    """Every row of a class out of the same maximum. With the assignment's architecture known
+    (spec or --arch) the rows already agree. Without it, the class maximum is the one most
+    checked submissions have (the largest on a tie; with none checked, the rule of
+    scoring.max_score); a row checked against another maximum (a class mixing RNNs and LSTMs)
+    keeps its percentage, its score rescaled to the class maximum."""
+    from bpttcheck import scoring
+    checked = [r.max_score for r in rows if not r.error_kind]
+    if checked:
+        top = max(set(checked), key=lambda m: (checked.count(m), m))
+    else:
+        top = round(scoring.max_score(s.points, s.opts.arch, s.opts.style), 3)
+    for r in rows:
+        if r.max_score != top:
+            r.score = round(r.score * top / r.max_score, 3) if r.max_score else 0.0
+            r.max_score = top  # the percentage stays as it was
+    return rows
 
 
 def _csv(rows: list[Row]) -> str:

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from bpttcheck.archmeta import concat_weights
+from bpttcheck.archmeta import LSTM_GATES, concat_weights
 from bpttcheck.errors import InterfaceError
 
-GATE_LETTERS = {"lstm": "figo", "gru": "zrn"}
+GATE_LETTERS = {"lstm": "".join(LSTM_GATES), "gru": "zrn"}
 LETTER_SYNONYMS = {"c": "g", "u": "z", "h": "n"}  # Wc is the candidate gate, Wu the update gate
 
 

@@ -1,53 +1,61 @@
 """Gradescope autograder results.json: a test per check with score, max_score, status,
-visibility and Markdown output; points from the assignment spec (default 1 per check)."""
+visibility and Markdown output; points from the assignment spec (default 1 per check), out of
+the same maximum for every submission (bpttcheck/scoring.py)."""
 from __future__ import annotations
 
 import json
 
+from bpttcheck import scoring
 from bpttcheck.result import Report
 
 
-def _points(points: dict[str, float], check: str) -> float:
-    """Points of a check: its own name, then its family ("grad.*"), then "default", then 1."""
-    family = check.split(".", 1)[0] + ".*"
-    return float(points.get(check, points.get(family, points.get("default", 1.0))))
-
-
-def _informational(check: str) -> bool:
-    parts = check.split(".")
-    return len(parts) == 2 and parts[0] == "fd" and parts[1] != "all"
-
-
-def score(r: Report, points: dict[str, float] | None = None) -> tuple[float, float]:
+def score(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
+          style: str | None = None) -> tuple[float, float]:
     """(score, max score) of a run: what results.json and `grade`'s CSV both report."""
-    tests = _tests(r, points or {}, "visible")
-    return sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+    return scoring.score(r, points, arch, style)
 
 
-def _tests(r: Report, points: dict[str, float], visibility: str) -> list[dict]:
+def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | None,
+           style: str | None) -> list[dict]:
     tests = []
     if r.error:
-        total = sum(points.values()) or 1.0
         e = r.error
+        total = scoring.max_score(points, scoring.assignment_arch(r, arch), style or r.style)
         tests.append({"name": "bpttcheck: run your code", "score": 0.0, "max_score": total,
                       "status": "failed", "visibility": visibility, "output_format": "md",
                       "output": f"**{e.kind}**: {e.message}"
                                 + (f"\n\nat `{e.line}`" if e.line else "")
                                 + (f"\n\n```\n{e.output[-3000:]}\n```" if e.output.strip() else "")})
+        return tests
+    # a per-group finite-difference check runs on small or failing models only: scoring it
+    # would change the maximum with the result, so it is shown but carries no points
+    worth = scoring.check_points(r, points, arch, style)
     for i, c in enumerate(r.checks, 1):
-        if c.status == "skip":
+        p = worth[c.name]
+        if c.status == "skip" and not p:
             continue
-        # a per-group finite-difference check runs on small or failing models only: scoring it
-        # would change the maximum with the result, so it is shown but carries no points
-        p = 0.0 if _informational(c.name) else _points(points, c.name)
-        tests.append({"name": c.name, "number": str(i), "score": p if c.status == "pass" else 0.0,
-                      "max_score": p, "status": "passed" if c.status == "pass" else "failed",
-                      "visibility": visibility, "output_format": "md", "output": c.message})
+        ok = c.status != "fail"  # a skipped scored check does not apply here: its points count
+        tests.append({"name": c.name, "number": str(i), "score": p if ok else 0.0,
+                      "max_score": p, "status": "passed" if ok else "failed",
+                      "visibility": visibility, "output_format": "md",
+                      "output": c.message + (" (skipped: does not apply, points given)"
+                                             if c.status == "skip" else "")})
+    a = scoring.assignment_arch(r, arch)
+    ran = {c.name for c in r.checks}
+    for name in scoring.scored_checks(a, style or r.style) if a else ():
+        if name not in ran:  # scored, but the check could not run on this code
+            p = scoring.points_of(points, name)
+            tests.append({"name": name, "score": 0.0, "max_score": p, "status": "failed",
+                          "visibility": visibility, "output_format": "md",
+                          "output": "not run on your code (see the notes)"})
     return tests
 
 
-def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible") -> str:
-    tests = _tests(r, points or {}, visibility)
+def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible",
+           arch: str | None = None, style: str | None = None) -> str:
+    """results.json; arch and style are the assignment's (spec or flags), which fix the
+    maximum score also when the code failed before its architecture was known."""
+    tests = _tests(r, points or {}, visibility, arch, style)
     lines = [f"**bpttcheck verdict: {r.verdict}**"
              + (f" ({r.arch}, {r.dtype})" if r.arch and r.dtype else "")]
     for d in r.diagnoses[:3]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from bpttcheck.formatting import natural_key, nonfinite
 
 if TYPE_CHECKING:  # pragma: no cover
     from bpttcheck.result import GroupResult, Heatmap, Report
@@ -41,22 +43,18 @@ def _env():
 
 # ---------------------------------------------------------------------------- formatting
 
-def sci(x: Optional[float], digits: int = 2) -> str:
+def sci(x: float | None, digits: int = 2) -> str:
     """A measured value as 1.23e-07 ('-' when absent)."""
     if x is None:
         return "\u2014"
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{digits}e}"
+    return nonfinite(x) or f"{x:.{digits}e}"
 
 
-def val(x: Optional[float], digits: int = 6) -> str:
+def val(x: float | None, digits: int = 6) -> str:
     """A gradient entry (six significant digits) or a loss (ten)."""
     if x is None:
         return "\u2014"
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{digits}g}"
+    return nonfinite(x) or f"{x:.{digits}g}"
 
 
 def _tick(x: float) -> str:
@@ -81,19 +79,19 @@ def _index(ix: Sequence[int]) -> str:
 
 # ---------------------------------------------------------------------------- the report
 
-def render(report: "Report") -> str:
+def render(report: Report) -> str:
     """The report as one self-contained HTML page."""
     return _env().get_template("report.html.j2").render(r=_view(report))
 
 
-def write(report: "Report", path: str) -> None:
+def write(report: Report, path: str) -> None:
     """Write render(report) to path atomically."""
     from bpttcheck.output import write_atomic
 
     write_atomic(path, render(report))
 
 
-def _view(r: "Report") -> dict[str, Any]:
+def _view(r: Report) -> dict[str, Any]:
     n_fail = sum(c.status == "fail" for c in r.checks)
     n = len(r.checks)
     if r.verdict == "pass":
@@ -151,7 +149,7 @@ def _view(r: "Report") -> dict[str, Any]:
     return v
 
 
-def _loss(r: "Report") -> Optional[dict]:
+def _loss(r: Report) -> dict | None:
     if not r.loss:
         return None
     u, ref = r.loss.get("user"), r.loss.get("reference")
@@ -160,8 +158,8 @@ def _loss(r: "Report") -> Optional[dict]:
             "reduction": r.reduction or "sum"}
 
 
-def _group_row(g: "GroupResult") -> dict:
-    row = {
+def _group_row(g: GroupResult) -> dict:
+    row: dict[str, Any] = {
         "name": g.name, "user_name": g.user_name if g.user_name != g.name else None,
         "status": g.status, "max_abs": sci(g.max_abs_error), "max_rel": sci(g.max_rel_error),
         "bad": f"{g.n_bad} of {g.n}", "worst_index": _index(g.worst_index),
@@ -181,7 +179,7 @@ def _group_row(g: "GroupResult") -> dict:
     return row
 
 
-def _details(r: "Report") -> list[dict]:
+def _details(r: Report) -> list[dict]:
     rows: list[dict] = [{"k": "file", "v": r.path, "mono": True}]
     for k, x in (("architecture", r.arch), ("style", r.style)):
         if x:
@@ -243,7 +241,7 @@ def _interp(anchors: list[str], t: float) -> str:
     f = x - i
     a = [int(anchors[i][k:k + 2], 16) for k in (1, 3, 5)]
     b = [int(anchors[i + 1][k:k + 2], 16) for k in (1, 3, 5)]
-    return "#" + "".join(f"{round(p + (q - p) * f):02x}" for p, q in zip(a, b))
+    return "#" + "".join(f"{round(p + (q - p) * f):02x}" for p, q in zip(a, b, strict=True))
 
 
 class Scale:
@@ -277,7 +275,7 @@ class Scale:
     def legend(self, what: str, unit_name: str, has_nonfinite: bool) -> dict:
         """Swatches from most negative to most positive, labelled at their boundaries; in
         percent of the legend's width, so the labels keep their size on a phone."""
-        items = list(reversed(self.neg)) + [CENTRE] + list(self.pos)
+        items = [*reversed(self.neg), CENTRE, *self.pos]
         n, nb = len(items), self.bins
         w = 100 / n
         labels = []
@@ -291,7 +289,7 @@ class Scale:
                 "nonfinite": NONFINITE if has_nonfinite else None}
 
 
-def _ratio_max(m: Optional[list[list[float]]], unit: float) -> float:
+def _ratio_max(m: list[list[float]] | None, unit: float) -> float:
     if not m or unit <= 0:
         return 1.0
     best = 1.0
@@ -302,7 +300,7 @@ def _ratio_max(m: Optional[list[list[float]]], unit: float) -> float:
     return best
 
 
-def _fd_unit(hm: "Heatmap", g: Optional["GroupResult"]) -> tuple[float, str]:
+def _fd_unit(hm: Heatmap, g: GroupResult | None) -> tuple[float, str]:
     """What a finite difference may differ by without meaning anything: the group's
     finite-difference tolerance when the report has one, else fd_step^2 x the gradient's size."""
     if hm.fd_tolerance:
@@ -314,16 +312,16 @@ def _fd_unit(hm: "Heatmap", g: Optional["GroupResult"]) -> tuple[float, str]:
     return hm.tolerance, "tolerance"
 
 
-def _heatmaps(hms: list["Heatmap"], groups: dict[str, "GroupResult"]) -> Optional[dict]:
+def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None:
     if not hms:
         return None
     units = [_fd_unit(hm, groups.get(hm.group)) if hm.fd_minus_user is not None else None
              for hm in hms]
     diff_scale = Scale(max(_ratio_max(hm.diff, hm.tolerance) for hm in hms))
-    fd_scale = Scale(max([_ratio_max(hm.fd_minus_user, u[0]) for hm, u in zip(hms, units)
+    fd_scale = Scale(max([_ratio_max(hm.fd_minus_user, u[0]) for hm, u in zip(hms, units, strict=True)
                           if u is not None] or [1.0]))
     items = []
-    for hm, fu in zip(hms, units):
+    for hm, fu in zip(hms, units, strict=True):
         g = groups.get(hm.group)
         rows = len(hm.diff)
         cols = len(hm.diff[0]) if rows else 0
@@ -351,11 +349,11 @@ def _heatmaps(hms: list["Heatmap"], groups: dict[str, "GroupResult"]) -> Optiona
     return {"items": items, "legends": legends}
 
 
-def _has_nonfinite(m: Optional[list[list[float]]]) -> bool:
-    return bool(m) and any(not math.isfinite(x) for row in m for x in row)
+def _has_nonfinite(m: list[list[float]] | None) -> bool:
+    return m is not None and any(not math.isfinite(x) for row in m for x in row)
 
 
-def _panel(hm: "Heatmap", m: list[list[float]], unit: float, scale: Scale, what: str,
+def _panel(hm: Heatmap, m: list[list[float]], unit: float, scale: Scale, what: str,
            unit_name: str) -> dict:
     rows = len(m)
     cols = len(m[0]) if rows else 0
@@ -394,7 +392,7 @@ def _panel(hm: "Heatmap", m: list[list[float]], unit: float, scale: Scale, what:
     height = y_col_title + 8
 
     titled = pr * pc <= TITLED_CELLS and fr == 1 and fc == 1
-    cells = []
+    cells: list[dict[str, Any]] = []
     for i, row in enumerate(p):
         if titled:
             for j, x in enumerate(row):
@@ -459,6 +457,8 @@ def _nice_step(span: float, n: int) -> float:
 def _axis(values: Iterable[float], log: bool, zero: bool, n: int = 5) -> tuple:
     """(lo, hi, ticks) of a y axis; on log scale lo/hi/ticks are log10 values."""
     vs = [v for v in values if v is not None and math.isfinite(v) and (v > 0 or not log)]
+    lo: float
+    hi: float
     if log:
         lo, hi = math.floor(math.log10(min(vs))), math.ceil(math.log10(max(vs)))
         if hi == lo:
@@ -503,7 +503,7 @@ def _frame(T: int, W: int, H: int, lo: float, hi: float, yticks: list, x_label: 
 
 
 def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
-                H: int = 260) -> Optional[dict]:
+                H: int = 260) -> dict | None:
     """series: {"name", "cls", "values": [float|None]}; None or a non-positive value on a log
     scale is a gap."""
     allv = [v for s in series for v in s["values"]
@@ -517,7 +517,9 @@ def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
     f = _frame(T, W, H, lo, hi, yt, x_label, y_label)
     out = []
     for s in series:
-        segs, cur, pts = [], [], []
+        segs: list[list] = []
+        cur: list = []
+        pts: list = []
         for t, v in enumerate(s["values"]):
             ok = v is not None and math.isfinite(v) and (v > 0 or not log)
             if not ok:
@@ -540,7 +542,7 @@ def _line_chart(series: list[dict], x_label: str, y_label: str, W: int = 500,
 
 
 def _bar_chart(values: list[float], x_label: str, y_label: str, W: int = 500,
-               H: int = 260) -> Optional[dict]:
+               H: int = 260) -> dict | None:
     fin = [v for v in values if math.isfinite(v)]
     if not fin:
         return None
@@ -562,7 +564,7 @@ def _bar_chart(values: list[float], x_label: str, y_label: str, W: int = 500,
     return f
 
 
-def _flow(r: "Report") -> Optional[dict]:
+def _flow(r: Report) -> dict | None:
     fl = r.flow
     if fl is None or not (fl.reference or fl.loss_steps):
         return None
@@ -584,13 +586,13 @@ def _flow(r: "Report") -> Optional[dict]:
              {"name": "yours", "cls": "user", "values": fl.user_preact}],
             "time step t", "|dL/da\u209c|")
         worst, at = 0.0, None
-        for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact)):
+        for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact, strict=False)):
             if u is None or rf is None:
                 continue
             d = abs(u - rf) / max(abs(rf), 1e-300) if math.isfinite(u) else math.inf
             if d > worst or at is None:
                 worst, at = d, t
-        gaps = [t for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact))
+        gaps = [t for t, (u, rf) in enumerate(zip(fl.user_preact, fl.reference_preact, strict=False))
                 if u is None or rf is None]
         cap = [] if at is None else [f"largest relative difference {sci(worst)} at t = {at}"]
         if gaps:
@@ -605,12 +607,7 @@ def _flow(r: "Report") -> Optional[dict]:
 
 # ---------------------------------------------------------------------------- class index
 
-def _natural(s: str) -> list:
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in
-            re.split(r"(\d+)", s.casefold()) if p]
-
-
-def _href(h: Optional[str]) -> Optional[str]:
+def _href(h: str | None) -> str | None:
     """A relative path to a report as a URL: every character that could start a scheme
     (javascript:, http:) or break out of the path is percent-encoded."""
     if not h:
@@ -625,8 +622,7 @@ def render_index(entries: list[dict], title: str) -> str:
     table of students (sorted by student; a click on a header re-sorts it where JavaScript
     runs). Each entry: student, report (relative path of the student's report), verdict, score,
     max_score, top_diagnosis, top_title, diagnoses, error_kind, seconds."""
-    es = sorted(entries, key=lambda e: (_natural(str(e.get("student", ""))),
-                                        str(e.get("student", ""))))
+    es = sorted(entries, key=lambda e: natural_key(str(e.get("student", ""))))
     counts = {"pass": 0, "fail": 0, "error": 0}
     for e in es:
         counts[e.get("verdict", "error")] = counts.get(e.get("verdict", "error"), 0) + 1
@@ -636,7 +632,7 @@ def render_index(entries: list[dict], title: str) -> str:
         maxes = {e.get("max_score") for e in scored}
         if len(maxes) == 1 and None not in maxes:
             m = sum(float(e["score"]) for e in scored) / len(scored)
-            mean = f"{m:.2f} of {float(maxes.pop()):g}"
+            mean = f"{m:.2f} of {float(cast(float, maxes.pop())):g}"
         elif all(e.get("max_score") for e in scored):  # different maxima: compare fractions
             m = sum(float(e["score"]) / float(e["max_score"]) for e in scored) / len(scored)
             mean = f"{100 * m:.1f}%"
@@ -655,7 +651,7 @@ def render_index(entries: list[dict], title: str) -> str:
         rows.append({
             "student": str(e.get("student", "")), "href": _href(e.get("report")),
             "verdict": e.get("verdict", "error"),
-            "verdict_rank": {"pass": 0, "fail": 1, "error": 2}.get(e.get("verdict"), 3),
+            "verdict_rank": {"pass": 0, "fail": 1, "error": 2}.get(str(e.get("verdict")), 3),
             "score": "\u2014" if sc is None else (f"{float(sc):g}" + ("" if mx is None else
                                                                     f" / {float(mx):g}")),
             "score_key": "" if sc is None else (float(sc) / float(mx) if mx else float(sc)),
@@ -670,7 +666,7 @@ def render_index(entries: list[dict], title: str) -> str:
         n_scored=len(scored), chart=_hbar_chart(ranked, len(es)))
 
 
-def _hbar_chart(items: list[tuple[str, int]], total: int) -> Optional[dict]:
+def _hbar_chart(items: list[tuple[str, int]], total: int) -> dict | None:
     """Bars as percentages of the chart's width, each under its label: the SVG takes the page's
     width without a viewBox, so its text keeps its size on a phone."""
     if not items:

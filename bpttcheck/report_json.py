@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-import math
 
+from bpttcheck.formatting import nonfinite
 from bpttcheck.result import Report
 
 
 def _clean(x):
     """JSON has no NaN or inf: write them as strings a reader can still recognise."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, float) and nonfinite(x):
+        return nonfinite(x)
     if isinstance(x, dict):
         return {k: _clean(v) for k, v in x.items()}
     if isinstance(x, list):

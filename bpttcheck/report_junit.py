@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bpttcheck.result import Report
 
@@ -28,19 +28,18 @@ def render(r: Report) -> str:
         elif c.status == "skip":
             ET.SubElement(case, "skipped", message=c.message[:500])
         cases.append(case)
-    suite = ET.Element("testsuite", name=f"bpttcheck {name}", tests=str(len(cases)),
-                       failures=str(sum(c.find("failure") is not None for c in cases)),
-                       errors=str(sum(c.find("error") is not None for c in cases)),
+    counts = {"tests": str(len(cases)),
+              "failures": str(sum(c.find("failure") is not None for c in cases)),
+              "errors": str(sum(c.find("error") is not None for c in cases))}
+    suite = ET.Element("testsuite", {"name": f"bpttcheck {name}", **counts},
                        skipped=str(sum(c.find("skipped") is not None for c in cases)),
                        time=f"{total:.3f}",
-                       timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+                       timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     suite.extend(cases)
     props = ET.SubElement(suite, "system-out")
     props.text = (f"verdict {r.verdict}; arch {r.arch}; dtype {r.dtype}; seed {r.seed}; "
                   f"sizes {r.sizes}; evaluations {r.evaluations}")
-    root = ET.Element("testsuites", name="bpttcheck", tests=suite.get("tests"),
-                      failures=suite.get("failures"), errors=suite.get("errors"),
-                      time=f"{total:.3f}")
+    root = ET.Element("testsuites", {"name": "bpttcheck", **counts}, time=f"{total:.3f}")
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

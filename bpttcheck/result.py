@@ -2,7 +2,7 @@
 what every other report renders. CONTRACT §5 fixes the core fields."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,7 @@ class FDResult(BaseModel):
     error: float
     tolerance: float
     noise: float
-    taylor_rates: list[Optional[float]]
+    taylor_rates: list[float | None]
     rate_verdict: str
     step: float
 
@@ -34,8 +34,8 @@ class GroupResult(BaseModel):
     scale: float
     n_bad: int
     n: int
-    fd: Optional[FDResult] = None
-    clipped_at: Optional[float] = None
+    fd: FDResult | None = None
+    clipped_at: float | None = None
 
 
 class CheckResult(BaseModel):
@@ -64,7 +64,7 @@ class Note(BaseModel):
 class ErrorInfo(BaseModel):
     kind: str
     message: str
-    line: Optional[str] = None
+    line: str | None = None
     output: str = ""
 
 
@@ -79,8 +79,8 @@ class Flow(BaseModel):
 
     reference: list[float]
     loss_steps: list[float]
-    user_preact: list[Optional[float]] = Field(default_factory=list)
-    reference_preact: list[Optional[float]] = Field(default_factory=list)
+    user_preact: list[float | None] = Field(default_factory=list)
+    reference_preact: list[float | None] = Field(default_factory=list)
 
 
 class Heatmap(BaseModel):
@@ -98,32 +98,32 @@ class Heatmap(BaseModel):
     row_labels: list[str]
     col_labels: list[str]
     diff: list[list[float]]
-    fd_minus_user: Optional[list[list[float]]] = None
+    fd_minus_user: list[list[float]] | None = None
     tolerance: float
-    fd_step: Optional[float] = None
-    fd_tolerance: Optional[float] = None  # what the entry-wise differences themselves carry
+    fd_step: float | None = None
+    fd_tolerance: float | None = None  # what the entry-wise differences themselves carry
 
 
 class Report(BaseModel):
     verdict: Literal["pass", "fail", "error"]
-    arch: Optional[str] = None
+    arch: str | None = None
     path: str
-    style: Optional[str] = None
+    style: str | None = None
     groups: list[GroupResult] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     diagnoses: list[Diagnosis] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
-    error: Optional[ErrorInfo] = None
+    error: ErrorInfo | None = None
     evaluations: int = 0
     seed: int = 0
-    sizes: Optional[dict[str, int]] = None
-    dtype: Optional[str] = None
-    reduction: Optional[str] = None
-    layout: Optional[str] = None
+    sizes: dict[str, int] | None = None
+    dtype: str | None = None
+    reduction: str | None = None
+    layout: str | None = None
     tolerances: dict[str, float] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
-    loss: Optional[dict[str, float]] = None
-    flow: Optional[Flow] = None
+    loss: dict[str, float] | None = None
+    flow: Flow | None = None
     parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
     heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
     version: str = ""

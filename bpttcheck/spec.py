@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import tomllib
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bpttcheck.check.cases import DEFAULT_DIMS
 from bpttcheck.errors import SpecError
+from bpttcheck.sandbox.limits import Limits as WorkerLimits
 
 
 class _Strict(BaseModel):
@@ -14,25 +16,27 @@ class _Strict(BaseModel):
 
 
 class Sizes(_Strict):
-    T: int = Field(6, ge=1, le=1000)
-    X: int = Field(5, ge=1, le=100000)
-    H: int = Field(4, ge=1, le=100000)
-    Y: int = Field(3, ge=1, le=100000)
+    """The probe case's sizes; each size left out is the checker's default (DEFAULT_DIMS)."""
+
+    T: int = Field(DEFAULT_DIMS.T, ge=1, le=1000)
+    X: int = Field(DEFAULT_DIMS.X, ge=1, le=100000)
+    H: int = Field(DEFAULT_DIMS.H, ge=1, le=100000)
+    Y: int = Field(DEFAULT_DIMS.Y, ge=1, le=100000)
 
 
 class LayoutSpec(_Strict):
-    concat: Optional[Literal["hx", "xh"]] = None
-    column_vectors: Optional[bool] = None
+    concat: Literal["hx", "xh"] | None = None
+    column_vectors: bool | None = None
     transposed: bool = False
     stacked: bool = False
-    gate_order: Optional[str] = None
+    gate_order: str | None = None
     stacked_names: tuple[str, str] = ("W", "b")
     split: bool = False  # per gate Wh<g> (H, H) and Wx<g> (H, X)
 
 
 class Limits(_Strict):
-    timeout: Optional[float] = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
-    memory_mb: int = Field(4096, ge=64)
+    timeout: float | None = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
+    memory_mb: int = Field(WorkerLimits.memory_mb, ge=64)
 
 
 class CGlobals(_Strict):
@@ -52,11 +56,11 @@ class CGlobals(_Strict):
 
 
 class Assignment(_Strict):
-    arch: Optional[str] = None  # rnn, lstm, gru or an installed plugin's architecture
-    style: Optional[str] = None
+    arch: str | None = None  # rnn, lstm, gru or an installed plugin's architecture
+    style: str | None = None
     seed: int = 0
     title: str = ""
-    file: Optional[str] = None  # `grade`: the file to check in each student's folder
+    file: str | None = None  # `grade`: the file to check in each student's folder
 
     @field_validator("arch")
     @classmethod
@@ -69,13 +73,13 @@ class Assignment(_Strict):
 
 class Spec(_Strict):
     assignment: Assignment = Assignment()
-    sizes: Optional[Sizes] = None
+    sizes: Sizes | None = None
     layout: LayoutSpec = LayoutSpec()
     names: dict[str, str] = {}
-    returns: Optional[list[str]] = None  # Karpathy style: what lossFun returns, in order
+    returns: list[str] | None = None  # Karpathy style: what lossFun returns, in order
     points: dict[str, float] = {}
     limits: Limits = Limits()
-    c_globals: Optional[CGlobals] = None
+    c_globals: CGlobals | None = None
 
     @field_validator("points")
     @classmethod

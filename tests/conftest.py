@@ -1,7 +1,17 @@
+import os
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# How hard property tests look: `ci` (what CI runs: 200 examples a test) or `dev` (a quick
+# local run). CI=true in the environment picks `ci` (GitHub Actions and .ci/run set it);
+# `--hypothesis-profile NAME` picks either explicitly. A test whose every example starts a
+# worker keeps its own small budget; deadlines stay off where a test turns them off.
+settings.register_profile("ci", max_examples=200, print_blob=True)
+settings.register_profile("dev", max_examples=20)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = ROOT / "reference" / "python"

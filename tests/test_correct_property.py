@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 FREE_SIZES = [p for p in correct_files() if "karpathy" not in p.name]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
 @given(i=st.integers(0, len(FREE_SIZES) - 1), seed=st.integers(0, 2**31 - 1),
        T=st.integers(2, 8), X=st.integers(1, 7), H=st.integers(1, 7), Y=st.integers(2, 7))
 def test_no_false_alarm(i, seed, T, X, H, Y):

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REF, ROOT, ZOO
 
+pytestmark = pytest.mark.slow  # each test runs the installed command on user code
 DOCS = ROOT / "docs"
 BIN = os.path.join(os.path.dirname(sys.executable), "bpttcheck")
 

@@ -22,7 +22,7 @@ def _close(a, b, path="") -> None:
             _close(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list) and isinstance(b, list):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{path}[{i}]")
     else:
         assert a == b, (path, a, b)

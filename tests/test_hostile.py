@@ -404,7 +404,7 @@ def test_fuzzed_return_values_end_in_interface_errors_in_one_worker(tmp_path):
         w.load("functional", {"arch": "rnn", "column_vectors": False})
         layout = Layout()
 
-        @hsettings(max_examples=120, deadline=None, derandomize=True,
+        @hsettings(deadline=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
         @given(RETURNED)
         def one(value):
@@ -422,7 +422,7 @@ def test_fuzzed_return_values_end_in_interface_errors_in_one_worker(tmp_path):
 
 
 @slow
-@hsettings(max_examples=12, deadline=None, derandomize=True,
+@hsettings(max_examples=12, deadline=None, derandomize=True,  # a whole check each: a budget
            suppress_health_check=list(HealthCheck))
 @given(RETURNED)
 def test_fuzzed_return_values_through_the_whole_check(tmp_path_factory, value):
@@ -746,7 +746,7 @@ SPEC_DICT = st.dictionaries(st.sampled_from(KEYS), st.one_of(
     TOML_VALUE, st.dictionaries(st.sampled_from(KEYS), TOML_VALUE, max_size=5)), max_size=6)
 
 
-@hsettings(max_examples=150, deadline=None, derandomize=True,
+@hsettings(deadline=None, derandomize=True,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(SPEC_DICT)
 def test_fuzzed_spec_tables_only_ever_raise_spec_errors(tmp_path, d):
@@ -758,7 +758,7 @@ def test_fuzzed_spec_tables_only_ever_raise_spec_errors(tmp_path, d):
         pass
 
 
-@hsettings(max_examples=150, deadline=None, derandomize=True,
+@hsettings(deadline=None, derandomize=True,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=200),
                  st.lists(st.sampled_from(['[assignment]', 'arch = "lstm"', "seed = 1e400",

@@ -3,21 +3,28 @@ rendered pages, then the same pages in a real headless Chromium (not blank, key 
 visible, nothing fetched from the network)."""
 import dataclasses
 import html
+import io
 import math
 import os
 import re
-import struct
-import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bpttcheck import report_html
-from bpttcheck.result import (CheckResult, Diagnosis, FDResult, Flow, GroupResult, Heatmap,
-                              Note, Report)
-
+from bpttcheck.result import (
+    CheckResult,
+    Diagnosis,
+    FDResult,
+    Flow,
+    GroupResult,
+    Heatmap,
+    Note,
+    Report,
+)
 from conftest import REF, ZOO
 
 EVIL = "<script>alert(1)</script>"
@@ -395,36 +402,10 @@ def test_index_summary_chart_and_links():
 # ---------------------------------------------------------------------------- in Chromium
 
 def decode_png(data: bytes) -> np.ndarray:
-    """An 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes) as an (h, w, channels)
-    array. All five filter types; reconstructed along anti-diagonals, vectorised with numpy."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, ihdr = 8, b"", None
-    while pos < len(data):
-        n, = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        pos += 12 + n
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-    w, h, depth, ctype, _, _, interlace = ihdr
-    assert depth == 8 and interlace == 0 and ctype in (2, 6), ihdr
-    bpp = 3 if ctype == 2 else 4
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, w * bpp + 1)
-    ft = raw[:, 0].astype(np.int16)
-    f = raw[:, 1:].reshape(h, w, bpp).astype(np.int16)
-    out = np.zeros((h + 1, w + 1, bpp), dtype=np.int16)  # a zero row above, a zero column left
-    for d in range(h + w - 1):
-        ys = np.arange(max(0, d - w + 1), min(h - 1, d) + 1)
-        xs = d - ys
-        a, b, c = out[ys + 1, xs], out[ys, xs + 1], out[ys, xs]
-        p = a + b - c
-        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        k = ft[ys][:, None]
-        pred = np.select([k == 1, k == 2, k == 3, k == 4], [a, b, (a + b) // 2, paeth], 0)
-        out[ys + 1, xs + 1] = (f[ys, xs] + pred) & 0xFF
-    return out[1:, 1:].astype(np.uint8)
+    """A PNG screenshot (Chromium writes RGB or RGBA) as an (h, w, 4) RGBA array."""
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG", img.format
+        return np.asarray(img.convert("RGBA"))
 
 
 def assert_not_blank(png: bytes) -> np.ndarray:
@@ -437,37 +418,22 @@ def assert_not_blank(png: bytes) -> np.ndarray:
     return img
 
 
-def test_png_decoder_reads_every_filter():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
-    # encode with each filter type on some row, as a PNG writer would
-    rows, prev = [], np.zeros((5, 3), dtype=np.int16)
-    for y in range(7):
-        cur = img[y].astype(np.int16)
-        left = np.vstack([np.zeros((1, 3), np.int16), cur[:-1]])
-        upleft = np.vstack([np.zeros((1, 3), np.int16), prev[:-1]])
-        k = y % 5
-        if k == 4:
-            p = left + prev - upleft
-            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - upleft)
-            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
-        else:
-            pred = [0 * cur, left, prev, (left + prev) // 2][k]
-        rows.append(bytes([k]) + ((cur - pred) & 0xFF).astype(np.uint8).tobytes())
-        prev = cur
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body))
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 7, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
-    assert np.array_equal(decode_png(png), img)
+def test_png_decoder_reads_what_a_png_writer_wrote():
+    img = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG")
+    rgba = decode_png(buf.getvalue())
+    assert np.array_equal(rgba[:, :, :3], img) and (rgba[:, :, 3] == 255).all()
 
 
-needs_chromium = pytest.mark.skipif(
+_chromium_missing = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason=f"{CHROMIUM} is missing (Debian's chromium; .ci/run installs it)")
+
+
+def needs_chromium(test):
+    """A test that drives headless Chromium: marked `browser`, skipped without Chromium."""
+    return pytest.mark.browser(_chromium_missing(test))
 
 
 @pytest.fixture(scope="module")
@@ -520,9 +486,9 @@ BROWSER_PAGES = {
 }
 
 
-@pytest.mark.slow
 @needs_chromium
-@pytest.mark.parametrize("name", list(BROWSER_PAGES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "synthetic" else pytest.mark.slow)
+                                  for n in BROWSER_PAGES])  # the others check user code first
 def test_report_in_chromium(name, browser, tmp_path, request):
     r = synthetic_report() if name == "synthetic" else request.getfixturevalue(f"{name}_report")
     path = tmp_path / f"{name}.html"
@@ -557,7 +523,6 @@ def test_report_in_chromium(name, browser, tmp_path, request):
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_heatmap_in_chromium_shows_colour_where_values_differ(browser, tmp_path):
     path = tmp_path / "s.html"
@@ -574,7 +539,6 @@ def test_heatmap_in_chromium_shows_colour_where_values_differ(browser, tmp_path)
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_index_in_chromium_sorts_on_click(browser, tmp_path):
     path = tmp_path / "index.html"
@@ -607,7 +571,6 @@ def test_index_in_chromium_sorts_on_click(browser, tmp_path):
         page.close()
 
 
-@pytest.mark.slow
 @needs_chromium
 def test_network_listener_sees_outside_requests(browser, tmp_path):
     """The check above is not vacuous: a page that does load from outside is caught (and the

@@ -25,7 +25,7 @@ def _functions(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
-@settings(max_examples=10, deadline=None)
+@settings(deadline=None)
 @given(seed=st.integers(0, 10**6))
 def test_layer_reference_agrees_with_finite_differences(unit, seed):
     c = make_case(unit, seed)
@@ -44,6 +44,7 @@ def test_layer_reference_agrees_with_finite_differences(unit, seed):
         assert dc.passed, (unit.name, unit.grads[i], dc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [LAYERS / "rnn_layers.py", LAYERS / "rnn_only_layers.py",
                                   ZOO / "pass_inline_split.py"], ids=lambda p: p.name)
 def test_correct_layer_files_pass(path):
@@ -54,12 +55,14 @@ def test_correct_layer_files_pass(path):
     assert all(g.fd is not None and g.fd.status == "pass" for g in r.groups)
 
 
+@pytest.mark.slow
 def test_a_file_with_rnn_and_lstm_gets_a_verdict_each():
     r = check(str(ZOO / "lstm_dc_next_missing_forget.py"), Options())
     assert r.parts == {"rnn": "pass", "lstm": "fail"} and r.verdict == "fail"
     assert check(str(LAYERS / "rnn_only_layers.py"), Options()).parts == {"rnn": "pass"}
 
 
+@pytest.mark.slow
 def test_stubs_are_not_implemented_not_crashes():
     r = check(str(LAYERS / "partial_layers.py"), Options())
     assert r.verdict == "fail" and r.error is None
@@ -81,6 +84,7 @@ def test_planted_layer_bug_is_named_first(path):
     assert units == labelled, (units, labelled)
 
 
+@pytest.mark.slow
 def test_a_step_bug_inherited_by_the_sequence_is_named_once():
     r = check(str(ZOO / "rnn_tanh_derivative_missing.py"), Options())
     ids = [d.id for d in r.diagnoses]
@@ -90,6 +94,7 @@ def test_a_step_bug_inherited_by_the_sequence_is_named_once():
     assert "inherits" in d.evidence and "1 - next_h**2" in d.fix
 
 
+@pytest.mark.slow
 def test_unknown_bug_is_localised_not_misnamed(tmp_path):
     src = (LAYERS / "rnn_layers.py").read_text()
     bad = src.replace("return dx, dh0, dWx, dWh, db", "return dx, dh0, dWx, 1.1 * dWh, db", 1)
@@ -103,7 +108,8 @@ def test_unknown_bug_is_localised_not_misnamed(tmp_path):
 
 
 @pytest.mark.slow
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None,  # a whole check each: a budget, not a profile's
+          suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 10**6), bug=st.sampled_from(BUGS))
 def test_planted_bugs_are_caught_for_every_seed(seed, bug):
     r = check(str(bug), Options(seed=seed))
@@ -111,12 +117,13 @@ def test_planted_bugs_are_caught_for_every_seed(seed, bug):
 
 
 @pytest.mark.slow
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=5, deadline=None)  # a whole check each: a budget, not a profile's
 @given(seed=st.integers(0, 10**6))
 def test_correct_layers_pass_for_every_seed(seed):
     assert check(str(LAYERS / "rnn_layers.py"), Options(seed=seed)).verdict == "pass"
 
 
+@pytest.mark.slow
 def test_an_unknown_step_bug_is_reported_once_with_the_sequence_it_breaks(tmp_path):
     src = (LAYERS / "rnn_layers.py").read_text()
     bad = src.replace("dz = dnext_h * (1.0 - next_h ** 2)", "dz = dnext_h * (1.0 - prev_h ** 2)")

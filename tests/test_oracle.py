@@ -37,7 +37,7 @@ def _fd(mod, case, name, idx, h=1e-5):
     return (4 * d2 - d1) / 3
 
 
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)
 @given(arch=st.sampled_from([rnn, lstm, gru]), T=st.integers(1, 8), X=st.integers(1, 9),
        H=st.integers(1, 9), Y=st.integers(1, 9), seed=st.integers(0, 2**31 - 1))
 def test_reference_agrees_with_finite_differences(arch, T, X, H, Y, seed):
@@ -51,7 +51,7 @@ def test_reference_agrees_with_finite_differences(arch, T, X, H, Y, seed):
                 (name, idx)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)
 @given(arch=st.sampled_from([rnn, lstm, gru]), T=st.integers(1, 6), seed=st.integers(0, 10**6))
 def test_per_step_contributions_sum_to_the_gradient(arch, T, seed):
     case = make_case(arch.ARCH, Dims(T, 3, 4, 5), seed)

@@ -54,6 +54,7 @@ def valid_junit(text: str) -> ET.Element:
     return root
 
 
+@pytest.mark.slow
 def test_junit_is_valid_and_records_the_failure_of_a_buggy_lstm():
     r = check(str(ZOO / "lstm_dc_next_missing_forget_xfirst.py"), Options())
     root = valid_junit(report_junit.render(r))
@@ -66,6 +67,7 @@ def test_junit_is_valid_and_records_the_failure_of_a_buggy_lstm():
     assert "lstm.dc-next-missing-forget" in root.find(".//failure").text
 
 
+@pytest.mark.slow
 def test_junit_of_a_pass_and_of_an_error_are_valid(tmp_module):
     ok = valid_junit(report_junit.render(check(str(REF / "rnn_functional.py"), Options())))
     assert ok.find(".//failure") is None and ok.find(".//error") is None
@@ -75,6 +77,7 @@ def test_junit_of_a_pass_and_of_an_error_are_valid(tmp_module):
     assert root.find(".//error").get("type") == "exception"
 
 
+@pytest.mark.slow
 def test_gradescope_results_follow_the_spec():
     r = check(str(ZOO / "rnn_dwhy_prev_h.py"), Options())
     out = json.loads(report_gradescope.render(r, {"grad.*": 2, "default": 0.5}))
@@ -114,6 +117,7 @@ def klass(tmp_path):
     return k
 
 
+@pytest.mark.slow
 def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     out = tmp_path / "out"
     s = settings(timeout=3.0)
@@ -128,6 +132,7 @@ def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     assert (by["erin"].error_kind, by["frank"].error_kind, by["gina"].error_kind) == (
         "syntax", "crash", "timeout")
     assert by["rnn-functional"].percent == 100.0 and by["gina"].percent == 0.0
+    assert len({r.max_score for r in rows}) == 1  # RNNs, LSTMs and errors alike
     with open(out / "grades.csv") as f:
         table = list(csv.DictReader(f))
     assert [t["student"] for t in table] == sorted(by, key=str.lower)  # no numbers to order
@@ -142,6 +147,7 @@ def test_grade_writes_a_row_each_and_an_index(klass, tmp_path):
     assert "<html" in (out / "rnn_dwhy_prev_h" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_grade_a_folder_of_a_thousand_files(tmp_path):
     """A class folder with 1,000 files: 40 submissions (stubs and a syntax error, which end
     fast) among 960 data files. One row per submission, and each worker gets at most
@@ -164,13 +170,14 @@ def test_grade_a_folder_of_a_thousand_files(tmp_path):
     assert DATA_FILES < 960
 
 
+@pytest.mark.slow
 def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     base = [sys.executable, "-m", "bpttcheck", "grade", str(klass), "--timeout", "3", "-q"]
-    p = subprocess.run(base + ["--out", str(tmp_path / "o1"), "--no-html"], capture_output=True,
+    p = subprocess.run([*base, "--out", str(tmp_path / "o1"), "--no-html"], capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "graded 10 submissions" in p.stdout
-    p = subprocess.run(base + ["--out", str(tmp_path / "o2"), "--no-html", "--fail-under", "50"],
+    p = subprocess.run([*base, "--out", str(tmp_path / "o2"), "--no-html", "--fail-under", "50"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "below 50%" in p.stderr
     p = subprocess.run([sys.executable, "-m", "bpttcheck", "grade", str(klass), "--out",
@@ -178,6 +185,7 @@ def test_grade_cli_fail_under_and_usage_errors(klass, tmp_path):
     assert p.returncode == 2 and "must not be the submissions folder" in p.stderr
 
 
+@pytest.mark.slow
 def test_a_buggy_and_a_correct_submission_have_the_same_maximum(tmp_module):
     points = {"grad.*": 2, "default": 1}
     good = check(str(REF / "rnn_karpathy.py"), Options())
@@ -185,3 +193,132 @@ def test_a_buggy_and_a_correct_submission_have_the_same_maximum(tmp_module):
     assert good.verdict == "pass" and bad.verdict == "fail"
     (sg, mg), (sb, mb) = report_gradescope.score(good, points), report_gradescope.score(bad, points)
     assert mg == mb and sg == mg and sb < mb
+
+
+# ---------------------------------------------------------------- one stdout, one maximum, one order
+
+def _stored(name: str):
+    """An example report from reports/ (a real run, without running anything now)."""
+    from bpttcheck.result import Report
+    return Report.model_validate_json((ROOT / "reports" / f"{name}.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["--json", "--junit", "--gradescope", "--html"])
+def test_a_report_on_stdout_is_all_there_is_on_stdout(flag):
+    model = str(REF / "rnn_functional.py")
+    p = subprocess.run([sys.executable, "-m", "bpttcheck", "run", model, flag, "-"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert f"bpttcheck {model}" not in p.stdout  # the terminal summary's first line
+    if flag in ("--json", "--gradescope"):
+        json.loads(p.stdout)
+    elif flag == "--junit":
+        valid_junit(p.stdout)
+    else:
+        assert p.stdout.lstrip().lower().startswith("<!doctype html") and p.stdout.rstrip().endswith("</html>")
+
+
+def test_an_error_has_the_maximum_of_a_checked_submission():
+    from bpttcheck.result import ErrorInfo, Report
+    points = {"grad.*": 2, "fd.*": 3, "default": 1}
+    good, bad = _stored("pass-karpathy-rnn"), _stored("fail-rnn-missing-dh-next")
+    crashed = _stored("error-c-segfault")  # the arch was known when it crashed
+    early = Report(verdict="error", path="x.py", error=ErrorInfo(kind="syntax", message="x"))
+    (sg, mg), (sb, mb) = (report_gradescope.score(good, points, "rnn"),
+                          report_gradescope.score(bad, points, "rnn"))
+    assert sg == mg and sb < mb == mg
+    for err in (crashed, early):  # before the arch is known, the assignment's arch decides
+        assert report_gradescope.score(err, points, "rnn") == (0.0, mg)
+        out = json.loads(report_gradescope.render(err, points, arch="rnn"))
+        assert out["score"] == 0 and sum(t["max_score"] for t in out["tests"]) == mg
+    assert report_gradescope.score(crashed, points) == (0.0, mg)  # its own arch: rnn
+    # no arch anywhere: the largest maximum of the built-in architectures (README)
+    lstm_max = report_gradescope.score(_stored("fail-lstm-state-offset"), points)[1]
+    assert report_gradescope.score(early, points)[1] == lstm_max > mg
+    assert json.loads(report_gradescope.render(good, points))["score"] == mg
+
+
+def test_a_skipped_check_keeps_the_maximum_and_its_points():
+    good = _stored("pass-karpathy-rnn")
+    full = report_gradescope.score(good, {}, "rnn")
+    for c in good.checks:
+        if c.name == "fd.all":
+            c.status = "skip"  # as when the user's function clips its gradients
+    assert report_gradescope.score(good, {}, "rnn") == full
+    out = json.loads(report_gradescope.render(good, {}, arch="rnn"))
+    assert (out["score"], sum(t["max_score"] for t in out["tests"])) == full
+
+
+def test_every_row_of_a_class_has_one_maximum():
+    from bpttcheck.grade import Row, one_maximum
+
+    def row(name, score, top, kind=""):
+        return Row(name, "", "error" if kind else "pass", score, top,
+                   round(100 * score / top, 1) if top else 0.0, "", "", kind, 0.0, "", [], "")
+    rows = [row("a", 11, 11), row("b", 5, 11), row("c", 16, 16), row("d", 0, 16, "syntax"),
+            row("e", 0, 0, "internal")]
+    out = one_maximum(rows, settings())
+    assert {r.max_score for r in out} == {11}
+    by = {r.student: r for r in out}
+    assert by["c"].score == 11 and by["c"].percent == 100.0  # rescaled, percentage kept
+    assert by["d"].score == by["e"].score == 0 and by["b"].percent == 45.5
+
+
+def test_grades_csv_and_index_html_order_students_alike(tmp_path):
+    """Folders with nothing to check: graded without running any code."""
+    k = tmp_path / "class"
+    names = ["strassb", "straßa", "Student10", "student2", "Émile", "emma"]
+    for n in names:
+        (k / n).mkdir(parents=True)
+        (k / n / "notes.txt").write_text("nothing yet")
+    rows = grade(str(k), settings(), str(tmp_path / "out"), jobs=1, progress=False)
+    assert [r.max_score for r in rows] == [rows[0].max_score] * len(names)
+    with open(tmp_path / "out" / "grades.csv", encoding="utf-8") as f:
+        csv_order = [t["student"] for t in csv.DictReader(f)]
+    index = (tmp_path / "out" / "index.html").read_text()
+    html_order = sorted(names, key=lambda n: index.index(f">{n}</"))
+    assert csv_order == html_order
+    assert csv_order.index("straßa") < csv_order.index("strassb")
+    assert csv_order.index("student2") < csv_order.index("Student10")
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_submission():
+    import io
+
+    from bpttcheck.grade import Progress, Row
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    rows = [Row(f"s\x1b[31m{i}", "", "fail", 0.0, 1.0, 0.0, "rnn.missing-dh-next", "0.99", "",
+                0.1, "", [], "") for i in range(3)]
+    log = io.StringIO()
+    with Progress(3, log) as bar:
+        for r in rows:
+            bar.step(r)
+    lines = log.getvalue().splitlines()
+    assert lines == [f"[{i + 1}/3] s?[31m{i}: fail rnn.missing-dh-next" for i in range(3)]
+    assert all(c.isprintable() for c in log.getvalue().replace("\n", ""))
+    term = Tty()
+    with Progress(3, term) as bar:
+        for r in rows:
+            bar.step(r)
+    assert "3/3" in term.getvalue() and "[3/3] s?[31m2: fail" in term.getvalue()
+
+
+def test_defaults_are_written_once():
+    from bpttcheck import layout
+    from bpttcheck.archmeta import LSTM_GATES
+    from bpttcheck.check.cases import DEFAULT_DIMS
+    from bpttcheck.formatting import nonfinite
+    from bpttcheck.report_html import sci, val
+    from bpttcheck.report_json import _clean
+    from bpttcheck.spec import Sizes, Spec
+    assert Sizes().model_dump() == {k: getattr(DEFAULT_DIMS, k) for k in "TXHY"}
+    assert Spec().limits.memory_mb == Limits().memory_mb == settings().opts.limits.memory_mb
+    assert layout.GATE_LETTERS["lstm"] == "".join(LSTM_GATES)
+    for x, want in ((float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf")):
+        assert nonfinite(x) == sci(x) == val(x) == _clean(x) == want
+    assert nonfinite(1.5) is None

@@ -37,7 +37,7 @@ def labelled_groups(path) -> set[str]:
 SOME_BUGS = [p for p in bug_files() if "karpathy" not in p.name][:12]
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=12, deadline=None)  # a whole check each: a budget, not a profile's
 @given(i=st.integers(0, len(SOME_BUGS) - 1), seed=st.integers(1, 10**6))
 def test_planted_bug_is_caught_for_any_seed(i, seed):
     path = SOME_BUGS[i]

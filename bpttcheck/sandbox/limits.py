@@ -28,7 +28,7 @@ def limits_for(spec_limits: dict | None, timeout: float | None, memory_mb: int |
     the prestart) and the --timeout / --memory-mb flags, which win."""
     lim = Limits()
     if spec_limits is not None:
-        t, m = spec_limits.get("timeout"), spec_limits.get("memory_mb", 4096)
+        t, m = spec_limits.get("timeout"), spec_limits.get("memory_mb", lim.memory_mb)
         if t is not None:
             lim.call_timeout = lim.load_timeout = float(t)
         lim.memory_mb = int(m)

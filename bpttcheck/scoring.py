@@ -1,0 +1,78 @@
+"""Points: what each check is worth, and the maximum score of an assignment.
+
+Every submission of an assignment has the same maximum, whatever happened to it: the maximum
+is the sum of the points of the checks a checked submission of the assignment's architecture
+and style has (the *scored checks*), not of the checks that happened to run. A check outside
+that set (a per-group finite-difference check, which runs on failing models only, or
+`layout.gate-order`, which appears only when it fails) is shown but carries no points."""
+from __future__ import annotations
+
+from bpttcheck.result import Report
+
+# the built-in architectures, for the rule when no architecture is known (README, "Points")
+BUILT_IN = ("rnn", "lstm", "gru")
+
+
+def points_of(points: dict[str, float], check: str) -> float:
+    """Points of a check: its own name, then its family ("grad.*"), then "default", then 1."""
+    family = check.split(".", 1)[0] + ".*"
+    return float(points.get(check, points.get(family, points.get("default", 1.0))))
+
+
+def scored_checks(arch: str, style: str | None = None) -> tuple[str, ...]:
+    """The checks a checked submission of this architecture and style has, in report order.
+    The layer style's architecture is its families joined by "+" ("rnn+lstm")."""
+    if style == "layers" or "+" in arch:
+        from bpttcheck.layer_api import UNITS
+        families = set(arch.split("+")) & {u.family for u in UNITS} or {u.family for u in UNITS}
+        names: list[str] = []
+        for u in UNITS:
+            if u.family in families:
+                names += [f"forward.{u.name}.{o}" for o in u.outputs]
+                names += [f"grad.{u.name}.{g}" for g in u.grads]
+                names.append(f"behaviour.{u.name}.inputs-unchanged")
+                names += [f"fd.{u.name}.{g}" for g in u.grads]
+        return tuple(names)
+    from bpttcheck.archmeta import meta
+    m = meta(arch)
+    return ("forward.loss", *(f"forward.last_{s}" for s in m.state_names),
+            *(f"grad.{p}" for p in m.param_names),
+            "behaviour.inputs-unchanged", "behaviour.repeat", "probe.large-logits", "fd.all")
+
+
+def max_score(points: dict[str, float], arch: str | None, style: str | None = None) -> float:
+    """The maximum of an assignment. With no architecture known (no spec arch, no --arch, and
+    the code failed before its architecture was seen): the largest maximum of the built-in
+    architectures, so that an error is never out of fewer points than a checked submission."""
+    if not arch:
+        return max(max_score(points, a, style if style == "layers" else None) for a in BUILT_IN)
+    return sum(points_of(points, c) for c in scored_checks(arch, style))
+
+
+def assignment_arch(r: Report, arch: str | None) -> str | None:
+    """The architecture that sets the maximum: the assignment's (spec or --arch), else the
+    one the check found."""
+    return arch or r.arch or None
+
+
+def check_points(r: Report, points: dict[str, float], arch: str | None = None,
+                 style: str | None = None) -> dict[str, float]:
+    """Points each check of the report is worth (0 for the checks outside the scored set)."""
+    a = assignment_arch(r, arch)
+    scored = set(scored_checks(a, style or r.style)) if a else set()
+    return {c.name: points_of(points, c.name) if c.name in scored else 0.0 for c in r.checks}
+
+
+def score(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
+          style: str | None = None) -> tuple[float, float]:
+    """(score, maximum) of a run: the points of the scored checks that passed, out of the
+    assignment's maximum. A skipped check (it does not apply, e.g. fd.all when your function
+    clips its gradients) counts as passed; a scored check that did not run earns nothing."""
+    points = points or {}
+    a = assignment_arch(r, arch)
+    top = max_score(points, a, style or r.style)
+    if r.error:
+        return 0.0, top
+    worth = check_points(r, points, arch, style)
+    got = sum(worth[c.name] for c in r.checks if c.status in ("pass", "skip"))
+    return got, top
