@@ -23,7 +23,7 @@ def run(
     html: Optional[str] = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
     spec: Optional[str] = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="rnn, lstm or gru (default: inferred)."),
-    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional, split, layers, c or c-globals (default: detected)."),
+    style: Optional[str] = typer.Option(None, "--style", help="karpathy, functional, split, layers, dlai, dlfs2, c or c-globals (default: detected)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe case."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help="Memory limit of the worker in MiB (default 4096)."),

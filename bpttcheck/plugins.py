@@ -24,6 +24,8 @@ BUILTIN = {
         "c": "bpttcheck.adapters.c_abi:CAbiAdapter",
         "c-globals": "bpttcheck.adapters.c_globals:CGlobalsAdapter",
         "layers": "bpttcheck.adapters.layers:LayersAdapter",
+        "dlai": "bpttcheck.adapters.dlai:DlaiAdapter",
+        "dlfs2": "bpttcheck.adapters.dlfs2:Dlfs2Adapter",
     },
     ARCHITECTURES: {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

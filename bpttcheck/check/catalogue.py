@@ -94,7 +94,9 @@ BUGS: list[Bug] = [
         'dWhh built from the current hidden state h[t+1]',
         fixes={'python': 'dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n'
                        "                                  # Karpathy's indexing, h[t] with h[0] = h0",
-               'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */'}),
+               'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */',
+               'layers': 'dWh = prev_h.T @ dz                             # (H, H) the state that went into the step'},
+        units=('rnn_step', 'rnn')),
     Bug('rnn.missing-dh-next', ('rnn',),
         'Gradient from later time steps (dh_next) not added',
         fixes={'python': 'dh = Why.T @ dy + dh_next         # later steps reach h[t+1] through dh_next',

@@ -50,6 +50,33 @@ class UnitRun:
 
 
 @dataclass
+class Names:
+    """What the user calls a unit's functions and gradients (the adapter's describe() sends
+    them for styles other than the layer API's; the canonical names are the default)."""
+
+    forward: str
+    backward: str
+    grads: dict[str, str]  # canonical gradient -> the user's name
+    blocks: dict[str, list[str]]  # LSTM: canonical gradient -> user name of each gate block
+
+    def grad(self, name: str) -> str:
+        return self.grads.get(name, name)
+
+    def group(self, unit: str, name: str, qualified: bool = False) -> str:
+        """A group as the user would name it; under the layer API the gradient's name,
+        ``qualified``: with its unit (``rnn_step.dWh``)."""
+        return self.grads.get(name, f"{unit}.{name}" if qualified else name)
+
+
+def names_of(u: Unit, extra: dict) -> Names:
+    d = (extra.get("names") or {}).get(u.name)
+    if not d:
+        return Names(u.forward, u.backward, {}, {})
+    return Names(d["forward"], d["backward"], dict(d.get("grads", {})),
+                 {k: list(v) for k, v in d.get("blocks", {}).items()})
+
+
+@dataclass
 class LayerFindings:
     """What the layer checks measured: the diagnosis reads this, nothing else."""
 
@@ -58,6 +85,15 @@ class LayerFindings:
     failed_checks: list[str] = field(default_factory=list)
     # implemented.<unit> / runs.<unit> checks that failed -> their message
     not_run: dict[str, str] = field(default_factory=dict)
+    names: dict[str, Names] = field(default_factory=dict)  # unit -> the user's names
+
+    def of(self, unit: str) -> Names:
+        return self.names.get(unit) or names_of(BY_NAME[unit], {})
+
+    def user_groups(self, groups: list[str], qualified: bool = False) -> str:
+        """Canonical group names (``rnn_step.dWh``) as the user would write them."""
+        return ", ".join(self.of(g.split(".")[0]).group(*g.split(".", 1), qualified)
+                         for g in groups)
 
 
 def make_case(u: Unit, seed: int) -> UnitCase:
@@ -96,14 +132,18 @@ class LayerChecker:
 
     def __init__(self, rec: Recorder, w, info: dict, opts):
         self.rec, self.w, self.opts, self.r = rec, w, opts, rec.report
-        self.units = [BY_NAME[n] for n in info.get("extra", {}).get("units", [])]
-        self.lonely = info.get("extra", {}).get("lonely", [])
-        self.findings = LayerFindings(self.units, {})
+        extra = info.get("extra", {})
+        self.units = [BY_NAME[n] for n in extra.get("units", [])]
+        self.lonely = extra.get("lonely", [])
+        self.findings = LayerFindings(self.units, {},
+                                      names={u.name: names_of(u, extra) for u in self.units})
+        self.styled = bool(extra.get("names"))  # the user's names differ from the layer API's
 
     def run(self) -> Report:
         r, f = self.r, self.findings
         r.sizes = {"N": N, "T": T, "D": D, "H": H}
-        r.layout = "x @ Wx + h @ Wh + b; LSTM gates i, f, o, g"
+        r.layout = "x @ Wx + h @ Wh + b; LSTM gates i, f, o, g" + (
+            f" (canonical; converted from the {r.style} layout)" if self.styled else "")
         for fn in self.lonely:
             self.rec.note("layer.unpaired", f"{fn} has no partner",
                           f"{fn} is defined but its forward/backward partner is not, so it was "
@@ -131,7 +171,7 @@ class LayerChecker:
     # ------------------------------------------------------------------ one unit
 
     def check_unit(self, u: Unit) -> None:
-        rec = self.rec
+        rec, nm = self.rec, self.findings.of(u.name)
         c = make_case(u, self.opts.seed)
         with rec.shared():
             hdr, outs, grads = self.w.layer_run(u.name, c.args, c.ups)
@@ -147,7 +187,7 @@ class LayerChecker:
             rtol = oracle_rtol(dtype, steps, D + H)
             ref_outs, ref_grads = reference(u, rounded(c, dtype))
             for name, o, ro in zip(u.outputs, outs, ref_outs):
-                ok, msg = _compare_msg(f"{u.forward}'s {name}", o, ro, rtol)
+                ok, msg = _compare_msg(f"{nm.forward}'s {name}", o, ro, rtol)
                 rec.add(f"forward.{u.name}.{name}", ok, msg)
             if status != "ok":
                 return
@@ -158,23 +198,29 @@ class LayerChecker:
             changed = hdr.get("modified") or []
             rec.add(f"behaviour.{u.name}.inputs-unchanged", not changed,
                     "the functions left their inputs as they were" if not changed else
-                    f"{u.forward}/{u.backward} modified {', '.join(changed)} in place; copy "
+                    f"{nm.forward}/{nm.backward} modified {', '.join(changed)} in place; copy "
                     f"before modifying")
         with rec.shared():
             self._fd(run)
 
     def _group(self, run: UnitRun, name: str, g: np.ndarray, rg: np.ndarray) -> None:
-        u, gname = run.unit, f"{run.unit.name}.{name}"
+        u, gname, nm = run.unit, f"{run.unit.name}.{name}", self.findings.of(run.unit.name)
         cmp = compare(g, rg, run.rtol) if g.shape == rg.shape else _wrong_shape(rg)
         run.comparisons[name] = cmp
         if not cmp.passed:
             run.failed.append(name)
-        group, message = group_result(gname, f"{name} ({u.backward})", cmp,
-                                      f"{name} from {u.backward}")
+        user = nm.grads.get(name, f"{name} ({u.backward})")
+        what = nm.grads.get(name, f"{name} from {u.backward}")
+        group, message = group_result(gname, user, cmp, what)
         self.r.groups.append(group)
         if g.shape != rg.shape:
-            message = (f"{u.backward} returned {name} of shape {g.shape}, expected {rg.shape} "
-                       f"(the shape of {u.inputs[u.grads.index(name)]})")
+            message = (f"{nm.backward} returned {nm.grad(name)} of shape {g.shape}, expected "
+                       f"{rg.shape} (the shape of {u.inputs[u.grads.index(name)]})"
+                       + (" in the canonical layout" if self.styled else ""))
+        elif not cmp.passed and name in nm.blocks:
+            bad = wrong_blocks(g, rg, run.rtol)
+            if bad:
+                message += "; wrong in " + ", ".join(nm.blocks[name][k] for k in bad)
         self.rec.add(f"grad.{gname}", cmp.passed, message)
 
     def _fd(self, run: UnitRun) -> None:
@@ -200,7 +246,9 @@ class LayerChecker:
             dc = directional_check(base, at, float(np.sum(g * dirs[j][j])),
                                    float(np.abs(rg * dirs[j][j]).sum()), h, run.dtype)
             grp = next(x for x in self.r.groups if x.name == f"{u.name}.{name}")
-            grp.fd, message = fd_result(dc, name, source=f"your {u.forward}", detail=False)
+            nm = self.findings.of(u.name)
+            grp.fd, message = fd_result(dc, nm.grad(name), source=f"your {nm.forward}",
+                                        detail=False)
             self.rec.add(f"fd.{u.name}.{name}", dc.passed, message)
 
 
@@ -209,6 +257,14 @@ def unit_of(check: str) -> str:
     forward.rnn.h, behaviour.lstm_step.inputs-unchanged, implemented.lstm -> the unit."""
     parts = check.split(".")
     return parts[1] if len(parts) > 1 else ""
+
+
+def wrong_blocks(g: np.ndarray, rg: np.ndarray, rtol: float) -> list[int]:
+    """The gate blocks (H-wide slices of the last axis, i, f, o, g) where an LSTM gradient
+    differs from the reference."""
+    H = rg.shape[-1] // 4
+    return [k for k in range(4) if not compare(g[..., k * H:(k + 1) * H],
+                                               rg[..., k * H:(k + 1) * H], rtol).passed]
 
 
 def _wrong_shape(rg: np.ndarray) -> Comparison:

@@ -4,7 +4,8 @@ step and sequence functions, x @ W layouts, LSTM gate order i, f, o, g, no softm
 Forward next to backward, as the user writes them. ``bugs`` plants the known mistakes
 (ids from the catalogue) so a user's gradients can be matched against them:
 ``rnn.tanh-derivative-missing``, ``rnn.whh-not-transposed``, ``lstm.dc-next-missing-forget``,
-``lstm.cell-tanh-derivative-missing``, ``lstm.gate-derivative-reapplied:<gate>`` (step bugs,
+``lstm.cell-tanh-derivative-missing``, ``lstm.gate-derivative-reapplied:<gate>``,
+``rnn.dwhh-uses-current-h`` (step bugs,
 inherited by the sequence functions that call the step) and ``rnn.missing-dh-next``
 (sequence functions)."""
 from __future__ import annotations
@@ -28,7 +29,8 @@ def rnn_step_backward(dnext_h, cache, bugs=frozenset()):
     dz = dnext_h if has(bugs, "rnn.tanh-derivative-missing") is not None else dnext_h * (1 - next_h**2)  # (N, H)
     dx = dz @ Wx.T  # (N, D)
     dprev_h = dz @ (Wh if has(bugs, "rnn.whh-not-transposed") is not None else Wh.T)  # (N, H)
-    return dx, dprev_h, x.T @ dz, prev_h.T @ dz, dz.sum(axis=0)
+    h_in = next_h if has(bugs, "rnn.dwhh-uses-current-h") is not None else prev_h  # (N, H)
+    return dx, dprev_h, x.T @ dz, h_in.T @ dz, dz.sum(axis=0)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
