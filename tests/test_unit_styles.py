@@ -20,8 +20,6 @@ WILD = ROOT / "reference" / "wild"
 DLAI = sorted(p for p in (WILD / "dlai").glob("*.py")
               if "dinosaur" not in p.name and not p.name.startswith("bug_char_"))
 DLFS2 = sorted((WILD / "dlfs2").glob("*.py"))
-# the layer reference has no GRU unit yet: GRU classes are found, noted, and not checked
-GRU_ONLY = {"bug_gru_direct_path_missing.py", "time_gru_attrs.py"}
 
 
 def _label(path: Path, key: str) -> str:
@@ -40,14 +38,7 @@ def _covered(label: str, failing: list[str]) -> bool:
     return False
 
 
-def _subject(path: Path):
-    if path.name in GRU_ONLY:
-        return pytest.param(path, marks=pytest.mark.xfail(
-            strict=True, reason="GRU classes are not checked yet (no GRU layer unit)"))
-    return path
-
-
-@pytest.mark.parametrize("path", [_subject(p) for p in DLAI + DLFS2], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", DLAI + DLFS2, ids=lambda p: p.name)
 def test_wild_unit_style_subjects_get_their_labels(path):
     r = check(str(path), Options())
     style = _label(path, "style")
@@ -56,9 +47,8 @@ def test_wild_unit_style_subjects_get_their_labels(path):
     assert r.verdict == ("pass" if expect == "pass" else "fail"), (
         [c.message for c in r.checks if c.status == "fail"], r.error)
     parts = dict(p.split("=") for p in _label(path, "parts").split())
-    for fam, want in parts.items():
-        if fam in r.parts:
-            assert r.parts[fam] == ("pass" if want == "pass" else "fail"), (fam, r.parts)
+    want = {fam: "pass" if v == "pass" else "fail" for fam, v in parts.items()}
+    assert r.parts == (want or {_label(path, "arch"): r.verdict}), r.parts
     if expect == "pass":
         return
     failing = [g.user_name for g in r.groups if g.status == "fail"]
@@ -83,10 +73,14 @@ def test_reports_speak_the_users_names():
     assert r.dtype == "float32"  # the book's buffers: float32 tolerances apply
 
 
-def test_gru_classes_are_noted_not_checked():
+def test_the_books_gru_is_checked_as_the_canonical_gru():
+    """The book's z is 1 - the canonical z: the adapter flips the z blocks both ways, so a
+    correct book GRU matches the reference, and the z blocks are named as the book's."""
     r = check(str(WILD / "dlfs2" / "time_layers.py"), Options())
-    assert r.verdict == "pass" and set(r.parts) == {"rnn", "lstm"}
-    assert any(n.id == "layer.not-checked" and "GRU" in n.title for n in r.notes)
+    assert r.parts == {"rnn": "pass", "lstm": "pass", "gru": "pass"}
+    assert {g.user_name for g in r.groups} >= {"GRU.Wx", "TimeGRU.dh", "TimeGRU.Wh"}
+    r = check(str(WILD / "dlfs2" / "time_gru_attrs.py"), Options())  # self.dWx, not grads
+    assert r.verdict == "pass" and r.parts == {"gru": "pass"}
 
 
 def test_the_layer_api_and_the_char_model_are_not_claimed():

@@ -17,7 +17,7 @@ import numpy as np
 from bpttcheck.adapters.base import as_float_array
 from bpttcheck.adapters.layers import UnitsAdapter, _Stub
 from bpttcheck.errors import InterfaceError
-from bpttcheck.layer_api import UNITS, Unit
+from bpttcheck.layer_api import LAYER_API, Unit
 
 # canonical unit -> (forward, backward) of the course
 FUNCS = {"rnn_step": ("rnn_cell_forward", "rnn_cell_backward"),
@@ -30,13 +30,14 @@ GATES = ("i", "f", "o", "c")
 Y_SIZE = 2  # rows of Wya / Wy: the softmax output, computed but never checked
 
 # canonical gradient -> the dict keys accepted for it, the course's own first
-KEYS = {"rnn_step": {"dx": ("dxt", "dx"), "dprev_h": ("da_prev", "da_next"),
-                     "dWx": ("dWax",), "dWh": ("dWaa",), "db": ("dba", "db")},
-        "rnn": {"dx": ("dx", "dxt"), "dh0": ("da0", "da_prev"),
-                "dWx": ("dWax",), "dWh": ("dWaa",), "db": ("dba", "db")},
-        "lstm_step": {"dx": ("dxt", "dx"), "dprev_h": ("da_prev", "da_next"),
-                      "dprev_c": ("dc_prev", "dc_next")},
-        "lstm": {"dx": ("dx", "dxt"), "dh0": ("da0", "da_prev")}}
+KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "rnn_step": {"dx": ("dxt", "dx"), "dprev_h": ("da_prev", "da_next"),
+                 "dWx": ("dWax",), "dWh": ("dWaa",), "db": ("dba", "db")},
+    "rnn": {"dx": ("dx", "dxt"), "dh0": ("da0", "da_prev"),
+            "dWx": ("dWax",), "dWh": ("dWaa",), "db": ("dba", "db")},
+    "lstm_step": {"dx": ("dxt", "dx"), "dprev_h": ("da_prev", "da_next"),
+                  "dprev_c": ("dc_prev", "dc_next")},
+    "lstm": {"dx": ("dx", "dxt"), "dh0": ("da0", "da_prev")}}
 GATE_KEYS = {"c": ("c", "cc", "g")}  # candidate gate: dWc, also dWcc / dWg
 
 
@@ -51,7 +52,7 @@ class DlaiAdapter(UnitsAdapter):
 
     def found(self):
         units, partial = [], []
-        for u in UNITS:
+        for u in LAYER_API:
             fwd, bwd = FUNCS[u.name]
             have = [_fits(self.module, fwd), callable(getattr(self.module, bwd, None))]
             if all(have):
@@ -62,7 +63,7 @@ class DlaiAdapter(UnitsAdapter):
 
     def names(self):
         out = {}
-        for u in UNITS:
+        for u in LAYER_API:
             fwd, bwd = FUNCS[u.name]
             grads = {g: f"{bwd}.{keys[0]}" for g, keys in KEYS[u.name].items()}
             blocks = {}

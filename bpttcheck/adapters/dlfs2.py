@@ -9,22 +9,27 @@ gate blocks, f, g, i, o in the book. The initial state goes in through ``statefu
 ``set_state`` (the only way the book's TimeRNN takes one); c0 stays zero, as in the
 canonical ``lstm`` unit.
 
+The book's GRU/TimeGRU (blocks z, r, h~, no bias, h = (1 - z) h_prev + z h~) map onto the
+canonical GRU units, whose z is the book's 1 - z: the z blocks of Wx, Wh are handed over
+negated (sigmoid(-a) = 1 - sigmoid(a)) and their gradients negated back. The repository's GRU
+keeps its weights and gradients in attributes (self.Wx, self.dWx) instead of params/grads
+lists: both are read.
+
 The book computes in float32 (``dtype='f'`` buffers): parameters and inputs are handed over in
-float32, so the dtype the code computes in is float32 and the float32 tolerances apply.
-GRU/TimeGRU are found but not checked yet: the layer reference has no GRU unit."""
+float32, so the dtype the code computes in is float32 and the float32 tolerances apply."""
 from __future__ import annotations
 
 import inspect
 
 import numpy as np
 
-from bpttcheck.adapters.base import as_float_array
+from bpttcheck.adapters.base import as_float_array, n_positional
 from bpttcheck.adapters.layers import UnitsAdapter, _Stub
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layer_api import UNITS, Unit
 
-CLASSES = {"rnn_step": "RNN", "rnn": "TimeRNN", "lstm_step": "LSTM", "lstm": "TimeLSTM"}
-UNCHECKED = ("GRU", "TimeGRU")
+CLASSES = {"rnn_step": "RNN", "rnn": "TimeRNN", "lstm_step": "LSTM", "lstm": "TimeLSTM",
+           "gru_step": "GRU", "gru": "TimeGRU"}
 # the book's gate blocks f, g, i, o, as positions in the canonical order i, f, o, g
 BOOK_ORDER = (1, 3, 0, 2)
 GRAD_NAMES = {"dWx": "Wx", "dWh": "Wh", "db": "b", "dx": "dx", "dprev_h": "dh_prev",
@@ -40,31 +45,16 @@ class Dlfs2Adapter(UnitsAdapter):
     @classmethod
     def detect(cls, module, path: str) -> bool:
         return module is not None and any(_layer_class(module, c) is not None
-                                          for c in (*CLASSES.values(), *UNCHECKED))
+                                          for c in CLASSES.values())
 
     def found(self):
-        units = [u.name for u in UNITS if _layer_class(self.module, CLASSES[u.name])]
-        if not units:
-            gru = [c for c in UNCHECKED if _layer_class(self.module, c) is not None]
-            raise InterfaceError(f"{' and '.join(gru)} found but not checked yet: bpttcheck's "
-                                 f"layer reference has no GRU unit; RNN/TimeRNN and "
-                                 f"LSTM/TimeLSTM are checked")
-        return units, []
-
-    def extra_notes(self):
-        gru = [c for c in UNCHECKED if _layer_class(self.module, c) is not None]
-        if not gru:
-            return []
-        return [{"id": "layer.not-checked", "title": f"{' and '.join(gru)} found but not "
-                 "checked yet", "evidence": f"{', '.join(gru)} follow the book's GRU "
-                 "(h = (1 - z) h_prev + z h~); bpttcheck's layer reference has no GRU unit "
-                 "yet, so only the RNN and LSTM classes were checked"}]
+        return [u.name for u in UNITS if _layer_class(self.module, CLASSES[u.name])], []
 
     def names(self):
         out = {}
         for u in UNITS:
             cls = CLASSES[u.name]
-            grads = {g: f"{cls}.{(SEQ_NAMES.get(g) if u.name in ('rnn', 'lstm') else None) or GRAD_NAMES[g]}"
+            grads = {g: f"{cls}.{(None if u.name.endswith('_step') else SEQ_NAMES.get(g)) or GRAD_NAMES[g]}"
                      for g in u.grads}
             blocks = {}
             if u.family == "lstm":
@@ -72,6 +62,9 @@ class Dlfs2Adapter(UnitsAdapter):
                 for g in ("dWx", "dWh", "db"):
                     blocks[g] = [f"{cls}.{GRAD_NAMES[g]}[{'fgio'[BOOK_ORDER.index(k)]} block]"
                                  for k in range(4)]
+            elif u.family == "gru":
+                for g in ("dWx", "dWh"):
+                    blocks[g] = [f"{cls}.{GRAD_NAMES[g]}[{k} block]" for k in ("z", "r", "h~")]
             out[u.name] = {"forward": f"{cls}.forward", "backward": f"{cls}.backward",
                            "grads": grads, "blocks": blocks}
         return out
@@ -80,21 +73,23 @@ class Dlfs2Adapter(UnitsAdapter):
 
     def _watch(self, u: Unit, args):
         f32 = [np.asarray(a, dtype=np.float32) for a in args]
-        Wx, Wh, b = f32[-3:]
-        if u.family == "lstm":
-            Wx, Wh, b = (_book(a) for a in (Wx, Wh, b))
+        k = 2 if u.family == "gru" else 3  # Wx, Wh (, b)
+        params = [_book(a, u.family) for a in f32[-k:]]
         x, h0 = f32[0], f32[1]
         state = f32[2:3] if u.name == "lstm_step" else []
         label = {2: "x", 3: "xs"}[x.ndim]
-        watched = {label: x, "h_prev" if x.ndim == 2 else "h0": h0, "Wx": Wx, "Wh": Wh, "b": b}
+        watched = {label: x, "h_prev" if x.ndim == 2 else "h0": h0}
+        watched.update(zip(("Wx", "Wh", "b"), params))
         if state:
             watched["c_prev"] = state[0]
-        return (x, h0, state, [Wx, Wh, b]), watched
+        return (x, h0, state, params), watched
 
     def _forward(self, u: Unit, prepared):
         x, h0, state, params = prepared
         cname = CLASSES[u.name]
         cls = getattr(self.module, cname)
+        if len(params) == 2 and n_positional(cls.__init__) >= 4:  # a GRU with a bias: keep it 0
+            params = params + [np.zeros(params[1].shape[1], dtype=np.float32)]
         if u.name.endswith("_step"):
             layer = self._call(f"{cname}(Wx, Wh, b)", cls, *params)
             out = self._call(f"{cname}.forward", layer.forward, x, h0, *state)
@@ -118,8 +113,9 @@ class Dlfs2Adapter(UnitsAdapter):
         res = self._call(f"{cname}.backward", layer.backward, *ups)
         if res is None:
             raise _Stub(f"{cname}.backward returned None")
+        k = 2 if u.family == "gru" else 3
         if u.name.endswith("_step"):
-            n = len(u.grads) - 3
+            n = len(u.grads) - k
             if not isinstance(res, tuple) or len(res) != n:
                 raise InterfaceError(f"{cname}.backward should return "
                                      f"({', '.join(GRAD_NAMES[g] for g in u.grads[:n])}), got "
@@ -132,13 +128,14 @@ class Dlfs2Adapter(UnitsAdapter):
             first = [as_float_array(res, f"{cname}.backward's dxs"),
                      as_float_array(dh, f"{cname}.dh (the gradient of the initial state)")]
         grads = getattr(layer, "grads", None)
-        if not isinstance(grads, (list, tuple)) or len(grads) != 3:
-            raise InterfaceError(f"{cname}.grads should be the list [dWx, dWh, db], got "
-                                 f"{type(grads).__name__}")
-        dW = [as_float_array(g, f"{cname}.grads[{i}]") for i, g in enumerate(grads)]
-        if u.family == "lstm":
-            dW = [_canonical(g) for g in dW]
-        return first + dW
+        if isinstance(grads, (list, tuple)) and len(grads) >= k:
+            dW = [as_float_array(g, f"{cname}.grads[{i}]") for i, g in enumerate(grads[:k])]
+        elif all(hasattr(layer, a) for a in ("dWx", "dWh")[:k]) and k == 2:
+            dW = [as_float_array(getattr(layer, a), f"{cname}.{a}") for a in ("dWx", "dWh")]
+        else:
+            raise InterfaceError(f"{cname}.grads should be the list [dWx, dWh"
+                                 + (", db" if k == 3 else "") + f"], got {type(grads).__name__}")
+        return first + [_canonical(g, u.family) for g in dW]
 
 
 def _layer_class(module, name: str):
@@ -171,15 +168,30 @@ def _set_state(layer, h0, lstm: bool) -> None:
     layer.stateful = True
 
 
-def _book(a: np.ndarray) -> np.ndarray:
-    """Canonical gate blocks i, f, o, g (last axis) in the book's order f, g, i, o."""
+def _book(a: np.ndarray, family: str) -> np.ndarray:
+    """A canonical parameter as the book lays it out: LSTM blocks i, f, o, g (last axis) in the
+    book's order f, g, i, o; the GRU's z block negated (the book's z is 1 - the canonical z)."""
+    if family == "gru":
+        return _flip_z(a)
+    if family != "lstm":
+        return a
     H = a.shape[-1] // 4
     return np.concatenate([a[..., k * H:(k + 1) * H] for k in BOOK_ORDER], axis=-1)
 
 
-def _canonical(a: np.ndarray) -> np.ndarray:
-    """The book's f, g, i, o blocks back in the canonical order i, f, o, g."""
-    if a.shape[-1] % 4:
+def _flip_z(a: np.ndarray) -> np.ndarray:
+    if a.shape[-1] % 3:
+        return a  # a wrong shape stays wrong: the checker names it
+    out = np.array(a, copy=True)
+    out[..., :a.shape[-1] // 3] *= -1
+    return out
+
+
+def _canonical(a: np.ndarray, family: str) -> np.ndarray:
+    """A gradient of the book's layout in the canonical one (the inverse of _book)."""
+    if family == "gru":
+        return _flip_z(a)
+    if family != "lstm" or a.shape[-1] % 4:
         return a  # a wrong shape stays wrong: the checker names it
     H = a.shape[-1] // 4
     return np.concatenate([a[..., BOOK_ORDER.index(k) * H:(BOOK_ORDER.index(k) + 1) * H]

@@ -22,9 +22,9 @@ from bpttcheck.adapters.base import (
     n_positional,
 )
 from bpttcheck.errors import ErrorKind, InterfaceError
-from bpttcheck.layer_api import BY_NAME, FUNCTIONS, UNITS, Unit
+from bpttcheck.layer_api import BY_NAME, FUNCTIONS, LAYER_API, Unit
 
-FAMILIES = ["rnn", "lstm"]
+FAMILIES = ["rnn", "lstm", "gru"]
 
 
 class UnitsAdapter(PythonAdapter):
@@ -44,12 +44,8 @@ class UnitsAdapter(PythonAdapter):
         out is shown under the layer API's names."""
         return {}
 
-    def extra_notes(self) -> list[dict]:
-        return []
-
     def describe(self) -> dict:
         units, partial = self.found()
-        self.notes += self.extra_notes()
         if not units:
             raise InterfaceError("the file defines " + ", ".join(partial) + " but not its "
                                  "forward/backward partner; define both functions of a pair")
@@ -131,7 +127,7 @@ class LayersAdapter(UnitsAdapter):
 
     def found(self):
         units, partial = [], []
-        for u in UNITS:
+        for u in LAYER_API:
             have = [_fits(self.module, f) for f in (u.forward, u.backward)]
             if all(have):
                 units.append(u.name)
@@ -173,7 +169,7 @@ def _fits(module, fn_name: str) -> bool:
     if not callable(fn):
         return False
     want = next(len(u.inputs) if f == u.forward else len(u.outputs) + 1
-                for u in UNITS for f in (u.forward, u.backward) if f == fn_name)
+                for u in LAYER_API for f in (u.forward, u.backward) if f == fn_name)
     n = n_positional(fn)
     if n < 0:  # no signature to read (a builtin, a C function): trust the name
         return True

@@ -157,7 +157,7 @@ def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float, f: LayerFindings
                 over.append((name, (f"{nm.grad(name)} equals the contribution of step "
                                     f"t = {ts[0]} alone")))
             elif name in nm.blocks:  # one gate's gradient overwritten (per-gate dWf, dbf, ...)
-                blk = _overwritten_blocks(g, rg, contrib[name], tol)
+                blk = _overwritten_blocks(g, rg, contrib[name], tol, len(nm.blocks[name]))
                 if blk:
                     over.append((name, "; ".join(f"{nm.blocks[name][k]} equals the "
                                                  f"contribution of step t = {t} alone"
@@ -169,11 +169,11 @@ def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float, f: LayerFindings
     return out
 
 
-def _overwritten_blocks(g, rg, contrib, tol: float) -> list[tuple[int, int]]:
-    """(gate block, step) of each wrong block of an LSTM gradient that equals one step's
+def _overwritten_blocks(g, rg, contrib, tol: float, n: int) -> list[tuple[int, int]]:
+    """(gate block, step) of each wrong block of a gated gradient that equals one step's
     share alone, if every wrong block does."""
-    H, out = rg.shape[-1] // 4, []
-    for k in wrong_blocks(g, rg, tol):
+    H, out = rg.shape[-1] // n, []
+    for k in wrong_blocks(g, rg, tol, n):
         cols = slice(k * H, (k + 1) * H)
         t = next((t for t in range(contrib.shape[0])
                   if compare(g[..., cols], contrib[t][..., cols], tol).passed), None)

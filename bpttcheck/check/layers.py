@@ -20,7 +20,7 @@ from bpttcheck.check.numerics import (
     oracle_rtol,
 )
 from bpttcheck.check.recorder import Recorder, fd_result, group_result
-from bpttcheck.layer_api import BY_NAME, Unit
+from bpttcheck.layer_api import BLOCKS, BY_NAME, Unit
 from bpttcheck.oracle import layers as ref_layers
 from bpttcheck.result import Report
 
@@ -92,23 +92,24 @@ class LayerFindings:
 
     def user_groups(self, groups: list[str], qualified: bool = False) -> str:
         """Canonical group names (``rnn_step.dWh``) as the user would write them."""
-        return ", ".join(self.of(g.split(".")[0]).group(*g.split(".", 1), qualified)
-                         for g in groups)
+        split = [g.partition(".") for g in groups]
+        return ", ".join(self.of(u).group(u, name, qualified) for u, _, name in split)
 
 
 def make_case(u: Unit, seed: int) -> UnitCase:
     rng = np.random.default_rng([seed, len(u.name), "lstm" in u.name])
-    G = 4 * H if u.family == "lstm" else H
+    G = BLOCKS[u.family] * H
     x = rng.normal(0, 1, (N, T, D))  # (N, T, D)
     h0 = rng.uniform(-0.6, 0.6, (N, H))  # (N, H)
     Wx = rng.normal(0, 1 / np.sqrt(D), (D, G))  # (D, G)
     Wh = rng.normal(0, 1 / np.sqrt(H), (H, G))  # (H, G)
     b = rng.normal(0, 0.3, G)  # (G,)
+    params = [Wx, Wh] + ([b] if "b" in u.inputs else [])  # the GRU units have no bias
     if u.name.endswith("_step"):
         args = [x[:, 0], h0] + ([rng.normal(0, 0.5, (N, H))] if u.family == "lstm" else [])
         ups = [rng.normal(0, 1, (N, H)) for _ in u.outputs]
-        return UnitCase(args + [Wx, Wh, b], ups)
-    return UnitCase([x, h0, Wx, Wh, b], [rng.normal(0, 1, (N, T, H))])
+        return UnitCase(args + params, ups)
+    return UnitCase([x, h0] + params, [rng.normal(0, 1, (N, T, H))])
 
 
 def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
@@ -120,8 +121,11 @@ def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
     if u.name == "lstm_step":
         h, cc, cache = R.lstm_step_forward(*c.args)
         return [h, cc], list(R.lstm_step_backward(c.ups[0], c.ups[1], cache, bugs))
-    fwd, bwd = (R.rnn_forward, R.rnn_backward) if u.name == "rnn" else (R.lstm_forward,
-                                                                          R.lstm_backward)
+    if u.name == "gru_step":
+        out, cache = R.gru_step_forward(*c.args)
+        return [out], list(R.gru_step_backward(c.ups[0], cache, bugs))
+    fwd, bwd = {"rnn": (R.rnn_forward, R.rnn_backward), "lstm": (R.lstm_forward, R.lstm_backward),
+                "gru": (R.gru_forward, R.gru_backward)}[u.name]
     h, cache = fwd(*c.args)
     return [h], list(bwd(c.ups[0], cache, bugs, contrib))
 
@@ -143,6 +147,8 @@ class LayerChecker:
         r, f = self.r, self.findings
         r.sizes = {"N": N, "T": T, "D": D, "H": H}
         r.layout = "x @ Wx + h @ Wh + b; LSTM gates i, f, o, g" + (
+            "; GRU blocks z, r, n, no bias, h' = (1 - z) n + z h"
+            if any(u.family == "gru" for u in self.units) else "") + (
             f" (canonical; converted from the {r.style} layout)" if self.styled else "")
         for fn in self.lonely:
             self.rec.note("layer.unpaired", f"{fn} has no partner",
@@ -218,7 +224,7 @@ class LayerChecker:
                        f"{rg.shape} (the shape of {u.inputs[u.grads.index(name)]})"
                        + (" in the canonical layout" if self.styled else ""))
         elif not cmp.passed and name in nm.blocks:
-            bad = wrong_blocks(g, rg, run.rtol)
+            bad = wrong_blocks(g, rg, run.rtol, len(nm.blocks[name]))
             if bad:
                 message += "; wrong in " + ", ".join(nm.blocks[name][k] for k in bad)
         self.rec.add(f"grad.{gname}", cmp.passed, message)
@@ -259,12 +265,12 @@ def unit_of(check: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def wrong_blocks(g: np.ndarray, rg: np.ndarray, rtol: float) -> list[int]:
-    """The gate blocks (H-wide slices of the last axis, i, f, o, g) where an LSTM gradient
-    differs from the reference."""
-    H = rg.shape[-1] // 4
-    return [k for k in range(4) if not compare(g[..., k * H:(k + 1) * H],
-                                               rg[..., k * H:(k + 1) * H], rtol).passed]
+def wrong_blocks(g: np.ndarray, rg: np.ndarray, rtol: float, k: int = 4) -> list[int]:
+    """The gate blocks (H-wide slices of the last axis: LSTM i, f, o, g; GRU z, r, n) where
+    a gradient differs from the reference."""
+    H = rg.shape[-1] // k
+    return [j for j in range(k) if not compare(g[..., j * H:(j + 1) * H],
+                                               rg[..., j * H:(j + 1) * H], rtol).passed]
 
 
 def _wrong_shape(rg: np.ndarray) -> Comparison:
