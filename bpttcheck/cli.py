@@ -23,7 +23,7 @@ def run(
     html: str | None = typer.Option(None, "--html", help="Write a self-contained HTML report (heatmaps, gradient flow)."),
     spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
     arch: str | None = typer.Option(None, "--arch", help="rnn, lstm, gru or an installed plugin's architecture (default: inferred)."),
-    style: str | None = typer.Option(None, "--style", help="karpathy, functional, split, layers, wildml, dlai-char, c or c-globals (default: detected)."),
+    style: str | None = typer.Option(None, "--style", help="karpathy, functional, split, layers, wildml, dlai, dlai-char, dlfs2, c or c-globals (default: detected)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the probe case."),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
     memory_mb: int | None = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),

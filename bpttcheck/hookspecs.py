@@ -95,7 +95,10 @@ class UnitAdapter(Capabilities, Protocol):
 
     def describe(self) -> dict:
         """{"arch": families joined by "+", "dims": None, "layouts": [],
-        "extra": {"units": [unit names], "lonely": [functions without their partner]}}."""
+        "extra": {"units": [unit names], "lonely": [functions without their partner],
+        "names": {unit: {"forward", "backward", "grads": {canonical: user name},
+        "blocks": {canonical: [user name of each gate block, i, f, o, g]}}} (optional: the
+        names reports use, for styles whose names differ from the layer API's)}}."""
 
     def run_unit(self, unit: Any, args: list, ups: list) -> tuple:
         """(status, message, line, outputs, grads, modified) of forward then backward."""

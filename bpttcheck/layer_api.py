@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Unit:
     name: str  # "rnn_step", "rnn", "lstm_step", "lstm"
-    family: str  # "rnn" or "lstm": each family gets its own verdict
+    family: str  # "rnn", "lstm" or "gru": each family gets its own verdict
     forward: str
     backward: str
     inputs: tuple[str, ...]  # forward's arguments, in order
@@ -32,6 +32,17 @@ UNITS = (
     Unit("lstm", "lstm", "lstm_forward", "lstm_backward",
          ("x", "h0", "Wx", "Wh", "b"), ("h",), ("dx", "dh0", "dWx", "dWh", "db")),
 )
+# GRU units (no bias, blocks z, r, n of the README's convention h' = (1 - z) n + z h) exist for
+# unit styles that have a GRU (dlfs2); the layer API itself has none, so its adapter skips them
+GRU_UNITS = (
+    Unit("gru_step", "gru", "gru_step_forward", "gru_step_backward",
+         ("x", "prev_h", "Wx", "Wh"), ("next_h",), ("dx", "dprev_h", "dWx", "dWh")),
+    Unit("gru", "gru", "gru_forward", "gru_backward",
+         ("x", "h0", "Wx", "Wh"), ("h",), ("dx", "dh0", "dWx", "dWh")),
+)
+LAYER_API = UNITS  # the course API's units (rnn_layers.py)
+UNITS = UNITS + GRU_UNITS
 BY_NAME = {u.name: u for u in UNITS}
-FUNCTIONS = {f for u in UNITS for f in (u.forward, u.backward)}
-STEP_OF = {"rnn": "rnn_step", "lstm": "lstm_step"}  # a sequence unit and the step it may call
+FUNCTIONS = {f for u in LAYER_API for f in (u.forward, u.backward)}
+STEP_OF = {"rnn": "rnn_step", "lstm": "lstm_step", "gru": "gru_step"}  # a sequence unit and its step
+BLOCKS = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks along the last axis of Wx, Wh (, b)

@@ -26,6 +26,8 @@ BUILTIN = {
         "layers": "bpttcheck.adapters.layers:LayersAdapter",
         "wildml": "bpttcheck.adapters.wildml:WildMLAdapter",
         "dlai-char": "bpttcheck.adapters.dlai_char:DlaiCharAdapter",
+        "dlai": "bpttcheck.adapters.dlai:DlaiAdapter",
+        "dlfs2": "bpttcheck.adapters.dlfs2:Dlfs2Adapter",
     },
     ARCHITECTURES: {
         "rnn": "bpttcheck.oracle.rnn:ARCH",

@@ -47,9 +47,12 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append("")
         for c in bad:
             out.append(f"  {MARK[c.status]} {c.name}: {c.message}")
+    # unit styles with names of their own: groups as the table shows them
+    shown = {g.name: g.user_name for g in r.groups if _label(g) == g.user_name != g.name}
     for d in r.diagnoses[:3]:
+        groups = ", ".join(shown.get(g, g) for g in d.groups) or "-"
         out.append("")
-        out.append(f"DIAGNOSIS {d.id} (confidence {d.confidence:.2f}; {', '.join(d.groups) or '-'}): "
+        out.append(f"DIAGNOSIS {d.id} (confidence {d.confidence:.2f}; {groups}): "
                    f"{d.title}")
         out.append("  evidence: " + d.evidence)
         out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
@@ -69,6 +72,8 @@ def render(r: Report, verbose: bool = False) -> str:
 
 
 def _label(g) -> str:
+    if "." in g.name and "." in g.user_name:  # a unit style with names of its own: theirs
+        return g.user_name
     if g.user_name == g.name or "(" in g.user_name:
         return g.name
     return f"{g.name}={g.user_name}"

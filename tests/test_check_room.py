@@ -195,7 +195,8 @@ def test_every_documented_id_is_in_the_catalogue():
 
 
 def test_layer_candidates_come_from_the_catalogue():
-    assert catalogue.unit_mutants("rnn_step") == ["rnn.whh-not-transposed",
+    assert catalogue.unit_mutants("rnn_step") == ["rnn.dwhh-uses-current-h",
+                                                  "rnn.whh-not-transposed",
                                                   "rnn.tanh-derivative-missing"]
     assert set(catalogue.unit_mutants("lstm")) == {
         "rnn.missing-dh-next", "lstm.cell-tanh-derivative-missing",

@@ -94,7 +94,9 @@ BUGS: list[Bug] = [
         'dWhh built from the current hidden state h[t+1]',
         fixes={'python': 'dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n'
                        "                                  # Karpathy's indexing, h[t] with h[0] = h0",
-               'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */'}),
+               'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */',
+               'layers': 'dWh = prev_h.T @ dz                             # (H, H) the state that went into the step'},
+        units=('rnn_step', 'rnn')),
     Bug('rnn.missing-dh-next', ('rnn',),
         'Gradient from later time steps (dh_next) not added',
         fixes={'python': 'dh = Why.T @ dy + dh_next         # later steps reach h[t+1] through dh_next',
@@ -102,7 +104,7 @@ BUGS: list[Bug] = [
                'layers': 'dprev_h = np.zeros_like(h0)                     # (N, H)\n'
                          'for t in reversed(range(T)):\n'
                          '    dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])'},
-        units=('rnn', 'lstm')),
+        units=('rnn', 'lstm', 'gru')),
     Bug('rnn.whh-not-transposed', ('rnn',),
         'dh_next uses Whh instead of Whh.T',
         fixes={'python': 'dh_next = Whh.T @ dhraw           # back through h[t+1] = tanh(Whh @ h[t] + ...)',
@@ -178,10 +180,12 @@ BUGS: list[Bug] = [
     Bug('gru.gate-derivative-reapplied', ('gru',),
         'GRU gate derivative applies sigmoid again',
         fixes={'python': 'dz_raw = dz * z * (1 - z)          # z is already sigmoid(...)'},
-        variants=('z', 'r', 'all')),
+        variants=('z', 'r', 'all'), units=('gru_step', 'gru'), unit_variants=('z', 'r')),
     Bug('gru.direct-path-missing', ('gru',),
         'dh_prev lacks the direct z * dh term',
-        fixes={'python': 'dh_prev = dh * z + dh_from_candidate + dv[:H]'}),
+        fixes={'python': 'dh_prev = dh * z + dh_from_candidate + dv[:H]',
+               'layers': 'dh_prev = dnext_h * z + ...                     # h\' = (1 - z) * n + z * h_prev: the direct path'},
+        units=('gru_step', 'gru')),
 
     # bugs particular to batched layer code (`rnn_layers.py`, CONTRACT §2.2b)
     Bug("batch.sum-missing", (),

@@ -16,6 +16,7 @@ from bpttcheck.check.layers import (
     reference,
     rounded,
     unit_of,
+    wrong_blocks,
 )
 from bpttcheck.check.numerics import MATCH_SLACK, compare, exact_multiple
 from bpttcheck.layer_api import BY_NAME, STEP_OF
@@ -30,14 +31,14 @@ def diagnose(f: LayerFindings) -> list[Diagnosis]:
         if not run.failed:
             continue
         step = f.runs.get(STEP_OF.get(run.unit.name, ""))
-        for bid, groups, evidence in _matches(run):
+        for bid, groups, evidence in _matches(run, f):
             gnames = [f"{run.unit.name}.{g}" for g in groups]
-            if bid in found and step is not None and bid in _step_ids(step):
+            if bid in found and step is not None and bid in _step_ids(step, f):
                 d = found[bid]
                 d.groups += gnames
-                d.evidence += (f" {run.unit.backward} inherits it: it calls "
-                               f"{step.unit.backward} ({', '.join(groups)} match the "
-                               f"reference with the same bug).")
+                d.evidence += (f" {f.of(run.unit.name).backward} inherits it: it calls "
+                               f"{f.of(step.unit.name).backward} ({f.user_groups(gnames)} "
+                               f"match the reference with the same bug).")
             else:
                 found.setdefault(bid, _known(bid, gnames, evidence))
             explained.update(gnames)
@@ -52,8 +53,9 @@ def diagnose(f: LayerFindings) -> list[Diagnosis]:
         if called in unmatched:  # the sequence calls a step that is already wrong
             d = unmatched[called]
             d.groups += left
-            d.evidence += (f" {run.unit.backward} fails too ({', '.join(left)}); it calls "
-                           f"{BY_NAME[called].backward}, so fix the step first.")
+            d.evidence += (f" {f.of(run.unit.name).backward} fails too "
+                           f"({f.user_groups(left)}); it calls {f.of(called).backward}, so fix "
+                           f"the step first.")
             continue
         unmatched[run.unit.name] = _unmatched(f, run, left)
         out.append(unmatched[run.unit.name])
@@ -69,26 +71,35 @@ def _not_run(f: LayerFindings, out: list[Diagnosis]) -> list[Diagnosis]:
         if any(g.startswith(unit + ".") for d in out for g in d.groups):
             continue
         if check.startswith("implemented."):
-            more.append(_layer_diag("layer.not-implemented", 0.99, unit, message))
+            more.append(_layer_diag("layer.not-implemented", 0.99, unit, message,
+                                    unit=_unit_label(f, unit)))
             continue
         step = STEP_OF.get(unit)
         cause = next((d for d in out if any(g.startswith(f"{step}.") for g in d.groups)),
                      None)
         if cause is None:
-            more.append(_layer_diag("layer.not-run", 0.9, unit, message))
+            more.append(_layer_diag("layer.not-run", 0.9, unit, message,
+                                    unit=_unit_label(f, unit)))
             continue
         ev = (message + f". It is probably a consequence of {cause.id} in "
-              f"{BY_NAME[step].backward}, which {BY_NAME[unit].backward} calls: fix that first")
+              f"{f.of(step).backward}, which {f.of(unit).backward} calls: fix that first")
         more.append(_layer_diag("layer.not-run", 0.5, unit, ev,
-                                fix=f"Fix {cause.id} first:\n{cause.fix}"))
+                                fix=f"Fix {cause.id} first:\n{cause.fix}",
+                                unit=_unit_label(f, unit)))
     return more
 
 
-def _step_ids(step: UnitRun) -> set[str]:
-    return {bid for bid, _, _ in _matches(step)}
+def _unit_label(f: LayerFindings, unit: str) -> str:
+    """The unit as the user knows it: its name under the layer API, else its functions."""
+    nm = f.of(unit)
+    return unit if nm.backward == BY_NAME[unit].backward else f"{nm.forward}/{nm.backward}"
 
 
-def _matches(run: UnitRun):
+def _step_ids(step: UnitRun, f: LayerFindings) -> set[str]:
+    return {bid for bid, _, _ in _matches(step, f)}
+
+
+def _matches(run: UnitRun, f: LayerFindings):
     """(id, groups, evidence) of every known bug that reproduces the user's gradients."""
     if run.matches is not None:
         return run.matches
@@ -100,19 +111,20 @@ def _matches(run: UnitRun):
                for g, m in zip(run.grads, mg)):
             bid = bug.split(":")[0]
             var = bug.partition(":")[2]
-            ev = (f"your {', '.join(run.failed)} equal the reference's with this bug planted"
+            mine = f.user_groups([f"{u.name}.{g}" for g in run.failed])
+            ev = (f"your {mine} equal the reference's with this bug planted"
                   + (f" (gate {var})" if var else "") + " to within "
                   f"{tol:.1e} relative; the correct values differ by up to "
                   f"{max(_maxdiff(run, g) for g in run.failed):.3g}.")
             out.append((bid, list(run.failed), ev))
             break
-    out += _batch_and_overwrite(run, c, tol)
+    out += _batch_and_overwrite(run, c, tol, f)
     run.matches = out
     return out
 
 
-def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float):
-    u, out = run.unit, []
+def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float, f: LayerFindings):
+    u, out, nm = run.unit, [], f.of(run.unit.name)
     contrib: dict = {}
     if not u.name.endswith("_step"):
         reference(u, c, contrib=contrib)
@@ -142,7 +154,14 @@ def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float):
             ts = [t for t in range(contrib[name].shape[0])
                   if compare(g, contrib[name][t], tol).passed]
             if ts:
-                over.append((name, f"{name} equals the contribution of step t = {ts[0]} alone"))
+                over.append((name, (f"{nm.grad(name)} equals the contribution of step "
+                                    f"t = {ts[0]} alone")))
+            elif name in nm.blocks:  # one gate's gradient overwritten (per-gate dWf, dbf, ...)
+                blk = _overwritten_blocks(g, rg, contrib[name], tol, len(nm.blocks[name]))
+                if blk:
+                    over.append((name, "; ".join(f"{nm.blocks[name][k]} equals the "
+                                                 f"contribution of step t = {t} alone"
+                                                 for k, t in blk)))
     for bid, items in (("batch.sum-missing", batch), ("batch.bias-wrong-axis", axis),
                        ("grad.overwrite-not-accumulate", over)):
         if items:
@@ -150,12 +169,27 @@ def _batch_and_overwrite(run: UnitRun, c: UnitCase, tol: float):
     return out
 
 
+def _overwritten_blocks(g, rg, contrib, tol: float, n: int) -> list[tuple[int, int]]:
+    """(gate block, step) of each wrong block of a gated gradient that equals one step's
+    share alone, if every wrong block does."""
+    H, out = rg.shape[-1] // n, []
+    for k in wrong_blocks(g, rg, tol, n):
+        cols = slice(k * H, (k + 1) * H)
+        t = next((t for t in range(contrib.shape[0])
+                  if compare(g[..., cols], contrib[t][..., cols], tol).passed), None)
+        if t is None:
+            return []
+        out.append((k, t))
+    return out
+
+
 def _unmatched(f: LayerFindings, run: UnitRun, groups: list[str]) -> Diagnosis:
-    u = run.unit
+    u, nm = run.unit, f.of(run.unit.name)
     step = f.runs.get(STEP_OF.get(u.name, ""))
     hint = ""
     if step is not None and not step.failed:
-        hint = (f" {step.unit.backward} passes, so the bug is in how {u.backward} combines "
+        hint = (f" {f.of(step.unit.name).backward} passes, so the bug is in how {nm.backward} "
+                f"combines "
                 f"the steps: the upstream gradient of step t is dh[:, t] plus what flows back "
                 f"from step t+1, and dWx, dWh, db sum every step's share.")
     parts = []
@@ -163,7 +197,7 @@ def _unmatched(f: LayerFindings, run: UnitRun, groups: list[str]) -> Diagnosis:
         name = g.split(".", 1)[1]
         j = u.grads.index(name)
         cmp = run.comparisons[name]
-        fact = (f"{g}: max abs error {cmp.max_abs_error:.3g}, worst "
+        fact = (f"{f.user_groups([g], qualified=True)}: max abs error {cmp.max_abs_error:.3g}, worst "
                 f"[{','.join(map(str, cmp.worst_index))}] yours {cmp.worst_user:.6g} vs "
                 f"reference {cmp.worst_ref:.6g}")
         a = exact_multiple(run.grads[j], run.ref_grads[j])
@@ -171,7 +205,7 @@ def _unmatched(f: LayerFindings, run: UnitRun, groups: list[str]) -> Diagnosis:
             fact += f" (exactly {a:.6g} x the reference)"
         parts.append(fact)
     return _layer_diag("unmatched", 0.0, groups, "; ".join(parts) + "." + hint,
-                       backward=u.backward, forward=u.forward)
+                       backward=nm.backward, forward=nm.forward)
 
 
 def _known(bid: str, groups: list[str], evidence: str) -> Diagnosis:

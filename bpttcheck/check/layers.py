@@ -20,7 +20,7 @@ from bpttcheck.check.numerics import (
     oracle_rtol,
 )
 from bpttcheck.check.recorder import Recorder, fd_result, group_result
-from bpttcheck.layer_api import BY_NAME, Unit
+from bpttcheck.layer_api import BLOCKS, BY_NAME, Unit
 from bpttcheck.oracle import layers as ref_layers
 from bpttcheck.result import Report
 
@@ -50,6 +50,33 @@ class UnitRun:
 
 
 @dataclass
+class Names:
+    """What the user calls a unit's functions and gradients (the adapter's describe() sends
+    them for styles other than the layer API's; the canonical names are the default)."""
+
+    forward: str
+    backward: str
+    grads: dict[str, str]  # canonical gradient -> the user's name
+    blocks: dict[str, list[str]]  # LSTM: canonical gradient -> user name of each gate block
+
+    def grad(self, name: str) -> str:
+        return self.grads.get(name, name)
+
+    def group(self, unit: str, name: str, qualified: bool = False) -> str:
+        """A group as the user would name it; under the layer API the gradient's name,
+        ``qualified``: with its unit (``rnn_step.dWh``)."""
+        return self.grads.get(name, f"{unit}.{name}" if qualified else name)
+
+
+def names_of(u: Unit, extra: dict) -> Names:
+    d = (extra.get("names") or {}).get(u.name)
+    if not d:
+        return Names(u.forward, u.backward, {}, {})
+    return Names(d["forward"], d["backward"], dict(d.get("grads", {})),
+                 {k: list(v) for k, v in d.get("blocks", {}).items()})
+
+
+@dataclass
 class LayerFindings:
     """What the layer checks measured: the diagnosis reads this, nothing else."""
 
@@ -58,21 +85,31 @@ class LayerFindings:
     failed_checks: list[str] = field(default_factory=list)
     # implemented.<unit> / runs.<unit> checks that failed -> their message
     not_run: dict[str, str] = field(default_factory=dict)
+    names: dict[str, Names] = field(default_factory=dict)  # unit -> the user's names
+
+    def of(self, unit: str) -> Names:
+        return self.names.get(unit) or names_of(BY_NAME[unit], {})
+
+    def user_groups(self, groups: list[str], qualified: bool = False) -> str:
+        """Canonical group names (``rnn_step.dWh``) as the user would write them."""
+        split = [g.partition(".") for g in groups]
+        return ", ".join(self.of(u).group(u, name, qualified) for u, _, name in split)
 
 
 def make_case(u: Unit, seed: int) -> UnitCase:
     rng = np.random.default_rng([seed, len(u.name), "lstm" in u.name])
-    G = 4 * H if u.family == "lstm" else H
+    G = BLOCKS[u.family] * H
     x = rng.normal(0, 1, (N, T, D))  # (N, T, D)
     h0 = rng.uniform(-0.6, 0.6, (N, H))  # (N, H)
     Wx = rng.normal(0, 1 / np.sqrt(D), (D, G))  # (D, G)
     Wh = rng.normal(0, 1 / np.sqrt(H), (H, G))  # (H, G)
     b = rng.normal(0, 0.3, G)  # (G,)
+    params = [Wx, Wh] + ([b] if "b" in u.inputs else [])  # the GRU units have no bias
     if u.name.endswith("_step"):
         args = [x[:, 0], h0] + ([rng.normal(0, 0.5, (N, H))] if u.family == "lstm" else [])
         ups = [rng.normal(0, 1, (N, H)) for _ in u.outputs]
-        return UnitCase(args + [Wx, Wh, b], ups)
-    return UnitCase([x, h0, Wx, Wh, b], [rng.normal(0, 1, (N, T, H))])
+        return UnitCase(args + params, ups)
+    return UnitCase([x, h0] + params, [rng.normal(0, 1, (N, T, H))])
 
 
 def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
@@ -84,8 +121,11 @@ def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
     if u.name == "lstm_step":
         h, cc, cache = R.lstm_step_forward(*c.args)
         return [h, cc], list(R.lstm_step_backward(c.ups[0], c.ups[1], cache, bugs))
-    fwd, bwd = (R.rnn_forward, R.rnn_backward) if u.name == "rnn" else (R.lstm_forward,
-                                                                          R.lstm_backward)
+    if u.name == "gru_step":
+        out, cache = R.gru_step_forward(*c.args)
+        return [out], list(R.gru_step_backward(c.ups[0], cache, bugs))
+    fwd, bwd = {"rnn": (R.rnn_forward, R.rnn_backward), "lstm": (R.lstm_forward, R.lstm_backward),
+                "gru": (R.gru_forward, R.gru_backward)}[u.name]
     h, cache = fwd(*c.args)
     return [h], list(bwd(c.ups[0], cache, bugs, contrib))
 
@@ -96,14 +136,20 @@ class LayerChecker:
 
     def __init__(self, rec: Recorder, w, info: dict, opts):
         self.rec, self.w, self.opts, self.r = rec, w, opts, rec.report
-        self.units = [BY_NAME[n] for n in info.get("extra", {}).get("units", [])]
-        self.lonely = info.get("extra", {}).get("lonely", [])
-        self.findings = LayerFindings(self.units, {})
+        extra = info.get("extra", {})
+        self.units = [BY_NAME[n] for n in extra.get("units", [])]
+        self.lonely = extra.get("lonely", [])
+        self.findings = LayerFindings(self.units, {},
+                                      names={u.name: names_of(u, extra) for u in self.units})
+        self.styled = bool(extra.get("names"))  # the user's names differ from the layer API's
 
     def run(self) -> Report:
         r, f = self.r, self.findings
         r.sizes = {"N": N, "T": T, "D": D, "H": H}
-        r.layout = "x @ Wx + h @ Wh + b; LSTM gates i, f, o, g"
+        r.layout = "x @ Wx + h @ Wh + b; LSTM gates i, f, o, g" + (
+            "; GRU blocks z, r, n, no bias, h' = (1 - z) n + z h"
+            if any(u.family == "gru" for u in self.units) else "") + (
+            f" (canonical; converted from the {r.style} layout)" if self.styled else "")
         for fn in self.lonely:
             self.rec.note("layer.unpaired", f"{fn} has no partner",
                           f"{fn} is defined but its forward/backward partner is not, so it was "
@@ -131,7 +177,7 @@ class LayerChecker:
     # ------------------------------------------------------------------ one unit
 
     def check_unit(self, u: Unit) -> None:
-        rec = self.rec
+        rec, nm = self.rec, self.findings.of(u.name)
         c = make_case(u, self.opts.seed)
         with rec.shared():
             hdr, outs, grads = self.w.layer_run(u.name, c.args, c.ups)
@@ -147,7 +193,7 @@ class LayerChecker:
             rtol = oracle_rtol(dtype, steps, D + H)
             ref_outs, ref_grads = reference(u, rounded(c, dtype))
             for name, o, ro in zip(u.outputs, outs, ref_outs):
-                ok, msg = _compare_msg(f"{u.forward}'s {name}", o, ro, rtol)
+                ok, msg = _compare_msg(f"{nm.forward}'s {name}", o, ro, rtol)
                 rec.add(f"forward.{u.name}.{name}", ok, msg)
             if status != "ok":
                 return
@@ -158,23 +204,29 @@ class LayerChecker:
             changed = hdr.get("modified") or []
             rec.add(f"behaviour.{u.name}.inputs-unchanged", not changed,
                     "the functions left their inputs as they were" if not changed else
-                    f"{u.forward}/{u.backward} modified {', '.join(changed)} in place; copy "
+                    f"{nm.forward}/{nm.backward} modified {', '.join(changed)} in place; copy "
                     f"before modifying")
         with rec.shared():
             self._fd(run)
 
     def _group(self, run: UnitRun, name: str, g: np.ndarray, rg: np.ndarray) -> None:
-        u, gname = run.unit, f"{run.unit.name}.{name}"
+        u, gname, nm = run.unit, f"{run.unit.name}.{name}", self.findings.of(run.unit.name)
         cmp = compare(g, rg, run.rtol) if g.shape == rg.shape else _wrong_shape(rg)
         run.comparisons[name] = cmp
         if not cmp.passed:
             run.failed.append(name)
-        group, message = group_result(gname, f"{name} ({u.backward})", cmp,
-                                      f"{name} from {u.backward}")
+        user = nm.grads.get(name, f"{name} ({u.backward})")
+        what = nm.grads.get(name, f"{name} from {u.backward}")
+        group, message = group_result(gname, user, cmp, what)
         self.r.groups.append(group)
         if g.shape != rg.shape:
-            message = (f"{u.backward} returned {name} of shape {g.shape}, expected {rg.shape} "
-                       f"(the shape of {u.inputs[u.grads.index(name)]})")
+            message = (f"{nm.backward} returned {nm.grad(name)} of shape {g.shape}, expected "
+                       f"{rg.shape} (the shape of {u.inputs[u.grads.index(name)]})"
+                       + (" in the canonical layout" if self.styled else ""))
+        elif not cmp.passed and name in nm.blocks:
+            bad = wrong_blocks(g, rg, run.rtol, len(nm.blocks[name]))
+            if bad:
+                message += "; wrong in " + ", ".join(nm.blocks[name][k] for k in bad)
         self.rec.add(f"grad.{gname}", cmp.passed, message)
 
     def _fd(self, run: UnitRun) -> None:
@@ -200,7 +252,9 @@ class LayerChecker:
             dc = directional_check(base, at, float(np.sum(g * dirs[j][j])),
                                    float(np.abs(rg * dirs[j][j]).sum()), h, run.dtype)
             grp = next(x for x in self.r.groups if x.name == f"{u.name}.{name}")
-            grp.fd, message = fd_result(dc, name, source=f"your {u.forward}", detail=False)
+            nm = self.findings.of(u.name)
+            grp.fd, message = fd_result(dc, nm.grad(name), source=f"your {nm.forward}",
+                                        detail=False)
             self.rec.add(f"fd.{u.name}.{name}", dc.passed, message)
 
 
@@ -209,6 +263,14 @@ def unit_of(check: str) -> str:
     forward.rnn.h, behaviour.lstm_step.inputs-unchanged, implemented.lstm -> the unit."""
     parts = check.split(".")
     return parts[1] if len(parts) > 1 else ""
+
+
+def wrong_blocks(g: np.ndarray, rg: np.ndarray, rtol: float, k: int = 4) -> list[int]:
+    """The gate blocks (H-wide slices of the last axis: LSTM i, f, o, g; GRU z, r, n) where
+    a gradient differs from the reference."""
+    H = rg.shape[-1] // k
+    return [j for j in range(k) if not compare(g[..., j * H:(j + 1) * H],
+                                               rg[..., j * H:(j + 1) * H], rtol).passed]
 
 
 def _wrong_shape(rg: np.ndarray) -> Comparison:
