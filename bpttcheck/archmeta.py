@@ -31,14 +31,14 @@ def rnn_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
 
 
 def lstm_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
-    s = {f"W{k}": (d.H, d.H + d.X) for k in LSTM_GATES}
+    s: dict[str, tuple[int, ...]] = {f"W{k}": (d.H, d.H + d.X) for k in LSTM_GATES}
     s.update({f"b{k}": (d.H,) for k in LSTM_GATES})
     s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
     return s
 
 
 def gru_shapes(d: Dims) -> dict[str, tuple[int, ...]]:
-    s = {k: (d.H, d.H + d.X) for k in ("Wz", "Wr", "Wn")}
+    s: dict[str, tuple[int, ...]] = {k: (d.H, d.H + d.X) for k in ("Wz", "Wr", "Wn")}
     s.update({k: (d.H,) for k in ("bz", "br", "bn")})
     s.update({"Wy": (d.Y, d.H), "by": (d.Y,)})
     return s

@@ -21,7 +21,7 @@ class Unit:
         return tuple("d" + o for o in self.outputs)
 
 
-UNITS = (
+LAYER_API: tuple[Unit, ...] = (  # the course API's units (rnn_layers.py)
     Unit("rnn_step", "rnn", "rnn_step_forward", "rnn_step_backward",
          ("x", "prev_h", "Wx", "Wh", "b"), ("next_h",), ("dx", "dprev_h", "dWx", "dWh", "db")),
     Unit("rnn", "rnn", "rnn_forward", "rnn_backward",
@@ -40,8 +40,7 @@ GRU_UNITS = (
     Unit("gru", "gru", "gru_forward", "gru_backward",
          ("x", "h0", "Wx", "Wh"), ("h",), ("dx", "dh0", "dWx", "dWh")),
 )
-LAYER_API = UNITS  # the course API's units (rnn_layers.py)
-UNITS = UNITS + GRU_UNITS
+UNITS = LAYER_API + GRU_UNITS
 BY_NAME = {u.name: u for u in UNITS}
 FUNCTIONS = {f for u in LAYER_API for f in (u.forward, u.backward)}
 STEP_OF = {"rnn": "rnn_step", "lstm": "lstm_step", "gru": "gru_step"}  # a sequence unit and its step

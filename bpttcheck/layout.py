@@ -79,7 +79,8 @@ class Layout:
             W = np.concatenate([conv[f"W{g}"] for g in letters], axis=0)  # (nG*H, H+X)
             b = np.concatenate([conv[f"b{g}"] for g in letters], axis=0)  # (nG*H,)
             for g in letters:
-                conv.pop(f"W{g}"); conv.pop(f"b{g}")
+                conv.pop(f"W{g}")
+                conv.pop(f"b{g}")
             conv["__W"], conv["__b"] = W, b
         for k, v in conv.items():
             if v.ndim == 2 and self.transposed:

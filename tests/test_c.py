@@ -3,12 +3,12 @@ called in the worker, judged in float32 against the float64 reference."""
 import shutil
 
 import pytest
-from conftest import ROOT, expected
 from test_zoo import labelled_groups
 
 from bpttcheck.check.engine import Options, check
 from bpttcheck.oracle.common import Dims
 from bpttcheck.sandbox.limits import Limits
+from conftest import ROOT, expected
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,

@@ -8,7 +8,6 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from conftest import REF, ROOT
 
 from bpttcheck import report_junit
 from bpttcheck.check import catalogue
@@ -24,6 +23,7 @@ from bpttcheck.check.sequence import SequenceChecker
 from bpttcheck.layout import Layout
 from bpttcheck.oracle import rnn
 from bpttcheck.result import Report
+from conftest import REF, ROOT
 
 HAVE_CC = shutil.which("gcc") is not None or shutil.which("cc") is not None
 C_REF = ROOT / "reference" / "c"

@@ -1,11 +1,11 @@
 """A correct implementation never fails: hypothesis draws implementations (every correct file
 in reference/, each a different style, layout or architecture), probe seeds and sizes."""
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bpttcheck.check.engine import Options, check
 from bpttcheck.oracle.common import Dims
-
 from conftest import correct_files
 
 pytestmark = pytest.mark.slow

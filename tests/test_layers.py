@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bpttcheck.check.engine import Options, check
 from bpttcheck.check.layers import make_case, reference
-from bpttcheck.layer_api import UNITS
 from bpttcheck.check.numerics import directional_check, fd_offsets
+from bpttcheck.layer_api import UNITS
 from conftest import ROOT, expected
 
 LAYERS = ROOT / "reference" / "layers"
@@ -29,15 +30,16 @@ def _functions(path: Path) -> list[str]:
 @given(seed=st.integers(0, 10**6))
 def test_layer_reference_agrees_with_finite_differences(unit, seed):
     c = make_case(unit, seed)
-    outs, grads = reference(unit, c)
+    _outs, grads = reference(unit, c)
     rng = np.random.default_rng(seed)
     for i, g in enumerate(grads):
         d = rng.standard_normal(c.args[i].shape)
         d /= np.linalg.norm(d)
 
-        def L(s):
+        def L(s, d=d, i=i):
             args = [a + s * d if j == i else a for j, a in enumerate(c.args)]
-            return float(sum(np.sum(u * o) for u, o in zip(c.ups, reference(unit, c.__class__(args, c.ups))[0])))
+            outs = reference(unit, c.__class__(args, c.ups))[0]
+            return float(sum(np.sum(u * o) for u, o in zip(c.ups, outs, strict=True)))
         h = 1e-3
         dc = directional_check(L(0.0), {s: L(s) for s in fd_offsets(h)}, float(np.sum(g * d)),
                                float(np.abs(g * d).sum()), h, "float64")

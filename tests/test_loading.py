@@ -7,7 +7,6 @@ import pytest
 
 from bpttcheck.check.engine import Options, check
 from bpttcheck.sandbox.limits import Limits
-
 from conftest import REF
 
 pytestmark = pytest.mark.slow

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bpttcheck.check import catalogue
 from bpttcheck.check.engine import Options, check
 from bpttcheck.report_terminal import render
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 WILD = ROOT / "reference" / "wild"

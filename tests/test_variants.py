@@ -4,7 +4,6 @@ loss (said plainly), unless a spec demands the standard model."""
 import pytest
 
 from bpttcheck.check.engine import Options, check
-
 from conftest import REF, ROOT
 
 pytestmark = pytest.mark.slow

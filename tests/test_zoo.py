@@ -1,10 +1,10 @@
 """Quality: the tool really finds what it should. Every planted bug in the zoo fails and is
 named first; the zoo's correct twins pass (test_engine.py)."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bpttcheck.check.engine import Options, check
-
 from conftest import bug_files, expected
 
 pytestmark = pytest.mark.quality

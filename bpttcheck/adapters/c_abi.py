@@ -90,6 +90,6 @@ class CAbiAdapter(CAdapter):
         args = [ctypes.byref(dims), pp, xs_a.ctypes.data_as(ip), ys_a.ctypes.data_as(ip),
                 *[self.pointer(s) for s in st], gp, *[self.pointer(s) for s in last]]
         loss = float(self.fn(*args))
-        changed = [k for k, a, b in zip(names, params, before) if not np.array_equal(a, b)]
-        out = {k: np.array(g, dtype=np.float64) for k, g in zip(names, grads)}
+        changed = [k for k, a, b in zip(names, params, before, strict=False) if not np.array_equal(a, b)]
+        out = {k: np.array(g, dtype=np.float64) for k, g in zip(names, grads, strict=False)}
         return loss, out, tuple(np.array(s, dtype=np.float64) for s in last), changed

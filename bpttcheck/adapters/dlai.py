@@ -99,7 +99,7 @@ class DlaiAdapter(UnitsAdapter):
         if u.name == "lstm_step":
             watched["c_prev"] = user[2]
         watched.update({f"parameters['{k}']": v for k, v in params.items()})
-        return user + [params], watched
+        return [*user, params], watched
 
     def _forward(self, u: Unit, prepared):
         fwd = FUNCS[u.name][0]

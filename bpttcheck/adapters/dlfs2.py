@@ -79,7 +79,7 @@ class Dlfs2Adapter(UnitsAdapter):
         state = f32[2:3] if u.name == "lstm_step" else []
         label = {2: "x", 3: "xs"}[x.ndim]
         watched = {label: x, "h_prev" if x.ndim == 2 else "h0": h0}
-        watched.update(zip(("Wx", "Wh", "b"), params))
+        watched.update(zip(("Wx", "Wh", "b"), params, strict=False))
         if state:
             watched["c_prev"] = state[0]
         return (x, h0, state, params), watched
@@ -89,7 +89,7 @@ class Dlfs2Adapter(UnitsAdapter):
         cname = CLASSES[u.name]
         cls = getattr(self.module, cname)
         if len(params) == 2 and n_positional(cls.__init__) >= 4:  # a GRU with a bias: keep it 0
-            params = params + [np.zeros(params[1].shape[1], dtype=np.float32)]
+            params = [*params, np.zeros(params[1].shape[1], dtype=np.float32)]
         if u.name.endswith("_step"):
             layer = self._call(f"{cname}(Wx, Wh, b)", cls, *params)
             out = self._call(f"{cname}.forward", layer.forward, x, h0, *state)
@@ -104,7 +104,7 @@ class Dlfs2Adapter(UnitsAdapter):
                 raise InterfaceError(f"{cname}.forward should return (h_next, c_next), got "
                                      f"{type(out).__name__}")
             return [as_float_array(o, f"{cname}.forward's {n}")
-                    for o, n in zip(out, ("h_next", "c_next"))], layer
+                    for o, n in zip(out, ("h_next", "c_next"), strict=False)], layer
         return [as_float_array(out, f"{cname}.forward's result")], layer
 
     def _backward(self, u: Unit, ups, layer):
@@ -122,7 +122,7 @@ class Dlfs2Adapter(UnitsAdapter):
                                      + (f"a tuple of {len(res)}" if isinstance(res, tuple)
                                         else type(res).__name__))
             first = [as_float_array(r, f"{cname}.backward's {GRAD_NAMES[g]}")
-                     for r, g in zip(res, u.grads)]
+                     for r, g in zip(res, u.grads, strict=False)]
         else:
             dh = getattr(layer, "dh", None)
             first = [as_float_array(res, f"{cname}.backward's dxs"),

@@ -137,7 +137,7 @@ class FunctionalAdapter(PythonAdapter):
             if target not in user:
                 canon = canonical_for(self.arch_name, target or key)
                 target = layout.user_name(canon) if canon else None
-            if target in user:
+            if target is not None and target in user:
                 by_user[target] = as_float_array(gv, f"gradient {key!r}")
         self._note_dtype(by_user.values())
         H = self._H
@@ -153,7 +153,7 @@ class FunctionalAdapter(PythonAdapter):
                 raise InterfaceError("the last state of an LSTM should be a pair (h, c); got "
                                      f"{type(s).__name__}")
             return tuple(layout.state_from_user(as_float_array(v, f"last {n}"), H, f"last {n}")
-                         for n, v in zip(names, s))
+                         for n, v in zip(names, s, strict=False))
         return (layout.state_from_user(as_float_array(s, "last h"), H, "last h"),)
 
 

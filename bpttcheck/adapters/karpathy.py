@@ -107,15 +107,15 @@ class KarpathyAdapter(PythonAdapter):
         src = getattr(self.module, "__bpttcheck_source__", "")
         fn_node = next((n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef)
                         and n.name == "lossFun"), None) if src else None
-        rets = [n for n in ast.walk(fn_node) if isinstance(n, ast.Return)
+        rets = [n.value for n in ast.walk(fn_node) if isinstance(n, ast.Return)
                 and isinstance(n.value, ast.Tuple)] if fn_node else []
         by_global = {g: c for c, g in self.globals.items()}
         for ret in rets:
             order = []
-            for elt in ret.value.elts:
+            for elt in ret.elts:
                 label = _label(elt)
                 base = strip_grad_prefix(label) if label else None
-                canon = by_global.get(base) or (canonical_for(self.arch_name, base) if base else None)
+                canon = (by_global.get(base) or canonical_for(self.arch_name, base)) if base else None
                 if label and "loss" in label.lower():
                     order.append(("loss", ""))
                 elif canon:
@@ -163,7 +163,7 @@ class KarpathyAdapter(PythonAdapter):
             raise InterfaceError(f"lossFun returned {got}; expected {len(self.order)} values: "
                                  + ", ".join(w or k for k, w in self.order))
         loss, grads, new_state = None, {}, {}
-        for (kind, what), val in zip(self.order, out):
+        for (kind, what), val in zip(self.order, out, strict=False):
             if kind == "loss":
                 loss = as_loss(val)
             elif kind == "grad":

@@ -11,6 +11,7 @@ canonical arrays (layer_api.Unit) into their own layout on the way in and back o
 out, so one reference and one diagnosis judge them all. Only the three hooks below differ."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,7 @@ class UnitsAdapter(PythonAdapter):
 
     # ------------------------------------------------------------------ calls
 
-    guard = None  # the worker's guarded(where, timeout, fn, *args), set after loading
+    guard: Callable[..., Any]  # the worker's guarded(where, timeout, fn, *args), set at load
     timeout = 10.0
 
     def _call(self, label: str, fn, *args):
@@ -79,7 +80,7 @@ class UnitsAdapter(PythonAdapter):
         except Exception as e:
             kind = getattr(e, "kind", None)
             if kind in (ErrorKind.EXCEPTION, ErrorKind.NOT_IMPLEMENTED, ErrorKind.INTERFACE):
-                raise _Failed(kind, e.message, e.line) from None
+                raise _Failed(kind, str(e), getattr(e, "line", None)) from None
             raise
 
     def run_unit(self, u: Unit, args: list[np.ndarray], ups: list[np.ndarray]):
@@ -108,10 +109,10 @@ class UnitsAdapter(PythonAdapter):
         """sum(dout * out) of the forward at args + s * dirs[j] for each (j, s)."""
         vals = []
         for j, s in offsets:
-            moved = [a + s * d for a, d in zip(args, dirs[j])]
+            moved = [a + s * d for a, d in zip(args, dirs[j], strict=False)]
             try:
                 outs, _ = self._forward(u, self._watch(u, moved)[0])
-                vals.append(float(sum(np.sum(d * o) for d, o in zip(ups, outs))))
+                vals.append(float(sum(np.sum(d * o) for d, o in zip(ups, outs, strict=False))))
             except (_Failed, InterfaceError, ValueError):
                 vals.append(float("nan"))  # fails only away from the probe point: FD says so
         return vals
@@ -136,7 +137,7 @@ class LayersAdapter(UnitsAdapter):
         return units, partial
 
     def _watch(self, u, args):
-        return args, dict(zip(u.inputs, args))
+        return args, dict(zip(u.inputs, args, strict=False))
 
     def _forward(self, u: Unit, args: list[np.ndarray]):
         out = self._call(u.forward, getattr(self.module, u.forward), *args)
@@ -147,7 +148,7 @@ class LayersAdapter(UnitsAdapter):
             raise InterfaceError(f"{u.forward} should return ({', '.join(u.outputs)}, cache), got "
                                  + (f"a tuple of {len(out)}" if isinstance(out, tuple)
                                     else type(out).__name__))
-        arrays = [as_float_array(o, f"{u.forward}'s {name}") for o, name in zip(out, u.outputs)]
+        arrays = [as_float_array(o, f"{u.forward}'s {name}") for o, name in zip(out, u.outputs, strict=False)]
         return arrays, out[n]
 
     def _backward(self, u, ups, cache):
@@ -158,7 +159,7 @@ class LayersAdapter(UnitsAdapter):
             raise InterfaceError(f"{u.backward} should return ({', '.join(u.grads)}), got "
                                  + (f"a tuple of {len(res)}" if isinstance(res, tuple)
                                     else type(res).__name__))
-        return [as_float_array(g, f"{u.backward}'s {name}") for g, name in zip(res, u.grads)]
+        return [as_float_array(g, f"{u.backward}'s {name}") for g, name in zip(res, u.grads, strict=False)]
 
 
 def _fits(module, fn_name: str) -> bool:

@@ -119,7 +119,7 @@ class WildMLAdapter(PythonAdapter):
                 got = f"{len(out)} values" if isinstance(out, (tuple, list)) else type(out).__name__
                 raise InterfaceError(f"bptt returned {got}; expected three gradients, "
                                      + ", ".join("dLd" + ATTRS[c] for c in self.order))
-            by_name = {ATTRS[c]: as_float_array(g, "dLd" + ATTRS[c]) for c, g in zip(self.order, out)}
+            by_name = {ATTRS[c]: as_float_array(g, "dLd" + ATTRS[c]) for c, g in zip(self.order, out, strict=False)}
             self._note_dtype(by_name.values())
             shapes = self.arch.shapes(self._dims)
             grads = layout.grads_from_user(self.arch, by_name, shapes, H)

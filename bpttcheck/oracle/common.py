@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +21,7 @@ class Trace:
     grads: dict[str, np.ndarray]  # name -> array of the parameter's shape
     contrib: dict[str, np.ndarray]  # name -> (T, *shape): step t's share of the gradient
     dh: np.ndarray  # (T, H)  dL/dh[t+1], everything that reaches the hidden state of step t
-    hs: np.ndarray = field(default=None)  # (T+1, H) hidden states, hs[0] = h0
+    hs: np.ndarray | None = None  # (T+1, H) hidden states, hs[0] = h0
 
 
 @dataclass(frozen=True)

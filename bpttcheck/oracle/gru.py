@@ -73,7 +73,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
 
     # backward
-    c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}
+    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
     dhs = np.empty((T, H), dtype=dt)
     dh_next = np.zeros(H, dtype=dt)
     # a backward written for the other convention than the forward's (the bug)

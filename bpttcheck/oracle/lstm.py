@@ -65,7 +65,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
 
     # backward
-    c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}
+    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
     dhs = np.empty((T, H), dtype=dt)
     dh_next, dc_next = np.zeros(H, dtype=dt), np.zeros(H, dtype=dt)
     offset = has(bugs, "lstm.state-offset") is not None
@@ -110,5 +110,5 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
 
 
 ARCH = Arch(name="lstm", param_names=NAMES, state_names=("h", "c"), shapes=shapes, run=run,
-            gate_groups=tuple((f"W{k}", f"b{k}") for k in GATES) + (("Wy", "by"),),
+            gate_groups=(*tuple((f"W{k}", f"b{k}") for k in GATES), ("Wy", "by")),
             variants=VARIANTS)

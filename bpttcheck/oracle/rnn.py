@@ -37,7 +37,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         ps[t], loss_steps[t] = softmax_xent(z, ys[t], bugs)
 
     # backward
-    c = {k: np.zeros((T,) + P[k].shape, dtype=dt) for k in NAMES}  # per-step contributions
+    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}  # per-step contributions
     dhs = np.empty((T, H), dtype=dt)  # (T, H)
     dh_next = np.zeros(H, dtype=dt)  # (H,)
     dys = np.empty((T, Y), dtype=dt)  # (T, Y)

@@ -61,7 +61,7 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
         src = f.read()
     with open(os.path.join(include_dir(), "bpttcheck.h"), "rb") as f:
         header = f.read()
-    key = hashlib.sha256(src + header + " ".join([cc] + flags).encode()).hexdigest()[:20]
+    key = hashlib.sha256(src + header + " ".join([cc, *flags]).encode()).hexdigest()[:20]
     out = os.path.join(cache_dir(), f"{key}.so")
     if os.path.exists(out):
         return out

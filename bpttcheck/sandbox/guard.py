@@ -291,7 +291,7 @@ def install(workdir: str) -> None:
             if forbidden_module(f"bpttcheck.{attr}"):
                 refuse_module(f"bpttcheck.{attr}", getframe(1))
             raise AttributeError(f"module 'bpttcheck' has no attribute {attr!r}")
-        pkg.__getattr__ = missing
+        pkg.__getattr__ = missing  # type: ignore[method-assign]  # PEP 562 on a live module
     sys.addaudithook(hook)
 
 

@@ -1,6 +1,7 @@
 """The worker's process tree: every process below it, and killing all of them at once."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -28,28 +29,20 @@ def kill_tree(pid: int) -> None:
     left the group (setsid) or were orphaned (the worker is their subreaper). Everything is
     stopped first, so nothing forks while the tree is read."""
     for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(target, signal.SIGSTOP)
-        except (ProcessLookupError, PermissionError):
-            pass
     found: set[int] = set()
     for _ in range(50):
         new = descendants(pid) - found
         if not new:
             break
         for c in new:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(c, signal.SIGSTOP)
-            except (ProcessLookupError, PermissionError):
-                pass
         found |= new
     for c in found:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(c, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     for kill, target in ((os.killpg, pid), (os.kill, pid)):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

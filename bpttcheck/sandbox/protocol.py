@@ -19,7 +19,7 @@ class ProtocolError(Exception):
 def encode(header: dict, arrays: dict[str, np.ndarray] | None = None) -> bytes:
     buf = io.BytesIO()
     if arrays:
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     h = json.dumps(header).encode()
     body = buf.getvalue()
     return struct.pack("<QQ", len(h), len(body)) + h + body

@@ -2,6 +2,7 @@
 that can go wrong in user code into a UserCodeError that names the cause and the line."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -118,7 +119,7 @@ class WorkerSession:
             pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
             # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
             # resolved before the fork): nothing a thread of ours could hold a lock on
-            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))  # noqa: PLW1509
+            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
         os.close(r1)
         os.close(w2)
         self.wf = os.fdopen(w1, "wb")
@@ -242,9 +243,10 @@ class WorkerSession:
         return hdr["loss"], grads, last, hdr
 
     def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
-               entries: list[tuple[str, int, float]] = ()):
+               entries: list[tuple[str, int, float]] | None = None):
         """The user's loss at params + s * directions[j] for each (j, s) in offsets, then at
         params with entry i of group g moved by s for each (g, i, s) in entries."""
+        entries = entries or []
         arrays = self._case_arrays(case)
         for j, d in enumerate(directions):
             from bpttcheck.sandbox import protocol
@@ -330,23 +332,17 @@ class WorkerSession:
         if self.proc.returncode is None:
             kill_tree(self.proc.pid)
         else:  # already reaped: its pid may be reused, only its group can still be ours
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     def close(self):
         # no graceful exit to wait for: the worker has nothing to save, and a process it
         # forked must not outlive the check
         self.kill()
-        try:
+        with contextlib.suppress(OSError):
             self.wf.close()
-        except OSError:
-            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
