@@ -123,3 +123,16 @@ def test_a_compile_error_in_a_latin1_file_is_reported_not_a_crash(tmp_path):
     r = check(str(src), Options())
     assert r.verdict == "error" and r.error.kind == "compile"
     assert "model.c:2" in r.error.message
+
+
+def test_a_file_of_a_multi_file_c_project_says_how_to_build_the_project(tmp_path):
+    src = tmp_path / "lstm.c"
+    src.write_text('#include "bpttcheck.h"\nfloat helper(float x);\n'
+                   "float bptt_rnn_loss_and_grads(const bptt_dims *d, const float *const *p,\n"
+                   "    const int *x, const int *y, const float *h0, float *const *g, float *h)\n"
+                   "{ return helper(1.0f); }\n")
+    from bpttcheck.check.engine import Options, check
+    r = check(str(src), Options())
+    assert r.verdict == "error" and r.error.kind == "interface"
+    assert "`helper`" in r.error.message and "another .c file" in r.error.message
+    assert "-shared -fPIC" in r.error.message

@@ -182,3 +182,13 @@ def test_a_broken_notebook_file_is_a_clear_error(tmp_path):
     r = run(p)
     assert r.verdict == "error" and r.error.kind == "syntax"
     assert "not a readable Jupyter notebook" in r.error.message
+
+
+def test_a_python_2_module_the_code_imports_is_named(tmp_path):
+    (tmp_path / "utils.py").write_text("import numpy as np\n\ndef softmax(x):\n    print 'hi'\n    return x\n")
+    p = tmp_path / "model.py"
+    p.write_text(model_with("from utils import softmax as unused\n"))
+    r = run(p)
+    assert r.verdict == "error" and r.error.kind == "syntax"
+    assert "utils.py, which your code imports, is Python 2 code" in r.error.message
+    assert "line 4" in r.error.message

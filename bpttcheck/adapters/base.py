@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import inspect
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -140,7 +142,15 @@ def load_library(path: str):
     try:
         return ctypes.CDLL(path)
     except OSError as e:
-        raise InterfaceError(f"cannot load {path}: {e}") from None
+        missing = re.search(r"undefined symbol: (\w+)", str(e))
+        if missing:  # a project of several .c files, checked one file at a time
+            raise InterfaceError(
+                f"your C code uses `{missing.group(1)}`, which this file does not define: it is "
+                "probably in another .c file of your project. bpttcheck compiles one file; build "
+                "the whole project as one library and check that instead: "
+                "`cc -O2 -shared -fPIC $(bpttcheck include) *.c -o model.so -lm`, then "
+                "`bpttcheck run model.so`") from None
+        raise InterfaceError(f"cannot load {os.path.basename(path)}: {e}") from None
 
 
 def dims_from_shapes(arch: str, shapes: dict[str, tuple]) -> Dims | None:

@@ -69,6 +69,13 @@ class Worker:
             return UserFailure(ErrorKind.MEMORY, f"{where} ran out of memory (MemoryError)", line, tb)
         if isinstance(exc, SyntaxError):
             line = source_line(self._orig(exc.filename or ""), exc.lineno or 0, exc.text or "")
+            py2 = _python2_file(exc.filename, exc.lineno)
+            if py2:  # a module the user's code imports (their own file is read by loader.py)
+                return UserFailure(ErrorKind.SYNTAX, f"{os.path.basename(exc.filename or '')}, "
+                                   f"which your code imports, is Python 2 code ({py2[2]} at "
+                                   f"line {py2[0]}): bpttcheck runs Python 3. Convert it with "
+                                   f"2to3 (`2to3 -w {os.path.basename(exc.filename or '')}`)",
+                                   line)
             return UserFailure(ErrorKind.SYNTAX, f"syntax error in {line.split(': ', 1)[0]}: "
                                f"{exc.msg}", line)
         if isinstance(exc, ImportError) and where.startswith("importing"):
@@ -165,6 +172,14 @@ class Worker:
                               f"({skipped[0]}); code after it that uses its variables fails. "
                               "Put that code under `if __name__ == \"__main__\":`")
             raise
+
+
+def _python2_file(path: str | None, lineno: int | None):
+    try:
+        with open(path or "", "rb") as f:
+            return loader.python2_line(f.read().decode("utf-8", "replace"), lineno)
+    except OSError:
+        return None
 
 
 def _load_notes(notes: list[str]) -> list[dict]:
