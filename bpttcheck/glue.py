@@ -15,6 +15,9 @@ _GUESSES = {"learningrate": "0.1", "lr": "0.1", "seqlength": "25", "seqlen": "25
             "bptttruncate": "1000", "batchsize": "1"}
 
 
+_DICTS = ("grads", "gradients", "grad", "dparams", "derivatives", "deltas")  # {name: gradient}
+
+
 class _Out:
     """The wrapper's lines, and the guesses among them (marked for the user)."""
 
@@ -59,6 +62,8 @@ def classify(expr: str, attrs: list[str]) -> tuple[str, str | None]:
     if g:
         return "grad", g
     low = expr.lower()
+    if _norm(expr.removeprefix("self.")) in _DICTS:
+        return "grads", None
     if "loss" in low or low in ("l", "cost", "j", "err", "error"):
         return "loss", None
     head = _norm(expr.split("[")[0].removeprefix("self."))
@@ -69,7 +74,7 @@ def classify(expr: str, attrs: list[str]) -> tuple[str, str | None]:
     return "other", None
 
 
-def pick(found: dict) -> tuple[dict, str, dict | None, dict | None]:
+def pick(found: dict) -> tuple[dict, str, dict, dict | None]:
     """(class, mode, loss method or forward, backward) the wrapper drives: mode 'loss' (one
     method returns the loss and the gradients) or 'pair' (forward, then backward)."""
     for c in found["classes"]:
@@ -78,7 +83,8 @@ def pick(found: dict) -> tuple[dict, str, dict | None, dict | None]:
             continue
         ms = {m["name"]: m for m in c["methods"]}
         loss_ms = [m for m in c["methods"]
-                   if sum(classify(r, attrs)[0] == "grad" for r in m["returns"]) >= 2
+                   if (sum(classify(r, attrs)[0] == "grad" for r in m["returns"]) >= 2
+                       or any(classify(r, attrs)[0] == "grads" for r in m["returns"]))
                    and any(a["kind"] == "inputs" for a in m["args"])]
         loss_ms.sort(key=lambda m: (m["name"] not in _LOSS_HINTS, m["line"]))
         if loss_ms:
@@ -164,7 +170,8 @@ def render(found: dict, filename: str, version: str = "") -> tuple[str, list[str
     L += ["}", "", ""]
     _build(c, lstm, out)
     L += ["", "", "def loss_and_grads(params, inputs, targets, state):",
-          "    model = _build(params, state)",
+          "    X, H, Y = _sizes(params, state)",
+          "    model = _build(X, H, Y)",
           "    for name in PARAMS:  # copies: the method may update them in place",
           "        setattr(model, name, np.array(params[name], dtype=float))",
           "    h0, c0 = state if isinstance(state, tuple) else (state, None)",
@@ -173,6 +180,7 @@ def render(found: dict, filename: str, version: str = "") -> tuple[str, list[str
     if mode == "loss":
         _loss_mode(m, attrs, out)
     else:
+        assert bw is not None  # pick() pairs a forward with a backward
         _pair_mode(m, bw, attrs, out)
     L.append("    return loss, grads, " + ("(h, c)" if lstm else "h"))
     if mode == "pair":
@@ -199,6 +207,8 @@ def _call_args(args: list[dict], out, what: str) -> str:
             vals.append("c0")
         elif k == "dy":
             vals.append("dy")
+        elif a["role"]:  # train(self, inputs, targets, vocab_size, hidden_initial)
+            vals.append(a["role"])
         elif a["default"] is None:
             vals.append("None")
             out.add(f"    # {what}: argument {a['name']!r} is passed None", f"argument {a['name']}")
@@ -206,10 +216,10 @@ def _call_args(args: list[dict], out, what: str) -> str:
 
 
 def _build(c: dict, lstm: bool, out) -> None:
-    out.extend(["def _build(params, state):",
-         '    """A fresh model of these sizes, built by its own constructor."""',
-         "    h0 = state[0] if isinstance(state, tuple) else state",
-         "    H = np.shape(h0)[0]"])
+    out.extend(["def _sizes(params, state):",
+                '    """X, H, Y of this case, read from the shapes of its arrays."""',
+                "    h0 = state[0] if isinstance(state, tuple) else state",
+                "    H = np.shape(h0)[0]"])
     where = {}
     for p in c["params"]:
         for axis, d in enumerate(p["shape"]):
@@ -220,13 +230,16 @@ def _build(c: dict, lstm: bool, out) -> None:
                     where.setdefault(role + "?", f"np.shape(params[{p['attr']!r}])[{axis}] - H")
     roles = {a["role"] for a in c["ctor"]}
     for role in ("X", "Y"):
-        if role not in roles and not (role == "X" and "Y" in roles):
-            continue
         expr = where.get(role) or where.get(role + "?")
-        if expr:
+        if role == "Y" and "Y" not in roles:
+            out.add("    Y = X  # the constructor has no output size")
+        elif expr:
             out.add(f"    {role} = {expr}")
         else:
             out.add(f"    {role} = None", f"the size {role} is read from no parameter's shape")
+    out.extend(["    return X, H, Y", "", "",
+                "def _build(X, H, Y):",
+                '    """A fresh model of these sizes, built by its own constructor."""'])
     kw = []
     for a in c["ctor"]:
         if a["role"]:
@@ -247,6 +260,8 @@ def _loss_mode(m: dict, attrs: list[str], out) -> None:
         if kind == "grad":
             targets.append(f"d_{attr}")
             grads[attr] = f"d_{attr}"
+        elif kind == "grads":  # a dict: bpttcheck reads its keys (dWxh, Wxh, ...) itself
+            targets.append("returned")
         elif kind in ("loss", "h", "c"):
             targets.append(kind if kind not in [k for k, _ in rets[:i]] else "_")
         else:
@@ -261,6 +276,9 @@ def _loss_mode(m: dict, attrs: list[str], out) -> None:
         out.add("    h = None  # no last hidden state among the returned values")
     if "c" not in kinds:
         out.add("    c = None")
+    if "grads" in kinds:
+        out.add("    grads = dict(returned)  # keyed by your names (with or without a d prefix)")
+        return
     out.add("    grads = {" + ", ".join(f"{k!r}: {v}" for k, v in grads.items()) + "}")
     missing = [a for a in attrs if a not in grads]
     if missing:
@@ -309,6 +327,9 @@ def _pair_mode(fw: dict, bw: dict, attrs: list[str], out) -> None:
         out.add(f"    # {bw['name']} returns {', '.join(bw['returns'])}")
         out.add(f"    {', '.join(targets)} = {bcall}")
         grads = {a: f"d_{a}" for k, a in brets if k == "grad"}
+    elif [k for k, _ in brets] == ["grads"]:
+        out.add(f"    grads = dict({bcall})  # keyed by your names (with or without a d prefix)")
+        return
     else:
         out.add(f"    {bcall}")
         for attr in bw["assigns"]:

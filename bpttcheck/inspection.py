@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+from typing import Any
 
 from bpttcheck.names import canonical_for, guess_arch, strip_grad_prefix
 
@@ -54,6 +55,10 @@ def arg_kind(name: str) -> str | None:
                         ("h", HSTATE), ("dy", DY)):
         if n in names:
             return kind
+    for kind, parts in (("inputs", ("input",)), ("targets", ("target", "label")),
+                        ("c", ("cell",)), ("h", ("hidden", "hprev", "hinit", "state"))):
+        if any(p in n for p in parts) and role_of_arg(name) is None:  # hidden_initial
+            return kind
     return None
 
 
@@ -83,10 +88,13 @@ def inspect_module(mod) -> dict:
 
 
 def _signature(fn) -> str:
+    """The signature without annotations: what the message needs is the names."""
     try:
-        return str(inspect.signature(fn))
+        sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return "(...)"
+    ps = [p.replace(annotation=p.empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=ps, return_annotation=sig.empty))
 
 
 def _params(fn, drop_self: bool) -> list[dict]:
@@ -108,6 +116,7 @@ def _returns(node: ast.FunctionDef) -> list[str]:
     if not rets:
         return []
     v = rets[-1].value
+    assert v is not None
     elts = v.elts if isinstance(v, (ast.Tuple, ast.List)) else [v]
     return [ast.unparse(e) for e in elts]
 
@@ -131,7 +140,7 @@ def _class(cls, node: ast.ClassDef) -> dict:
     init = methods.get("__init__")
     ctor = _params(cls.__init__, True) if init else []
     params = _init_params(init, ctor) if init else []
-    listed = []
+    listed: list[dict[str, Any]] = []
     for m in methods:
         if m in METHODS or _norm(m) in map(_norm, METHODS) or m.startswith(("forward", "backward")):
             fn = getattr(cls, m, None)
@@ -167,21 +176,25 @@ def _init_params(init: ast.FunctionDef, ctor: list[dict]) -> list[dict]:
     their shapes written in the sizes X, H, Y where the constructor's names say which."""
     roles = {a["name"]: a["role"] for a in ctor if a["role"]}
     for n in ast.walk(init):  # aliases: self.hidden_size = hidden_size, H = hidden_size
-        if isinstance(n, ast.Assign) and isinstance(n.value, (ast.Name, ast.Attribute)):
+        if isinstance(n, (ast.Assign, ast.AnnAssign)) and isinstance(
+                n.value, (ast.Name, ast.Attribute)):
             src = ast.unparse(n.value)
             role = roles.get(src) or roles.get(src.removeprefix("self."))
-            for t in n.targets:
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
                 if role and isinstance(t, (ast.Name, ast.Attribute)):
                     roles[ast.unparse(t)] = role
     out = []
     for n in ast.walk(init):
-        if not (isinstance(n, ast.Assign) and len(n.targets) == 1):
+        if isinstance(n, ast.AnnAssign) and n.value is not None:  # self.Wxh: Array = ...
+            t = n.target
+        elif isinstance(n, ast.Assign) and len(n.targets) == 1:
+            t = n.targets[0]
+        else:
             continue
-        t = n.targets[0]
         if not (isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
                 and t.value.id == "self"):
             continue
-        dims = _init_shape(n.value)
+        dims = _init_shape(n.value) if n.value is not None else None
         if dims is None:
             continue
         out.append({"attr": t.attr, "line": n.lineno,

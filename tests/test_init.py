@@ -30,6 +30,10 @@ CASES = {
     "elman_attr_grads": ("ElmanRNN", ["forward(self, inputs, h0)", "backward(self, dy)"],
                          ("da = (1.0 - self.hs[t + 1] ** 2) * dh", "da = dh"),
                          "rnn.tanh-derivative-missing", {"Wxh", "Whh", "bh"}),
+    "dict_grads_class": ("CharRNN", ["train_step(self, inputs, targets, h_prev)"],
+                         ('grads["W_hh"] += np.outer(da, hs[t - 1])',
+                          'grads["W_hh"] += np.outer(da, hs[t])'),
+                         "rnn.dwhh-uses-current-h", {"Whh"}),
     "gru_class": ("GRU", ["forward(self, inputs, targets, h0)", "backward(self)"],
                   ("dh_prev = dh * z", "dh_prev = 0 * dh"), "gru.direct-path-missing", {"Wz"}),
 }
@@ -176,3 +180,32 @@ def test_closest_style_for_functions_and_arrays():
     assert "my_backward(dout, cache)" in msg and "Wxh (4, 5)" in msg
     found["functions"] = []
     assert inspection.closest(found)[0] == "karpathy"
+
+
+def test_annotated_attributes_and_size_arguments_of_the_training_method(tmp_path):
+    """Typed refactors of min-char-rnn: ``self.Wxh: Array = ...`` and a train method that also
+    takes the vocabulary size and calls the initial state ``hidden_initial``."""
+    src = (
+        "import numpy as np\n"
+        "class RNN:\n"
+        "    def __init__(self, vocab_size: int, hidden_size: int, learning_rate: float):\n"
+        "        self.vocab_size = vocab_size\n"
+        "        self.Wxh: np.ndarray = np.random.randn(hidden_size, self.vocab_size) * 0.01\n"
+        "        self.Whh: np.ndarray = np.random.randn(hidden_size, hidden_size) * 0.01\n"
+        "        self.Why: np.ndarray = np.random.randn(self.vocab_size, hidden_size) * 0.01\n"
+        "        self.bh: np.ndarray = np.zeros((hidden_size, 1))\n"
+        "        self.by: np.ndarray = np.zeros((self.vocab_size, 1))\n"
+        "    def train(self, inputs: list, targets: list, vocab_size: int,\n"
+        "              hidden_initial: np.ndarray) -> tuple:\n"
+        "        loss = dWxh = dWhh = dWhy = dbh = dby = hs = 0\n"
+        "        return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]\n")
+    found = _found(src, tmp_path)
+    (c,) = found["classes"]
+    assert [p["shape"] for p in c["params"]] == [["H", "X"], ["H", "H"], ["X", "H"],
+                                                 ["H", "1"], ["X", "1"]]
+    msg = inspection.message(found, "m.py")
+    assert "train(self, inputs, targets, vocab_size, hidden_initial) -> loss, dWxh" in msg
+    assert "Closest style: karpathy" in msg
+    text, marks = glue.render(found, "m.py")
+    assert "model.train(list(inputs), list(targets), X, h0)" in text
+    assert marks == ["guessed constructor argument learning_rate"]

@@ -16,8 +16,8 @@ class RNN:
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.learning_rate = learning_rate
-        self.Wxh = np.random.randn(hidden_size, vocab_size) * 0.01  # input to hidden
-        self.Whh = np.random.randn(hidden_size, hidden_size) * 0.01  # hidden to hidden
+        self.Wxh: Array = np.random.randn(hidden_size, vocab_size) * 0.01  # input to hidden
+        self.Whh: Array = np.random.randn(hidden_size, hidden_size) * 0.01  # hidden to hidden
         self.Why = np.random.randn(vocab_size, hidden_size) * 0.01  # hidden to output
         self.bh = np.zeros((hidden_size, 1))
         self.by = np.zeros((vocab_size, 1))
