@@ -15,7 +15,7 @@ _GUESSES = {"learningrate": "0.1", "lr": "0.1", "seqlength": "25", "seqlen": "25
             "bptttruncate": "1000", "batchsize": "1"}
 
 
-_DICTS = ("grads", "gradients", "grad", "dparams", "derivatives", "deltas")  # {name: gradient}
+_DICTS = ("grads", "gradients", "grad", "dparams", "derivatives")  # {name: gradient}
 
 
 class _Out:

@@ -183,6 +183,11 @@ def _init_params(init: ast.FunctionDef, ctor: list[dict]) -> list[dict]:
             for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
                 if role and isinstance(t, (ast.Name, ast.Attribute)):
                     roles[ast.unparse(t)] = role
+        elif (isinstance(n, ast.Assign) and isinstance(n.value, ast.BinOp)
+              and len(n.targets) == 1 and isinstance(n.targets[0], (ast.Name, ast.Attribute))):
+            sized = _sized(n.value, roles)  # concat_len = x_dim + mem_cell_ct -> X+H
+            if set(re.findall(r"[A-Za-z_]\w*", sized)) <= {"X", "H", "Y"}:
+                roles[ast.unparse(n.targets[0])] = sized
     out = []
     for n in ast.walk(init):
         if isinstance(n, ast.AnnAssign) and n.value is not None:  # self.Wxh: Array = ...
