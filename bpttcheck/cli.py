@@ -115,6 +115,57 @@ def grade(
     raise typer.Exit(0)
 
 
+@app.command()
+def init(
+    path: str = typer.Argument(..., help="Your model file (.py or .ipynb) with a class bpttcheck has no style for."),
+    force: bool = typer.Option(False, "--force", help="Replace a wrapper that `bpttcheck init` wrote earlier (never any other file)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed to import your module (default 20)."),
+) -> None:
+    """Write <stem>_bpttcheck.py next to PATH: a functional-style wrapper around your class, pre-filled from what the file defines. Exit 0 written, 2 usage, 3 your code could not be loaded or wrapped."""
+    from bpttcheck import __version__, glue
+    from bpttcheck.errors import ErrorKind, UserCodeError
+    from bpttcheck.output import write_atomic
+    from bpttcheck.sandbox.session import WorkerSession
+
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    if not path.endswith((".py", ".ipynb")):
+        raise UsageError(f"{path}: bpttcheck init writes wrappers for Python (.py, .ipynb)")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem.endswith("_bpttcheck"):
+        raise UsageError(f"{path} is a wrapper already: run it with `bpttcheck run {path}`")
+    if not path.endswith(".py"):
+        raise UsageError(f"{path}: export the notebook as a .py file first (the wrapper imports "
+                         "it); `bpttcheck run` checks notebooks of a known style as they are")
+    out = os.path.join(os.path.dirname(path), f"{stem}_bpttcheck.py")
+    if os.path.exists(out):
+        with open(out, encoding="utf-8", errors="replace") as f:
+            ours = glue.written_by_init(f.read(len(glue.HEADER)))
+        if not (force and ours):
+            raise UsageError(f"{out} exists; bpttcheck never writes over it" + (
+                " (add --force to replace this wrapper, which bpttcheck init wrote)" if ours
+                else " (it was not written by bpttcheck init): move it away first"))
+    limits = Limits()
+    if timeout is not None:
+        limits.load_timeout = limits.call_timeout = timeout
+    limits.run_from = os.getcwd()
+    with WorkerSession(path, limits) as w:
+        found, _ = w.inspect()
+    try:
+        text, marks = glue.render(found, os.path.basename(path), __version__)
+    except glue.NoClass as e:
+        from bpttcheck.inspection import message
+        raise UserCodeError(ErrorKind.INTERFACE, f"{e}. {message(found)}") from None
+    write_atomic(out, text)
+    typer.echo(f"wrote {out}: a wrapper around class {glue.pick(found)[0]['name']} of "
+               f"{os.path.basename(path)} in the functional style")
+    if marks:
+        typer.echo(f"{len(marks)} line(s) marked `# bpttcheck init: check this`: "
+                   + "; ".join(marks))
+    typer.echo(f"next: bpttcheck run {out}")
+    raise typer.Exit(0)
+
+
 def _version(value: bool) -> None:
     if value:
         from bpttcheck import __version__

@@ -26,6 +26,7 @@ import numpy as np
 from bpttcheck.adapters.base import as_float_array, n_positional
 from bpttcheck.adapters.layers import UnitsAdapter, _Stub
 from bpttcheck.errors import InterfaceError
+from bpttcheck.inspection import role_of_arg
 from bpttcheck.layer_api import UNITS, Unit
 
 CLASSES = {"rnn_step": "RNN", "rnn": "TimeRNN", "lstm_step": "LSTM", "lstm": "TimeLSTM",
@@ -145,6 +146,12 @@ def _layer_class(module, name: str):
     if not inspect.isclass(cls):
         return None
     if not all(callable(getattr(cls, m, None)) for m in ("forward", "backward")):
+        return None
+    try:  # the book's layers are built from weights, GRU(Wx, Wh); GRU(vocab_size, ...) is not
+        first = list(inspect.signature(cls.__init__).parameters)[1:2]
+    except (TypeError, ValueError):
+        first = []
+    if first and role_of_arg(first[0]):
         return None
     return cls
 

@@ -183,6 +183,13 @@ class WorkerSession:
                                "options": options}, None, self.limits.load_timeout)
         return hdr
 
+    def inspect(self) -> tuple[dict, list[str]]:
+        """What the module defines (inspection.py), read in the worker after loading it:
+        (found, the top-level statements the load left out)."""
+        hdr, _ = self.request({"op": "inspect", "path": self.user_path}, None,
+                              self.limits.load_timeout)
+        return hdr["found"], hdr.get("skipped", [])
+
     def layer_run(self, unit: str, args: list, ups: list):
         """Layer style: forward then backward of one unit; (header, outputs, grads)."""
         arrays = {f"A{i}": a for i, a in enumerate(args)}

@@ -204,6 +204,7 @@ def _dims_dict(d):
 def serve(w: Worker, rf, wf) -> None:
     import numpy as np
 
+    from bpttcheck import inspection
     from bpttcheck.archmeta import Dims
     from bpttcheck.layout import Layout
     from bpttcheck.sandbox import protocol
@@ -241,6 +242,11 @@ def serve(w: Worker, rf, wf) -> None:
                          "model": _model_facts(desc.get("model"), options),
                          "options": {k: v for k, v in options.items()
                                      if isinstance(v, (str, int, float, bool))}}
+            elif op == "inspect":  # `bpttcheck init`: what the module defines, nothing run
+                mod, skipped, _ = w.load_module(hdr["path"], timeout)
+                found = w.guarded("inspecting your module", timeout, inspection.inspect_module,
+                                  mod)
+                reply = {"ok": True, "found": found, "skipped": skipped}
             elif op in ("call", "losses"):
                 layout = Layout.from_dict(hdr["layout"])
                 P = protocol.unpack_params("P", arrs)
@@ -359,6 +365,10 @@ def _choose_adapter(w: Worker, mod, path: str, style: str | None, timeout: float
                               f"so leave --style out" if seen else ""))
         return cls
     cls = next((c for c in found.values() if fits(c)), None)
+    if cls is None and mod is not None:  # say what the file does define, and the nearest style
+        from bpttcheck import inspection
+        seen = w.guarded("inspecting your module", timeout, inspection.inspect_module, mod)
+        raise UserFailure(ErrorKind.INTERFACE, inspection.message(seen, os.path.basename(path)))
     if cls is None:
         raise UserFailure(ErrorKind.INTERFACE, "found none of the entry points bpttcheck "
                           "knows: lossFun(inputs, targets, hprev) (Karpathy style), "
@@ -399,7 +409,7 @@ def _preload() -> None:
     models: the adapters know the architectures through archmeta, which has no run()."""
     import numpy  # noqa: F401
 
-    from bpttcheck import archmeta, hookspecs, layout  # noqa: F401 - Dims and Layout, for serve()
+    from bpttcheck import archmeta, hookspecs, inspection, layout  # noqa: F401 - for serve()
     from bpttcheck.adapters import base  # noqa: F401
     from bpttcheck.plugins import adapters
     from bpttcheck.sandbox import protocol  # noqa: F401
