@@ -212,3 +212,57 @@ def test_the_mean_note_states_only_true_equalities(tmp_module):
     note = next(n for n in r.notes if n.id == "loss.mean")
     assert "equals" not in note.evidence and "neither" in note.evidence, note.evidence
     assert note.title == "Gradients averaged over time"
+
+
+LSTM_TRUNCATED_3 = '''    for t in range(T):
+        dv = y_hat[t].copy()
+        dv[targets[t]] -= 1.0
+        W_v_d += np.outer(dv, h[t + 1])
+        b_v_d += dv
+        dh_next, dC_next = W_v.T @ dv, np.zeros(H)
+        for s in range(t, max(t - 3, -1), -1):           # three steps back, its own included
+            tC = np.tanh(C[s + 1])
+            dh = dh_next
+            do = dh * tC * o[s] * (1.0 - o[s])
+            dC = dC_next + dh * o[s] * (1.0 - tC ** 2)
+            dg = dC * i[s] * (1.0 - g[s] ** 2)
+            di = dC * g[s] * i[s] * (1.0 - i[s])
+            df = dC * C[s] * f[s] * (1.0 - f[s])
+            W_f_d += np.outer(df, z[s]); b_f_d += df
+            W_i_d += np.outer(di, z[s]); b_i_d += di
+            W_c_d += np.outer(dg, z[s]); b_c_d += dg
+            W_o_d += np.outer(do, z[s]); b_o_d += do
+            dz = W_f.T @ df + W_i.T @ di + W_c.T @ dg + W_o.T @ do
+            dh_next = dz[:H]
+            dC_next = dC * f[s]
+'''
+
+
+def test_truncated_lstm_passes_with_its_depth(tmp_module):
+    src = (REF / "lstm_functional.py").read_text()
+    a, b = src.index("    for t in reversed(range(T)):"), src.index("    grads = {")
+    r = check(tmp_module(src[:a] + LSTM_TRUNCATED_3 + "\n" + src[b:]), Options())
+    assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
+    note = next(n for n in r.notes if n.id == "bptt.truncated")
+    assert "truncated at 3 step(s)" in note.evidence and "dW_v" not in note.evidence
+    skipped = {g.name for g in r.groups if g.fd and g.fd.status == "skip"}
+    assert "Wf" in skipped and "Wy" not in skipped
+
+
+def test_the_generic_truncation_equals_the_rnn_references_own():
+    import numpy as np
+
+    from bpttcheck.check.cases import DEFAULT_DIMS, make_case
+    from bpttcheck.check.truncation import truncated
+    from bpttcheck.oracle import rnn
+    case = make_case(rnn.ARCH, DEFAULT_DIMS, 5)
+
+    def ref(c):
+        return rnn.ARCH.run(c.params, c.xs, c.ys, c.state)
+
+    for k in range(1, DEFAULT_DIMS.T + 1):
+        mine = truncated(ref, case, k, ref(case)).grads
+        theirs = rnn.ARCH.run(case.params, case.xs, case.ys, case.state,
+                              bugs=frozenset({f"bptt.truncated:{k}"})).grads
+        for n in theirs:
+            np.testing.assert_allclose(mine[n], theirs[n], rtol=1e-12, atol=1e-14)

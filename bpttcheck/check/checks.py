@@ -8,6 +8,7 @@ import numpy as np
 
 from bpttcheck.check.cases import Case, make_case, random_direction
 from bpttcheck.check.findings import Findings
+from bpttcheck.check.model import facts_of
 from bpttcheck.check.numerics import (
     compare,
     directional_check,
@@ -17,6 +18,7 @@ from bpttcheck.check.numerics import (
 )
 from bpttcheck.check.probe import Probe, loss_rtol
 from bpttcheck.check.recorder import Recorder, fd_result, group_result
+from bpttcheck.check.truncation import truncated
 from bpttcheck.errors import UserCodeError
 
 SMALL_MODEL = 5000  # parameters: below this every group gets its own finite-difference check
@@ -105,7 +107,7 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool
                  f"training; it is not part of the gradient, so it was allowed for here.")
 
 
-MAX_TRUNCATION = 32  # depths tried: WildML truncates at 4; each try is one reference run
+MAX_TRUNCATION = 32  # depths tried: WildML truncates at 4 (k = 5)
 
 
 def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float) -> None:
@@ -117,21 +119,30 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
     o = f.observation
     T = o.case.dims.T
 
-    def agrees(ref) -> bool:
+    def agrees(ref, names=probe.arch.param_names) -> bool:
         return all(compare(o.grads[k], ref.grads[k], rtol,
                            magnitude=np.abs(ref.contrib[k]).sum(axis=0)).passed
-                   for k in probe.arch.param_names)
+                   for k in names)
 
     if T < 2 or agrees(o.ref) or not probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
         return
     # from k = 2: depth 1 (nothing from later steps) is the catalogue's rnn.missing-dh-next,
     # a bug the contract names, not a truncation anyone chooses
+    native = True  # the reference plants truncation itself (RNN); else check/truncation.py
     for k in range(2, min(T, MAX_TRUNCATION + 1)):
         tr = probe.reference(o.case, f.dtype, o.reduction, frozenset({f"bptt.truncated:{k}"}))
-        changed = [n for n in probe.arch.param_names
-                   if not np.array_equal(tr.grads[n], o.ref.grads[n])]
-        if not changed:
-            return  # this architecture's reference has no truncated form
+        if native and k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
+                                     for n in probe.arch.param_names):
+            native = False
+        if not native:
+            if facts_of(probe.arch).zero_state:
+                return  # its reference always starts from zero: no window from a later state
+            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction)
+        changed = [n for n in probe.arch.param_names  # beyond rounding: the windows' sums
+                   if not compare(tr.grads[n], o.ref.grads[n], rtol).passed]
+        if k == 2 and not agrees(o.ref, [n for n in probe.arch.param_names
+                                         if n not in changed]):
+            return  # a group truncation leaves alone is wrong: something else is
         if agrees(tr):
             f.truncated, f.truncated_groups = k, changed
             o.ref = tr
