@@ -35,11 +35,14 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
         if c.status == "skip" and not p:
             continue
         ok = c.status != "fail"  # a skipped scored check does not apply here: its points count
+        # a warned check keeps its points; its output says what to fix
+        warning = "".join(f"\n\n**warning `{d.id}`**: {d.title}. {d.evidence}\n\nFix:\n\n"
+                          f"```\n{d.fix}\n```" for d in r.warnings) if c.status == "warn" else ""
         tests.append({"name": c.name, "number": str(i), "score": p if ok else 0.0,
                       "max_score": p, "status": "passed" if ok else "failed",
                       "visibility": visibility, "output_format": "md",
                       "output": c.message + (" (skipped: does not apply, points given)"
-                                             if c.status == "skip" else "")})
+                                             if c.status == "skip" else "") + warning})
     a = scoring.assignment_arch(r, arch)
     ran = {c.name for c in r.checks}
     for name in scoring.scored_checks(a, style or r.style) if a else ():
@@ -60,6 +63,9 @@ def render(r: Report, points: dict[str, float] | None = None, visibility: str = 
              + (f" ({r.arch}, {r.dtype})" if r.arch and r.dtype else "")]
     for d in r.diagnoses[:3]:
         lines.append(f"\n### `{d.id}` — {d.title} (confidence {d.confidence:.2f})\n\n{d.evidence}"
+                     f"\n\nFix:\n\n```\n{d.fix}\n```")
+    for d in r.warnings:
+        lines.append(f"\n### warning `{d.id}` — {d.title}\n\n{d.evidence}"
                      f"\n\nFix:\n\n```\n{d.fix}\n```")
     for n in r.notes:
         lines.append(f"\n*note {n.id}*: {n.title}. {n.evidence}")

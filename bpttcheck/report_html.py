@@ -94,8 +94,11 @@ def write(report: Report, path: str) -> None:
 def _view(r: Report) -> dict[str, Any]:
     n_fail = sum(c.status == "fail" for c in r.checks)
     n = len(r.checks)
+    n_warn = sum(c.status == "warn" for c in r.checks)
     if r.verdict == "pass":
         headline = f"All {n} checks passed" if n else "Passed"
+        if n_warn:
+            headline += f", {n_warn} with a warning"
     elif r.verdict == "fail":
         headline = f"{n_fail} of {n} checks failed"
     else:
@@ -128,6 +131,9 @@ def _view(r: Report) -> dict[str, Any]:
                        "title": d.title, "evidence": d.evidence, "fix": d.fix,
                        "exact": d.exact, "first": i == 0}
                       for i, d in enumerate(r.diagnoses)],
+        "warnings": [{"id": d.id, "confidence": f"{d.confidence:.2f}", "groups": d.groups,
+                      "title": d.title, "evidence": d.evidence, "fix": d.fix, "exact": d.exact}
+                     for d in r.warnings],
         "notes": [{"id": x.id, "title": x.title, "evidence": x.evidence} for x in r.notes],
         "groups": [_group_row(g) for g in r.groups],
         "checks": [{"name": c.name, "status": c.status, "message": c.message,
@@ -138,7 +144,8 @@ def _view(r: Report) -> dict[str, Any]:
         "details": _details(r),
         "version": r.version,
     }
-    for key, title in (("error", "Error"), ("diagnoses", "Diagnosis"), ("notes", "Notes"),
+    for key, title in (("error", "Error"), ("diagnoses", "Diagnosis"), ("warnings", "Warnings"),
+                       ("notes", "Notes"),
                        ("groups", "Gradients"), ("heatmaps", "Heatmaps"),
                        ("flow", "Through time"), ("checks", "Checks")):
         if v[key]:  # the section's id is its key

@@ -1,5 +1,6 @@
 """JUnit XML (the Jenkins schema GitLab and GitHub reporters read): one testcase per check,
-unique names; a run whose code could not be run is one testcase with an <error>."""
+unique names; a run whose code could not be run is one testcase with an <error>; a warned
+check passes, its warning in the testcase's <system-out>."""
 from __future__ import annotations
 
 import os
@@ -20,6 +21,7 @@ def render(r: Report) -> str:
         cases.append(case)
     diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}\n{d.evidence}\nfix:\n{d.fix}"
                        for d in r.diagnoses[:3])
+    warn = "\n\n".join(f"{d.id}: {d.title}\n{d.evidence}\nfix:\n{d.fix}" for d in r.warnings)
     for c in r.checks:
         case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{c.seconds:.3f}")
         if c.status == "fail":
@@ -27,6 +29,9 @@ def render(r: Report) -> str:
             f.text = c.message + ("\n\n" + diag if diag else "")
         elif c.status == "skip":
             ET.SubElement(case, "skipped", message=c.message[:500])
+        elif c.status == "warn":  # passes; CI tools show a testcase's output next to it
+            out = ET.SubElement(case, "system-out")
+            out.text = "WARNING " + (warn or c.message)
         cases.append(case)
     counts = {"tests": str(len(cases)),
               "failures": str(sum(c.find("failure") is not None for c in cases)),
@@ -37,7 +42,9 @@ def render(r: Report) -> str:
                        timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     suite.extend(cases)
     props = ET.SubElement(suite, "system-out")
-    props.text = (f"verdict {r.verdict}; arch {r.arch}; dtype {r.dtype}; seed {r.seed}; "
+    props.text = (f"verdict {r.verdict}; "
+                  + "".join(f"warning {d.id}; " for d in r.warnings)
+                  + f"arch {r.arch}; dtype {r.dtype}; seed {r.seed}; "
                   f"sizes {r.sizes}; evaluations {r.evaluations}")
     root = ET.Element("testsuites", {"name": "bpttcheck", **counts}, time=f"{total:.3f}")
     root.append(suite)

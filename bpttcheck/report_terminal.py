@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bpttcheck.result import Report
 
-MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip"}
+MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip", "warn": "WARN"}
 
 
 def render(r: Report, verbose: bool = False) -> str:
@@ -42,17 +42,18 @@ def render(r: Report, verbose: bool = False) -> str:
                        f"{g.max_rel_error:11.2e} {g.tolerance:9.1e}  "
                        f"{idx:<7} {g.worst_user:>11.5g} vs {g.worst_ref:<11.5g} {fd}")
     others = [c for c in r.checks if c.name == "fd.all" or not c.name.startswith(("grad.", "fd."))]
-    bad = [c for c in others if c.status == "fail" or verbose]
+    bad = [c for c in others if c.status in ("fail", "warn") or verbose]
     if bad:
         out.append("")
         for c in bad:
             out.append(f"  {MARK[c.status]} {c.name}: {c.message}")
     # unit styles with names of their own: groups as the table shows them
     shown = {g.name: g.user_name for g in r.groups if _label(g) == g.user_name != g.name}
-    for d in r.diagnoses[:3]:
+    # a warning is shown like a diagnosis (evidence and fix); it does not fail the run
+    for head, d in [("DIAGNOSIS", d) for d in r.diagnoses[:3]] + [("WARNING", d) for d in r.warnings]:
         groups = ", ".join(shown.get(g, g) for g in d.groups) or "-"
         out.append("")
-        out.append(f"DIAGNOSIS {d.id} (confidence {d.confidence:.2f}; {groups}): "
+        out.append(f"{head} {d.id} (confidence {d.confidence:.2f}; {groups}): "
                    f"{d.title}")
         out.append("  evidence: " + d.evidence)
         out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
@@ -65,7 +66,10 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append("\n" + "; ".join(f"{k}: {v.upper()}" for k, v in r.parts.items()))
     n_fail = sum(c.status == "fail" for c in r.checks)
     out.append("")
-    out.append(f"{r.verdict.upper()}: {len(r.checks) - n_fail} of {len(r.checks)} checks passed; "
+    n_warn = sum(c.status == "warn" for c in r.checks)
+    warned = f" ({n_warn} with a warning)" if n_warn else ""
+    out.append(f"{r.verdict.upper()}: {len(r.checks) - n_fail} of {len(r.checks)} checks passed"
+               f"{warned}; "
                f"{r.evaluations} calls of your code in {r.timings.get('total', 0):.2f} s"
                f" (seed {r.seed}, tolerances: {_tols(r)})")
     return "\n".join(out) + "\n"

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["pass", "fail", "skip"]
+# "warn": the check found something worth fixing that is no error of the gradient (a softmax
+# that overflows on large logits): the verdict stays pass (check/severity.py)
+Status = Literal["pass", "fail", "skip", "warn"]
 
 
 class FDResult(BaseModel):
@@ -112,6 +114,9 @@ class Report(BaseModel):
     groups: list[GroupResult] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
     diagnoses: list[Diagnosis] = Field(default_factory=list)
+    # findings of checks whose severity is "warning" (check/severity.py): the diagnoses' shape,
+    # the verdict unaffected
+    warnings: list[Diagnosis] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     error: ErrorInfo | None = None
     evaluations: int = 0

@@ -67,12 +67,13 @@ def score(r: Report, points: dict[str, float] | None = None, arch: str | None = 
           style: str | None = None) -> tuple[float, float]:
     """(score, maximum) of a run: the points of the scored checks that passed, out of the
     assignment's maximum. A skipped check (it does not apply, e.g. fd.all when your function
-    clips its gradients) counts as passed; a scored check that did not run earns nothing."""
+    clips its gradients) counts as passed, and so does a warned one (the softmax overflows on
+    large logits: a warning, not a failure); a scored check that did not run earns nothing."""
     points = points or {}
     a = assignment_arch(r, arch)
     top = max_score(points, a, style or r.style)
     if r.error:
         return 0.0, top
     worth = check_points(r, points, arch, style)
-    got = sum(worth[c.name] for c in r.checks if c.status in ("pass", "skip"))
+    got = sum(worth[c.name] for c in r.checks if c.status in ("pass", "skip", "warn"))
     return got, top

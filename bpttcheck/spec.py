@@ -78,6 +78,9 @@ class Spec(_Strict):
     names: dict[str, str] = {}
     returns: list[str] | None = None  # Karpathy style: what lossFun returns, in order
     points: dict[str, float] = {}
+    # severity of a check or a finding: "probe.large-logits" / "softmax.unstable" /
+    # "bptt.truncated" / "behaviour.repeat" ... -> "fail" | "warning" (check/severity.py)
+    checks: dict[str, Literal["fail", "warning"]] = {}
     limits: Limits = Limits()
     c_globals: CGlobals | None = None
 
@@ -88,6 +91,16 @@ class Spec(_Strict):
             if p < 0:
                 raise ValueError(f"points for {k!r} must not be negative")
             problem = _unknown_check(k)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, v):
+        from bpttcheck.check.severity import known_key
+        for k in v:
+            problem = known_key(k)
             if problem:
                 raise ValueError(problem)
         return v

@@ -131,12 +131,12 @@ CAPS = {"kind": "sequence", "language": "python", "fixed_sizes": "none",
         "poisoned_buffers": False, "entry": "loss_and_grads"}
 
 
-def _findings(probe):
+def _findings(probe, allow_truncated=True):
     rec = Recorder(Report(verdict="pass", path="mutant"))
     obs = probe.observe(make_case(probe.arch, DEFAULT_DIMS, 0), Layout())
     f = Findings(obs, dtype=obs.dtype)
     check_forward(rec, probe, f)
-    check_groups(rec, probe, f)
+    check_groups(rec, probe, f, allow_truncated=allow_truncated)
     f.failed_checks = rec.failed_checks()
     return f
 
@@ -164,7 +164,9 @@ def test_truncated_bptt_is_an_oracle_mutant_and_localised_through_the_probe():
         np.testing.assert_array_equal(one.grads[k], full.grads[k])
     assert not np.allclose(one.grads["Whh"], full.grads["Whh"])
     probe = UserProbe(MutantCalls(rnn.ARCH, ["bptt.truncated:2"]), rnn.ARCH, CAPS)
-    d = diagnose(probe, _findings(probe))[0]
+    f = _findings(probe)  # a technique: recognised, and the groups pass against it
+    assert f.truncated == 2 and not f.failed_checks
+    d = diagnose(probe, _findings(probe, allow_truncated=False))[0]  # full BPTT required
     assert d.id == "unmatched" and "truncated BPTT of depth 2" in d.evidence
 
 

@@ -133,7 +133,7 @@ def test_cli_exit_codes_and_json(tmp_module, tmp_path):
     assert _cli("run", str(REF / "rnn_functional.py"), "--arch", "cnn").returncode == 2
 
 
-def test_truncated_bptt_is_localised_with_its_depth(tmp_module):
+def test_truncated_bptt_required_full_is_localised_with_its_depth(tmp_module):
     src = CLIPPED.replace("CLIP", "1e9").replace(
         """    dhn = np.zeros_like(h0)
     for t in reversed(range(len(xs))):
@@ -152,7 +152,8 @@ def test_truncated_bptt_is_localised_with_its_depth(tmp_module):
             g["bh"] += dr; g["Wxh"][:, xs[s]] += dr; g["Whh"] += np.outer(dr, hs[s-1])
             dh = Whh.T @ dr
 """)
-    r = check(tmp_module(src), Options())
+    assert check(tmp_module(src), Options()).verdict == "pass"  # a technique (test_warnings)
+    r = check(tmp_module(src), Options(checks={"bptt.truncated": "fail"}))
     assert r.verdict == "fail"
     assert r.diagnoses[0].id == "unmatched" and r.diagnoses[0].confidence == 0.0
     assert "truncated BPTT of depth 2" in r.diagnoses[0].evidence

@@ -34,6 +34,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PASS_FILE = REF / "lstm_functional.py"
 FAIL_FILE = ZOO / "lstm_dc_next_missing_forget_xfirst.py"
 FAIL_ID = "lstm.dc-next-missing-forget"
+WARN_FILE = ZOO / "softmax_unstable.py"
 
 
 # ---------------------------------------------------------------------------- reports
@@ -58,6 +59,14 @@ def fail_report():
     from bpttcheck.check.engine import check
 
     return check(str(FAIL_FILE), engine_options())
+
+
+@pytest.fixture(scope="module")
+def warn_report():
+    """Correct gradients, a softmax without max-subtraction: a pass with a warning."""
+    from bpttcheck.check.engine import check
+
+    return check(str(WARN_FILE), engine_options())
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +337,18 @@ def test_passing_report(pass_report):
 
 
 @pytest.mark.slow
+def test_warning_report(warn_report):
+    assert warn_report.verdict == "pass" and warn_report.diagnoses == []
+    page = render(warn_report)
+    assert_self_contained(page)
+    text = html.unescape(page)
+    assert "checks passed, 1 with a warning" in text
+    assert 'id="warnings"' in page and 'id="diagnoses"' not in page
+    assert 'data-id="softmax.unstable"' in page and warn_report.warnings[0].fix in text
+    assert '<tr class="warn"><td class="cname">probe.large-logits' in page
+
+
+@pytest.mark.slow
 def test_failing_lstm_report(fail_report):
     assert fail_report.verdict == "fail"
     page = render(fail_report)
@@ -480,6 +501,8 @@ BROWSER_PAGES = {
              "#flow-loss svg", "#details"],
     "fail": ["#verdict", "table.groups", "#groups tr[data-group]", ".dcard pre.fix",
              "#flow-dh svg", "#flow-loss svg"],
+    "warn": ["#verdict", "#warnings .dcard.warn", "#warnings .dcard.warn pre.fix",
+             "#checks tr.warn .badge.warn"],
     "error": ["#verdict", "#error pre.output", "#details"],
     "synthetic": ["#verdict", "table.groups", ".dcard pre.fix", "svg.heatmap",
                   "#flow-dh svg.linechart", "#flow-pre svg.linechart", "#flow-loss svg.barchart"],
@@ -503,6 +526,12 @@ def test_report_in_chromium(name, browser, tmp_path, request):
             assert_visible(page, sel)
         banner = page.query_selector("#verdict .verdict")
         assert banner.inner_text().strip() == r.verdict.upper()
+        if name == "warn":  # the warning is shown, and tinted apart from a failure
+            card = page.query_selector("#warnings .dcard.warn")
+            assert "softmax.unstable" in card.inner_text()
+            tint = card.evaluate("e => getComputedStyle(e).backgroundColor")
+            rgb = [int(x) for x in re.findall(r"\d+", tint)[:3]]
+            assert rgb[0] > rgb[2] + 20 and rgb[1] > rgb[2] + 20, tint  # amber, not red
         assert page.evaluate("document.querySelectorAll('script').length") == 0
         assert page.title() == f"bpttcheck {r.verdict.upper()}: {os.path.basename(r.path)}"
         img = assert_not_blank(page.screenshot(full_page=True))

@@ -83,11 +83,11 @@ def test_wildml_truncated_bug_fails_in_its_groups(name):
     assert labelled_groups(path, WILDML) <= failing(r)
 
 
-@pytest.mark.xfail(strict=True, reason="bptt.truncated note not implemented yet")
 def test_wildml_truncated_passes_with_note():
     r = run(WILD / "wildml" / "rnn_numpy.py")
     assert r.verdict == "pass"
-    assert any(n.id == "bptt.truncated" for n in r.notes)
+    note = next(n for n in r.notes if n.id == "bptt.truncated")
+    assert "bptt_truncate = 4" in note.evidence  # the tutorial's own setting
 
 
 def test_wildml_params_modified():

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.check.cases import make_case, random_direction
+from bpttcheck.check.cases import Case, make_case, random_direction
 from bpttcheck.check.findings import Findings
+from bpttcheck.check.model import facts_of
 from bpttcheck.check.numerics import (
     compare,
     directional_check,
@@ -17,6 +18,7 @@ from bpttcheck.check.numerics import (
 )
 from bpttcheck.check.probe import Probe, loss_rtol
 from bpttcheck.check.recorder import Recorder, fd_result, group_result
+from bpttcheck.check.truncation import truncated
 from bpttcheck.errors import UserCodeError
 
 SMALL_MODEL = 5000  # parameters: below this every group gets its own finite-difference check
@@ -28,9 +30,7 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
     r.tolerances["loss_rtol"] = rtol
     r.loss = {"user": o.loss, "reference": o.ref.loss}
     if o.reduction == "mean":
-        rec.note("loss.mean", "Loss averaged over time",
-                 f"your loss {o.loss:.10g} equals the reference's sum {o.ref.loss * o.case.dims.T:.10g} "
-                 f"divided by T = {o.case.dims.T}; gradients are checked against the mean")
+        _note_mean(rec, probe, f)
     ok = probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case)
     message = (f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
                f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance "
@@ -56,13 +56,32 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
                 f"(tolerance {cmp.tolerance:.1e})")
 
 
-def check_groups(rec: Recorder, probe: Probe, f: Findings) -> None:
+def _note_mean(rec: Recorder, probe: Probe, f: Findings) -> None:
+    """The loss.mean note, stating only what was measured: the reference's own sum, and an
+    equality only when the user's loss is that sum divided by T (the reduction may also have
+    been read off the gradients, when the loss matches neither)."""
+    o, T = f.observation, f.observation.case.dims.T
+    total = probe.reference(o.case, f.dtype, "sum").loss
+    if probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
+        rec.note("loss.mean", "Loss averaged over time",
+                 f"your loss {o.loss:.10g} equals the reference's sum {total:.10g} divided by "
+                 f"T = {T} ({o.ref.loss:.10g}); gradients are checked against the mean")
+    else:
+        rec.note("loss.mean", "Gradients averaged over time",
+                 f"your loss {o.loss:.10g} is neither the reference's sum {total:.10g} nor its "
+                 f"mean over T = {T} steps {o.ref.loss:.10g}; your gradients are closer to the "
+                 f"mean's, so they are checked against the mean")
+
+
+def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool = True) -> None:
     o, r = f.observation, rec.report
     d = o.case.dims
     rtol = oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y)
     r.tolerances["grad_rtol"] = rtol
     if f.nonstandard:  # no reference to compare with: check_fd judges every group
         return
+    if allow_truncated:
+        _recognise_truncation(rec, probe, f, rtol)
     clip = clip_level(o.grads, o.ref.grads, rtol)
     for k in probe.arch.param_names:
         u, ref = o.grads[k], o.ref.grads[k]
@@ -75,7 +94,9 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings) -> None:
                 cmp, clipped = c2, clip
         if not cmp.passed:
             f.failing_groups.append(k)
-        g, message = group_result(k, o.layout.user_name(k), cmp, f"d{k}", clipped)
+        what = f"d{k}" + (f" (against BPTT truncated at {f.truncated} steps)"
+                          if k in f.truncated_groups else "")
+        g, message = group_result(k, o.layout.user_name(k), cmp, what, clipped)
         r.groups.append(g)
         rec.add(f"grad.{k}", cmp.passed, message)
     if clip is not None and any(g.clipped_at for g in r.groups):
@@ -84,6 +105,59 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings) -> None:
                  f"entries of {', '.join(groups)} are pinned at ±{clip:g} exactly where the "
                  f"reference exceeds {clip:g}; everything else matches. Clipping is fine for "
                  f"training; it is not part of the gradient, so it was allowed for here.")
+
+
+MAX_TRUNCATION = 32  # depths tried: WildML truncates at 4 (k = 5)
+
+
+def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float) -> None:
+    """Truncated BPTT (each loss term back-propagated at most k steps) is a technique, not a
+    bug: when the gradients equal the reference truncated at some k < T (the results of the
+    first call; no new calls), they are judged against that reference from here on, and
+    finite differences, which can only agree with the full gradient, skip the groups it
+    changes (check_fd)."""
+    o = f.observation
+    T = o.case.dims.T
+
+    def agrees(ref, names=probe.arch.param_names) -> bool:
+        return all(compare(o.grads[k], ref.grads[k], rtol,
+                           magnitude=np.abs(ref.contrib[k]).sum(axis=0)).passed
+                   for k in names)
+
+    if T < 2 or agrees(o.ref) or not probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
+        return
+    # from k = 2: depth 1 (nothing from later steps) is the catalogue's rnn.missing-dh-next,
+    # a bug the contract names, not a truncation anyone chooses
+    native = True  # the reference plants truncation itself (RNN); else check/truncation.py
+    for k in range(2, min(T, MAX_TRUNCATION + 1)):
+        tr = probe.reference(o.case, f.dtype, o.reduction, frozenset({f"bptt.truncated:{k}"}))
+        if native and k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
+                                     for n in probe.arch.param_names):
+            native = False
+        if not native:
+            if facts_of(probe.arch).zero_state:
+                return  # its reference always starts from zero: no window from a later state
+            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction)
+        changed = [n for n in probe.arch.param_names  # beyond rounding: the windows' sums
+                   if not compare(tr.grads[n], o.ref.grads[n], rtol).passed]
+        if k == 2 and not agrees(o.ref, [n for n in probe.arch.param_names
+                                         if n not in changed]):
+            return  # a group truncation leaves alone is wrong: something else is
+        if agrees(tr):
+            f.truncated, f.truncated_groups = k, changed
+            o.ref = tr
+            names = ", ".join("d" + o.layout.user_name(n) for n in changed)
+            rec.note("bptt.truncated", f"Truncated BPTT of depth {k}",
+                     f"your {names} equal backpropagation through time truncated at {k} "
+                     f"step(s): each step's loss is back-propagated through at most {k} "
+                     f"step(s), its own included, so the first loss term cut short is step "
+                     f"t = {k}'s (it stops at step 1, not 0), and step t's reaches back to "
+                     f"step t-{k - 1} (`bptt_truncate = {k - 1}` in the WildML tutorial's terms). "
+                     f"Truncation is a training technique, not the gradient of "
+                     f"the loss: your gradients were checked against the truncated reference, "
+                     f"and finite differences were skipped for these groups. A spec with "
+                     f"[checks] \"bptt.truncated\" = \"fail\" requires full BPTT instead.")
+            return
 
 
 def check_behaviour(rec: Recorder, w, f: Findings) -> None:
@@ -110,10 +184,10 @@ def check_behaviour(rec: Recorder, w, f: Findings) -> None:
 
 
 def check_large_logits(rec: Recorder, w, probe: Probe, f: Findings) -> None:
-    """Logits near 1000: exp overflows unless the softmax subtracts the max first."""
+    """Logits near 1000: exp overflows unless the softmax subtracts the max first. A finding
+    here is a warning by default (check/severity.py): the gradient itself is right."""
     o = f.observation
-    case = make_case(probe.arch, o.case.dims, o.case.seed + 31, logit_scale=600.0)
-    ref = probe.reference(case, f.dtype)
+    case, ref, top = large_logit_case(probe, o.case, f.dtype)
     if not all(np.all(np.isfinite(g)) for g in ref.grads.values()):
         return
     try:
@@ -121,18 +195,58 @@ def check_large_logits(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     except UserCodeError as e:
         if e.kind != "exception":
             raise
-        f.large_logit_evidence = f"with logits of order 1000 your code raised: {e.message}"
+        f.large_logit_evidence = (f"with logits up to about {top:.0f} your code raised: "
+                                  f"{e.message}")
         rec.add("probe.large-logits", False, f.large_logit_evidence)
         return
     bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
     if bad:
         f.large_logit_evidence = (
-            f"on a case whose logits reach about 1000 (the reference stays finite: loss "
+            f"on a case whose largest logit is about {top:.0f} (the reference stays finite: loss "
             f"{ref.loss:.6g}), your gradients {', '.join('d' + k for k in bad)} contain NaN or "
             f"inf and your loss is {loss:.6g}: exp(z) overflows above z = 709")
     rec.add("probe.large-logits", not bad,
-            "logits of order 1000: your gradients stay finite" if not bad else
+            f"logits up to about {top:.0f}: your gradients stay finite" if not bad else
             f.large_logit_evidence)
+
+
+LARGE_LOGIT = 1000.0  # the probe's largest logit: exp overflows above 709 (float64)
+
+
+def large_logit_case(probe: Probe, base: Case, dtype: str):
+    """(case, its reference, its largest logit): the base case's parameters with the output
+    weights scaled until the reference's largest logit is about LARGE_LOGIT. The hidden states
+    do not depend on the output layer, so logits grow linearly with its scale; a fixed scale
+    would leave an LSTM's logits (h = o * tanh(c) is small) far below overflow."""
+    d, seed = base.dims, base.seed + 31
+    case = make_case(probe.arch, d, seed)
+    ref = probe.reference(case, dtype)
+    parts = _logit_parts(case, ref)
+    if parts is None:  # an architecture without hidden states in its trace: a fixed scale
+        case = make_case(probe.arch, d, seed, logit_scale=600.0)
+        return case, probe.reference(case, dtype), float("nan")
+    weighted, bias = parts
+    scale = (LARGE_LOGIT - bias) / max(weighted, 1e-3)
+    for _ in range(6):  # float32 rounding moves the logits a little: check they got there
+        case = make_case(probe.arch, d, seed, logit_scale=scale)
+        ref = probe.reference(case, dtype)
+        weighted, bias = _logit_parts(case, ref)
+        if weighted + bias > 0.8 * LARGE_LOGIT:
+            break
+        scale *= 2.0
+    return case, ref, weighted + bias
+
+
+def _logit_parts(case: Case, ref) -> tuple[float, float] | None:
+    """(max_t max_i (W_out @ h[t+1])_i, the output bias's largest entry) of the reference: the
+    output weight is the last (Y, H) matrix, the bias the last (Y,) vector (0 if none)."""
+    d = case.dims
+    outs = [k for k, v in case.params.items() if v.shape == (d.Y, d.H)]
+    if getattr(ref, "hs", None) is None or not outs:
+        return None
+    z = np.asarray(ref.hs[1:], dtype=np.float64) @ case.params[outs[-1]].T  # (T, Y)
+    b = [float(np.max(v)) for v in case.params.values() if v.shape == (d.Y,)]
+    return float(np.max(z)), (b[-1] if b else 0.0)
 
 
 def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
@@ -167,13 +281,17 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if clipped:  # the joint check includes clipped groups: judge it only on the per-group ones
         joint_check.status = "skip"
         joint_check.message += " (not judged: your function clips its gradients)"
+    elif f.truncated:  # ... or truncated ones
+        joint_check.status = "skip"
+        joint_check.message += (f" (not judged: your gradients are BPTT truncated at "
+                                f"{f.truncated} steps)")
     if f.nonstandard:
         _groups_from_fd(rec, o, f, dict(zip(names, checks[1:], strict=True)))
         return
     for k, dc in zip(names, checks[1:]):
         g = next(g for g in r.groups if g.name == k)
         # clipping makes the gradient differ from the loss's derivative
-        status = "skip" if g.clipped_at is not None else None
+        status = "skip" if g.clipped_at is not None or k in f.truncated_groups else None
         g.fd, message = fd_result(dc, k, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from bpttcheck import __version__
+from bpttcheck.check import severity
 from bpttcheck.check.findings import Observation  # noqa: F401 - re-exported: its old home
 from bpttcheck.check.recorder import Recorder
 from bpttcheck.errors import UserCodeError
@@ -32,6 +33,9 @@ class Options:
     # a forward that is no standard model (nor a variant of one) fails, instead of being
     # judged by finite differences of its own loss (spec: model = "standard")
     require_standard: bool = False
+    # severity per check or finding id ("probe.large-logits", "softmax.unstable",
+    # "bptt.truncated" -> "fail" | "warning"; spec [checks], check/severity.py)
+    checks: dict[str, str] = field(default_factory=dict)
 
 
 def check(path: str, opts: Options | None = None) -> Report:
@@ -52,6 +56,7 @@ def check(path: str, opts: Options | None = None) -> Report:
         r.evaluations = getattr(worker, "evaluations", 0)
     r.timings["total"] = round(time.perf_counter() - t0, 4)
     if r.verdict != "error":
+        severity.apply(r, opts.checks)
         r.verdict = "pass" if all(c.status != "fail" for c in r.checks) else "fail"
     if r.verdict == "pass":
         r.diagnoses = []

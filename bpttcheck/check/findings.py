@@ -46,6 +46,9 @@ class Findings:
     # differs; the gradients are then judged by finite differences of the user's own loss
     nonstandard: str | None = None
     fd_checks: dict[str, DirectionalCheck] = field(default_factory=dict)  # per group
+    # truncated BPTT recognised (checks._recognise_truncation): its depth, the groups it changes
+    truncated: int | None = None
+    truncated_groups: list[str] = field(default_factory=list)
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

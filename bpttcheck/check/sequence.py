@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bpttcheck.check import views
+from bpttcheck.check import severity, views
 from bpttcheck.check.cases import DEFAULT_DIMS, make_case
 from bpttcheck.check.checks import (
     check_behaviour,
@@ -64,7 +64,8 @@ class SequenceChecker:
                              nonstandard=self.nonstandard)
                 r.dtype, r.reduction = f.dtype, obs.reduction
                 check_forward(rec, self.probe, f)
-                check_groups(rec, self.probe, f)
+                check_groups(rec, self.probe, f,
+                             allow_truncated=severity.allows(opts.checks, "bptt.truncated"))
         with rec.timed("behaviour"):
             with rec.shared():
                 check_behaviour(rec, self.w, f)
