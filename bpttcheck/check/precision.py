@@ -89,7 +89,9 @@ def _float64_stored_narrow(probe: UserProbe, obs: Observation, result: tuple,
     """Gradients returned as float32 by code whose loss is float64-exact (unrounded inputs,
     float64 arithmetic): judged at float64, allowing only the one rounding on the way out.
     Casting float64 results to float32 does not buy float32's tolerances."""
-    if probe.precision or not isinstance(obs.loss, float):
+    if probe.precision or not isinstance(obs.loss, float) or returned != "float32":
+        # float16 keeps its meaning (float32 arithmetic rounded once to float16, CONTRACT §7):
+        # its one rounding alone exceeds what float64's finite-difference check allows
         return None
     exact = probe.reference(obs.case, "float64", obs.reduction)
     if not loss_matches(obs.loss, exact.loss, "float64", obs.case):
