@@ -201,6 +201,6 @@ def test_layer_candidates_come_from_the_catalogue():
                                                   "rnn.whh-not-transposed",
                                                   "rnn.tanh-derivative-missing"]
     assert set(catalogue.unit_mutants("lstm")) == {
-        "rnn.missing-dh-next", "lstm.cell-tanh-derivative-missing",
+        "lstm.missing-dh-next", "lstm.cell-tanh-derivative-missing",
         "lstm.dc-next-missing-forget"} | {f"lstm.gate-derivative-reapplied:{g}" for g in "ifog"}
     assert "bptt.truncated" not in str(catalogue.mutants("rnn"))  # a measurement, not an id

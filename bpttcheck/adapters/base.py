@@ -172,16 +172,22 @@ def snapshot(named: dict[str, Any]) -> dict[str, Any]:
             for k, v in named.items()}
 
 
-def modified(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Names whose value the user's call changed in place."""
-    out = []
+def modified(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float | None]:
+    """Names whose value the user's call changed in place -> the largest change of an entry
+    (None where it is no number: a new shape, a list, NaN). A dict, so code that only wants
+    the names (``', '.join(changed)``, ``not changed``) reads it as it read the list."""
+    out: dict[str, float | None] = {}
     for k, b in before.items():
         a = after[k]
         if isinstance(b, np.ndarray):
-            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
-                out.append(k)
+            if a.shape != b.shape:
+                out[k] = None
+            elif not np.array_equal(a, b, equal_nan=True):
+                with np.errstate(all="ignore"):
+                    big = float(np.nanmax(np.abs(np.asarray(a, dtype=np.float64) - b)))
+                out[k] = big if np.isfinite(big) else None
         elif a != b:
-            out.append(k)
+            out[k] = None
     return out
 
 

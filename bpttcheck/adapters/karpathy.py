@@ -67,6 +67,17 @@ class KarpathyAdapter(PythonAdapter):
         flat = {c: (s[0],) if c[0] == "b" else s for c, s in shapes.items()}
         self.dims = dims_from_shapes(self.arch_name, flat)
         self.order = self._return_order()
+        # globals kept in a narrower float (float32, to halve memory): the code computes in it,
+        # so the parameters are handed over in it too, and it is judged at that precision
+        self.narrow = {g: arrays[g].dtype for g in self.globals.values() if g in arrays
+                       and np.issubdtype(arrays[g].dtype, np.floating)
+                       and arrays[g].dtype.itemsize < 8}
+        if self.narrow:
+            names = ", ".join(f"{g} {d}" for g, d in self.narrow.items())
+            self.notes.append({"id": "precision", "title": "Parameters kept in your globals' dtype",
+                               "evidence": f"your globals are {names}: your code computes in "
+                                           f"that precision, so they were set in it for every "
+                                           f"call and judged at its precision"})
 
     def _by_elimination(self, arch, arrays: dict) -> None:
         """One gate matrix left unnamed (Wcc, Wa, ...) while the others are known: the one
@@ -150,11 +161,11 @@ class KarpathyAdapter(PythonAdapter):
         user = layout.params_to_user(self.arch, P, H)
         g = vars(self.module)
         for k, v in user.items():
-            g[k] = v
+            g[k] = v.astype(self.narrow[k]) if k in self.narrow else v
         states = [s.reshape(-1, 1) if layout.column else s.copy()
                   for s in layout.state_to_user(state)]
         xs_l, ys_l = list(xs), list(ys)
-        before = snapshot({**user, "inputs": xs_l, "targets": ys_l})
+        before = snapshot({**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})
         with _size_globals(g, self.dims.X, H, len(xs)):
             out = self.fn(xs_l, ys_l, *states)
         changes = modified(before, {**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})

@@ -25,16 +25,20 @@ class Case:
     def with_params(self, params: dict[str, np.ndarray]) -> Case:
         return Case(self.arch, self.dims, params, self.xs, self.ys, self.state, self.seed)
 
-    def rounded(self, dtype) -> Case:
-        """The case as a user computing in ``dtype`` actually sees it."""
-        cast = lambda a: np.asarray(a, dtype=dtype).astype(np.float64)
-        return Case(self.arch, self.dims, {k: cast(v) for k, v in self.params.items()},
-                    self.xs, self.ys, tuple(cast(s) for s in self.state), self.seed)
+    def rounded(self, dtype, parts: frozenset[str] = frozenset({"params", "state"})) -> Case:
+        """The case as a user computing in ``dtype`` actually sees it; ``parts`` says what
+        the code rounds (its parameters, its initial state) when that is not everything."""
+        def cast(a):
+            return np.asarray(a, dtype=dtype).astype(np.float64)
+
+        params = {k: cast(v) for k, v in self.params.items()} if "params" in parts else self.params
+        state = tuple(cast(s) for s in self.state) if "state" in parts else self.state
+        return Case(self.arch, self.dims, params, self.xs, self.ys, state, self.seed)
 
 
 def _cover(n: int, T: int, rng: np.random.Generator) -> list[int]:
     """T tokens in 0..n-1 in random order, every token present when T >= n."""
-    base = np.arange(n) if T >= n else rng.choice(n, size=T, replace=False)
+    base = np.arange(n) if n <= T else rng.choice(n, size=T, replace=False)
     rest = rng.integers(0, n, size=max(T - len(base), 0))
     seq = np.concatenate([base, rest])
     rng.shuffle(seq)

@@ -85,6 +85,13 @@ BUGS: list[Bug] = [
                          'for g in grads.values(): g /= T   # scale loss and gradients alike',
                'c': 'return loss;   /* or divide every gradient by T as well */'},
         variants=('mean-loss', 'mean-grad')),
+    Bug('loss.mean-over-classes', ALL,
+        'Output gradient (or loss and gradient) divided by the number of classes',
+        fixes={'python': 'loss += -np.log(p[target])        # a sum over the classes (one term), not np.mean(onehot * log p)\n'
+                         'dy = p.copy(); dy[target] -= 1    # dL/dz = p - onehot: no division by vocab_size',
+               'c': 'loss -= logf(p[targets[t]]);   /* not divided by Y */\n'
+                    'for (k = 0; k < Y; k++) dy[k] = p[k] - (k == targets[t]);   /* no / Y */'},
+        variants=('grads', 'both')),
     Bug('rnn.dwhy-uses-prev-h', ('rnn',),
         'dWhy built from the previous hidden state h[t]',
         fixes={'python': 'dWhy += np.outer(dy, h[t + 1])   # the state the logits came from (h[0] holds h0;\n'
@@ -104,7 +111,17 @@ BUGS: list[Bug] = [
                'layers': 'dprev_h = np.zeros_like(h0)                     # (N, H)\n'
                          'for t in reversed(range(T)):\n'
                          '    dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, cache[t])'},
-        units=('rnn', 'lstm', 'gru')),
+        units=('rnn', 'gru')),
+    Bug('lstm.missing-dh-next', ('lstm',),
+        'LSTM dh lacks the gradient from later time steps (dh_next)',
+        fixes={'python': 'dh = Wy.T @ dy + dh_next          # h[t+1] also feeds step t+1: add what came back from it\n'
+                         'dh_next = dv[:H]                  # ...and keep passing it back (dc_next too)',
+               'c': 'for (i = 0; i < H; i++) { dh[i] = dh_next[i];   /* not 0: later steps reach h[t+1] */\n'
+                    '    for (k = 0; k < Y; k++) dh[i] += Wy[k*H + i] * dy[k]; }',
+               'layers': 'dprev_h = np.zeros_like(h0)                     # (N, H)\n'
+                         'for t in reversed(range(T)):\n'
+                         '    dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t] + dprev_h, dprev_c, cache[t])'},
+        units=('lstm',)),
     Bug('rnn.whh-not-transposed', ('rnn',),
         'dh_next uses Whh instead of Whh.T',
         fixes={'python': 'dh_next = Whh.T @ dhraw           # back through h[t+1] = tanh(Whh @ h[t] + ...)',
@@ -122,6 +139,16 @@ BUGS: list[Bug] = [
         fixes={'python': 'dW += ...   # parameters are shared by every time step: sum their contributions',
                'c': 'dW[i*n + j] += ...;   /* +=: every time step contributes */',
                'layers': 'dWx += dWx_t; dWh += dWh_t; db += db_t           # every step adds its share'},
+        planted=False),
+    Bug('grad.params-modified', ALL,
+        'The call changes the parameters it was given',
+        fixes={'python': 'grads = {k: np.zeros_like(v) for k, v in params.items()}  # own buffers, never the parameters\n'
+                         'loss, grads, h = loss_and_grads(params, ...)         # the update (SGD, Adagrad) belongs\n'
+                         'for k in params: params[k] -= lr * grads[k]          # in the training loop, after the call',
+               'c': '/* params are const: write gradients only into grads[], and update the\n'
+                    '   parameters in the training loop, after the call */',
+               'layers': 'dWx = np.zeros_like(Wx)                         # a new array, not Wx itself\n'
+                         '# update parameters outside the backward function'},
         planted=False),
     Bug('grad.not-reset', ALL,
         'Gradient accumulators (or dh_next) not reset between calls',

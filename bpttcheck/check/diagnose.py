@@ -40,6 +40,10 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
                         ["Why" if "Why" in m.names else "Wy"], f.large_logit_evidence, exact=True))
     if f.failed("behaviour.repeat"):
         out.append(_not_reset(f, m))
+    if f.failed("behaviour.inputs-unchanged"):
+        moved = _params_modified(f, m)
+        if moved:
+            out.append(moved)
     poisoned = _poisoned(m)
     if poisoned:
         out.append(poisoned)
@@ -157,6 +161,34 @@ def _not_reset(f: Findings, m: Matcher) -> Diagnosis:
     return diag("grad.not-reset", 0.97 if first_ok else 0.8,
                 [k for k in m.names if not np.array_equal(o.grads[k], g2[k])], ev,
                 exact=first_ok)
+
+
+def _params_modified(f: Findings, m: Matcher) -> Diagnosis | None:
+    """The call changed the parameter arrays it was given (a training step inside the
+    gradient function, a gradient buffer that is a parameter). The gradients of that call can
+    be right; every later call, and the caller's model, sees moved parameters."""
+    o = f.observation
+    changed = o.info.get("modified") or {}
+    if not isinstance(changed, dict):  # a plugin adapter's list of names
+        changed = dict.fromkeys(changed)
+    groups = [k for k in m.names if o.layout.user_name(k) in changed]
+    if not groups:
+        return None  # only the inputs or the state were touched: the check says so
+    parts = []
+    for k in groups:
+        size = changed[o.layout.user_name(k)]
+        parts.append(f"{o.layout.user_name(k)} (by up to {size:.3g})" if size is not None
+                     else o.layout.user_name(k))
+    others = [n for n in changed if n not in {o.layout.user_name(k) for k in groups}]
+    clean = not (m.failing or m.loss_bad)
+    ev = (f"after one call your code had changed the parameters it was given: "
+          f"{', '.join(parts)}" + (f" (and {', '.join(others)})" if others else "")
+          + (". The loss and gradients of that call match the reference, so the gradient "
+             "computation is right; but whoever calls it (a training loop, a gradient check) "
+             "sees different parameters afterwards" if clean else
+             ". Other groups fail too: a gradient function that moves the parameters is "
+             "wrong whatever else is"))
+    return diag("grad.params-modified", 0.97 if clean else 0.7, groups, ev, exact=clean)
 
 
 def _poisoned(m: Matcher) -> Diagnosis | None:

@@ -20,7 +20,14 @@ MATCH_SLACK = 30.0
 
 
 def eps_of(dtype) -> float:
-    return float(np.finfo(np.dtype(dtype)).eps)
+    return float(np.finfo(stored_dtype(dtype)).eps)
+
+
+def stored_dtype(dtype) -> np.dtype:
+    """The dtype results are stored in. A judged precision may name the arithmetic and the
+    storage apart, "float64/float32": computed in float64 (its loss shows it), returned as
+    float32 (check/precision.py); a plain dtype is both."""
+    return np.dtype(dtype.split("/")[-1] if isinstance(dtype, str) else dtype)
 
 
 def arithmetic_dtype(dtype) -> np.dtype:
@@ -32,6 +39,8 @@ def arithmetic_dtype(dtype) -> np.dtype:
     (100 ulps x sqrt(terms) is most of the value in float16) would swamp the bugs a check is
     for, and numpy code that returns float16 mostly computed in something wider. The rounding
     on the way out is allowed for by oracle_rtol."""
+    if isinstance(dtype, str) and "/" in dtype:  # the arithmetic named apart from the storage
+        return arithmetic_dtype(dtype.split("/")[0])
     d = np.dtype(dtype)
     return np.dtype(np.float32) if d.itemsize <= 4 else np.dtype(np.float64)
 
@@ -49,7 +58,7 @@ def oracle_rtol(dtype, T: int, width: int) -> float:
     stored narrower than its arithmetic (float16) adds one rounding of its own: eps of the
     stored type (the bound is taken relative to |r| + scale, so eps covers a half-ulp twice)."""
     work = arithmetic_dtype(dtype)
-    stored = eps_of(dtype) if np.dtype(dtype).itemsize < work.itemsize else 0.0
+    stored = eps_of(dtype) if stored_dtype(dtype).itemsize < work.itemsize else 0.0
     return ULPS * eps_of(work) * math.sqrt(max(T, 1) * max(width, 1)) + stored
 
 

@@ -33,9 +33,13 @@ class Calls(Protocol):
 
 
 def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
-              bugs: frozenset[str] = frozenset()) -> Trace:
-    """The float64 reference at the case as a user computing in ``dtype`` sees it."""
-    c = case.rounded(np.float32) if arithmetic_dtype(dtype) == np.float32 else case
+              bugs: frozenset[str] = frozenset(), rounding: frozenset[str] = frozenset()) -> Trace:
+    """The float64 reference at the case as a user computing in ``dtype`` sees it (and, for
+    float64 code that rounds its parameters or state to float32 first, ``rounding``)."""
+    if arithmetic_dtype(dtype) == np.float32:
+        c = case.rounded(np.float32)
+    else:
+        c = case.rounded(np.float32, rounding) if rounding else case
     return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction)
 
 
@@ -57,10 +61,15 @@ class UserProbe:
     def __init__(self, calls: Calls, arch: Arch, caps: dict):
         self.calls, self.arch, self.caps = calls, arch, caps
         self.variant: frozenset[str] = frozenset()
+        # the precision the code was found to compute in, when it is not the dtype of what it
+        # returns (check/precision.py): the judged dtype, and what it rounds to float32 first
+        self.precision: str | None = None
+        self.rounding: frozenset[str] = frozenset()
 
     def reference(self, case: Case, dtype: str, reduction: str = "sum",
                   bugs: frozenset[str] = frozenset()) -> Trace:
-        return reference(self.arch, case, dtype, reduction, frozenset(bugs) | self.variant)
+        return reference(self.arch, case, dtype, reduction, frozenset(bugs) | self.variant,
+                         self.rounding)
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
         return loss_matches(user, ref, dtype, case)
@@ -74,6 +83,8 @@ class UserProbe:
         time) is read off the loss, or, when the loss matches neither, off which one the
         gradients are closer to."""
         loss, grads, state, info = result
+        if self.precision:  # judged at the precision found, whatever the arrays' dtype
+            info = {**info, "dtype": self.precision}
         dtype = info.get("dtype", "float64")
         ref_sum = self.reference(case, dtype)
         reduction = "sum"

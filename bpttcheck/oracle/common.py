@@ -79,14 +79,19 @@ def softmax_xent(z: np.ndarray, target: int, bugs: frozenset[str]) -> tuple[np.n
             zs = z - np.max(z)
             e = np.exp(zs)
             p = e / np.sum(e)
-            return p, float(np.log(np.sum(e)) - zs[target])  # log-sum-exp: finite even if p underflows
+            loss = float(np.log(np.sum(e)) - zs[target])  # log-sum-exp: finite even if p underflows
+            return p, loss / len(z) if has(bugs, "loss.mean-over-classes") == "both" else loss
         return p, float(-np.log(p[target]))
 
 
 def output_grad(p: np.ndarray, target: int, bugs: frozenset[str]) -> np.ndarray:
-    """dL/dz for softmax + cross-entropy: p - onehot(target) (or its sign-flipped bug)."""
+    """dL/dz for softmax + cross-entropy: p - onehot(target) (or its sign-flipped bug, or the
+    mean-over-classes bug: divided by Y, with the loss itself divided too in variant "both",
+    the loss -mean(onehot * log p) over the Y classes)."""
     dy = p.copy()  # (Y,)
     dy[target] -= 1.0
+    if has(bugs, "loss.mean-over-classes") is not None:
+        dy /= len(p)
     return -dy if has(bugs, "loss.dy-sign") is not None else dy
 
 

@@ -8,7 +8,7 @@ Forward next to backward, as the user writes them. ``bugs`` plants the known mis
 ``lstm.cell-tanh-derivative-missing``, ``lstm.gate-derivative-reapplied:<gate>``,
 ``rnn.dwhh-uses-current-h`` (step bugs,
 inherited by the sequence functions that call the step) and ``rnn.missing-dh-next``
-(sequence functions)."""
+(sequence functions; ``lstm.missing-dh-next`` for the LSTM's)."""
 from __future__ import annotations
 
 import numpy as np
@@ -114,7 +114,7 @@ def lstm_backward(dh, caches, bugs=frozenset(), contrib=None):
     dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
     steps = []
     for t in reversed(range(T)):
-        up = dh[:, t] if has(bugs, "rnn.missing-dh-next") is not None else dh[:, t] + dprev_h
+        up = dh[:, t] if has(bugs, "lstm.missing-dh-next") is not None else dh[:, t] + dprev_h
         dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
             up, dprev_c, caches[t], bugs)
         dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t

@@ -82,7 +82,9 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         dy = output_grad(ps[t], ys[t], bugs)  # (Y,)
         c["Wy"][t] = np.outer(dy, h_cur)
         c["by"][t] = dy
-        dh = Wy.T @ dy + dh_next  # (H,)
+        dh = Wy.T @ dy  # (H,)
+        if has(bugs, "lstm.missing-dh-next") is None:
+            dh = dh + dh_next  # later steps reach h[t+1] through dh_next
         dhs[t] = dh
         tc = squash(c_cur)  # (H,)
         do = dh * tc

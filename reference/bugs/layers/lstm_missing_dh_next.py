@@ -1,4 +1,4 @@
-# bpttcheck-expect: rnn.missing-dh-next
+# bpttcheck-expect: lstm.missing-dh-next
 # functions: lstm_backward
 # bug: lstm_backward calls lstm_step_backward with dh[:, t] only: the dprev_h coming back from step t+1 is dropped (dprev_c is still passed on)
 """
