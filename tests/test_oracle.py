@@ -1,7 +1,8 @@
 """The float64 reference: the worked example of seed 002 to the printed digits, and agreement
 with high-accuracy finite differences for every shape, seed and sequence length."""
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bpttcheck.check.cases import make_case
 from bpttcheck.oracle import gru, lstm, rnn

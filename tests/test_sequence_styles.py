@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from bpttcheck.archmeta import Dims
 from bpttcheck.check.engine import Options, check
 from bpttcheck.check.model import ModelFacts, declared
 from bpttcheck.oracle import rnn
+from conftest import ROOT
 
 WILD = ROOT / "reference" / "wild"
 CONTRACT_IDS = set(re.findall(r"^\| `([a-z0-9.-]+)` \|", (ROOT / "docs" / "CONTRACT.md")
@@ -213,7 +213,7 @@ def test_size_globals_set_for_the_call_and_restored():
     from bpttcheck.adapters.karpathy import KarpathyAdapter
     mod = types.ModuleType("m")
     mod.__bpttcheck_source__ = KARPATHY_SIZES
-    exec(KARPATHY_SIZES, mod.__dict__)  # noqa: S102 - the test's own module
+    exec(KARPATHY_SIZES, mod.__dict__)
     a = KarpathyAdapter(mod, "m.py", {})
     desc = a.describe()
     a.prepare(Dims(T=6, X=5, H=4, Y=5))

@@ -47,7 +47,7 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
                  + ("return it last from lossFun (..., hs[len(inputs)-1]) to have it "
                     "compared" if probe.caps["entry"] == "lossFun" else
                     "return (loss, grads, last_state) to have it compared"))
-    for name, user, ref in zip(probe.arch.state_names, o.state, o.ref.state):
+    for name, user, ref in zip(probe.arch.state_names, o.state, o.ref.state, strict=False):
         if user is None:
             continue
         cmp = compare(user, ref, rtol)
@@ -177,7 +177,7 @@ def check_behaviour(rec: Recorder, w, f: Findings) -> None:
     loss2, grads2, _, _ = w.call(o.case, o.layout)
     diffs = {k: 0.0 if np.array_equal(grads2[k], o.grads[k], equal_nan=True) else
              float(np.nanmax(np.abs(grads2[k] - o.grads[k]))) for k in o.grads}
-    worst = max(diffs, key=diffs.get)
+    worst = max(diffs, key=lambda k: diffs[k])
     same = (loss2 == o.loss or (np.isnan(loss2) and np.isnan(o.loss))
             or abs(loss2 - o.loss) <= 1e-12 * max(abs(o.loss), 1))
     same = same and all(v <= 1e-12 * max(float(np.max(np.abs(o.grads[k]))), 1e-300)
@@ -213,8 +213,7 @@ def check_large_logits(rec: Recorder, w, probe: Probe, f: Findings) -> None:
             f"{ref.loss:.6g}), your gradients {', '.join('d' + k for k in bad)} contain NaN or "
             f"inf and your loss is {loss:.6g}: exp(z) overflows above z = 709")
     rec.add("probe.large-logits", not bad,
-            f"logits up to about {top:.0f}: your gradients stay finite" if not bad else
-            f.large_logit_evidence)
+            f.large_logit_evidence or f"logits up to about {top:.0f}: your gradients stay finite")
 
 
 LARGE_LOGIT = 1000.0  # the probe's largest logit: exp overflows above 709 (float64)
@@ -237,7 +236,7 @@ def large_logit_case(probe: Probe, base: Case, dtype: str):
     for _ in range(6):  # float32 rounding moves the logits a little: check they got there
         case = make_case(probe.arch, d, seed, logit_scale=scale)
         ref = probe.reference(case, dtype)
-        weighted, bias = _logit_parts(case, ref)
+        weighted, bias = _logit_parts(case, ref) or parts
         if weighted + bias > 0.8 * LARGE_LOGIT:
             break
         scale *= 2.0
@@ -295,7 +294,7 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if f.nonstandard:
         _groups_from_fd(rec, o, f, dict(zip(names, checks[1:], strict=True)))
         return
-    for k, dc in zip(names, checks[1:]):
+    for k, dc in zip(names, checks[1:], strict=False):
         g = next(g for g in r.groups if g.name == k)
         # clipping makes the gradient differ from the loss's derivative
         status = "skip" if g.clipped_at is not None or k in f.truncated_groups else None

@@ -37,7 +37,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
     if f.failed("probe.large-logits"):
         alone = not (m.failing or m.loss_bad)  # else another bug is the first thing to fix
         out.append(diag("softmax.unstable", 0.95 if alone else 0.5,
-                        ["Why" if "Why" in m.names else "Wy"], f.large_logit_evidence, exact=True))
+                        ["Why" if "Why" in m.names else "Wy"], f.large_logit_evidence or "",
+                        exact=True))
     if f.failed("behaviour.repeat"):
         out.append(_not_reset(f, m))
     if f.failed("behaviour.inputs-unchanged"):
@@ -89,7 +90,7 @@ def _planted(m: Matcher, bugs: list[str], worst: float, changed: list[str]) -> l
     tr = m.trace(o, [])
     diffs = {k: float(np.max(np.abs(np.nan_to_num(o.grads[k] - tr.grads[k], nan=np.inf))))
              for k in changed}
-    worst_g = max(diffs, key=diffs.get) if diffs else None
+    worst_g = max(diffs, key=lambda k: diffs[k]) if diffs else None
     out = []
     for bug in bugs:
         bid = bug.split(":")[0]
@@ -119,9 +120,8 @@ def against_own_loss(f: Findings) -> Diagnosis:
     facts = "; ".join(f"d{k}: yours {f.fd_checks[k].analytic:.6g} along a random direction, "
                       f"finite differences {f.fd_checks[k].numeric:.6g}" for k in failing)
     c = next(iter(ratios.values()), None)
-    common = (c is not None and len(ratios) == len(failing)
-              and all(abs(x - c) <= 1e-4 * abs(c) for x in ratios.values()))
-    if common:
+    if c is not None and len(ratios) == len(failing) and all(
+            abs(x - c) <= 1e-4 * abs(c) for x in ratios.values()):
         said = (f"every failing gradient ({', '.join('d' + k for k in failing)}) is exactly "
                 f"{c:.6g} x the derivative of the loss your code returns")
         for factor, bid, why in ((d.T, "loss.mean-grad-sum", f"T = {d.T}: the loss is averaged "
@@ -145,6 +145,7 @@ def against_own_loss(f: Findings) -> Diagnosis:
 
 def _not_reset(f: Findings, m: Matcher) -> Diagnosis:
     o = f.observation
+    assert f.second_call is not None  # the behaviour check that failed made the second call
     loss2, g2 = f.second_call
     ratios = []
     for k in m.names:

@@ -77,7 +77,7 @@ def _not_run(f: LayerFindings, out: list[Diagnosis]) -> list[Diagnosis]:
         step = STEP_OF.get(unit)
         cause = next((d for d in out if any(g.startswith(f"{step}.") for g in d.groups)),
                      None)
-        if cause is None:
+        if cause is None or step is None:
             more.append(_layer_diag("layer.not-run", 0.9, unit, message,
                                     unit=_unit_label(f, unit)))
             continue
@@ -108,7 +108,7 @@ def _matches(run: UnitRun, f: LayerFindings):
     for bug in catalogue.unit_mutants(u.name):
         _, mg = reference(u, c, frozenset({bug}))
         if all(g.shape == m.shape and compare(g, m, tol).passed
-               for g, m in zip(run.grads, mg)):
+               for g, m in zip(run.grads, mg, strict=False)):
             bid = bug.split(":")[0]
             var = bug.partition(":")[2]
             mine = f.user_groups([f"{u.name}.{g}" for g in run.failed])

@@ -6,7 +6,9 @@ The checked quantity of a unit is L = sum(dout * out) over its outputs (next_h, 
 an LSTM step), with random upstream gradients dout; every returned gradient is a group."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +111,7 @@ def make_case(u: Unit, seed: int) -> UnitCase:
         args = [x[:, 0], h0] + ([rng.normal(0, 0.5, (N, H))] if u.family == "lstm" else [])
         ups = [rng.normal(0, 1, (N, H)) for _ in u.outputs]
         return UnitCase(args + params, ups)
-    return UnitCase([x, h0] + params, [rng.normal(0, 1, (N, T, H))])
+    return UnitCase([x, h0, *params], [rng.normal(0, 1, (N, T, H))])
 
 
 def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
@@ -124,8 +126,10 @@ def reference(u: Unit, c: UnitCase, bugs=frozenset(), contrib=None):
     if u.name == "gru_step":
         out, cache = R.gru_step_forward(*c.args)
         return [out], list(R.gru_step_backward(c.ups[0], cache, bugs))
-    fwd, bwd = {"rnn": (R.rnn_forward, R.rnn_backward), "lstm": (R.lstm_forward, R.lstm_backward),
-                "gru": (R.gru_forward, R.gru_backward)}[u.name]
+    pairs: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+        "rnn": (R.rnn_forward, R.rnn_backward), "lstm": (R.lstm_forward, R.lstm_backward),
+        "gru": (R.gru_forward, R.gru_backward)}
+    fwd, bwd = pairs[u.name]
     h, cache = fwd(*c.args)
     return [h], list(bwd(c.ups[0], cache, bugs, contrib))
 
@@ -159,7 +163,7 @@ class LayerChecker:
         r.dtype = next((x.dtype for x in f.runs.values()), "float64")
         r.tolerances.update({f"{n}.grad_rtol": x.rtol for n, x in f.runs.items()})
         r.tolerances["fd_step"] = fd_step(r.dtype)
-        fams = {}
+        fams: dict[str, str] = {}
         for u in self.units:
             bad = any(c.status == "fail" for c in r.checks if unit_of(c.name) == u.name)
             fams[u.family] = "fail" if bad or fams.get(u.family) == "fail" else "pass"
@@ -192,14 +196,14 @@ class LayerChecker:
             steps = 1 if u.name.endswith("_step") else T
             rtol = oracle_rtol(dtype, steps, D + H)
             ref_outs, ref_grads = reference(u, rounded(c, dtype))
-            for name, o, ro in zip(u.outputs, outs, ref_outs):
+            for name, o, ro in zip(u.outputs, outs, ref_outs, strict=False):
                 ok, msg = _compare_msg(f"{nm.forward}'s {name}", o, ro, rtol)
                 rec.add(f"forward.{u.name}.{name}", ok, msg)
             if status != "ok":
                 return
             run = UnitRun(u, c, status, outs, grads, ref_outs, ref_grads, [], rtol, dtype)
             self.findings.runs[u.name] = run
-            for name, g, rg in zip(u.grads, grads, ref_grads):
+            for name, g, rg in zip(u.grads, grads, ref_grads, strict=False):
                 self._group(run, name, g, rg)
             changed = hdr.get("modified") or []
             rec.add(f"behaviour.{u.name}.inputs-unchanged", not changed,
@@ -243,12 +247,12 @@ class LayerChecker:
         offs = fd_offsets(h)
         vals = self.w.layer_project(u.name, c.args, c.ups, dirs,
                                     [(j, s) for j in range(len(dirs)) for s in offs])
-        base = float(sum(np.sum(d * o) for d, o in zip(c.ups, run.outs)))
+        base = float(sum(np.sum(d * o) for d, o in zip(c.ups, run.outs, strict=False)))
         for j, name in enumerate(u.grads):
             g, rg = run.grads[j], run.ref_grads[j]
             if g.shape != rg.shape:
                 continue
-            at = dict(zip(offs, vals[j * len(offs):(j + 1) * len(offs)]))
+            at = dict(zip(offs, vals[j * len(offs):(j + 1) * len(offs)], strict=False))
             dc = directional_check(base, at, float(np.sum(g * dirs[j][j])),
                                    float(np.abs(rg * dirs[j][j]).sum()), h, run.dtype)
             grp = next(x for x in self.r.groups if x.name == f"{u.name}.{name}")

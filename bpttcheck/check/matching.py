@@ -2,6 +2,8 @@
 on further ones (other seeds, other sizes where sizes are free)."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from bpttcheck.check import catalogue
@@ -78,10 +80,8 @@ class Matcher:
                 [Dims(T=5, X=3, H=5, Y=4), Dims(T=7, X=4, H=3, Y=6)]
             for i, dims in enumerate(sizes[:EXTRA_CASES]):
                 case = make_case(self.arch, dims, self.o.case.seed + 101 + i)
-                try:
+                with contextlib.suppress(UserCodeError):
                     self.extra.append(self.probe.observe(case, self.o.layout))
-                except UserCodeError:
-                    pass
         return self.extra
 
     def confirm(self, bugs) -> tuple[int, int, float]:

@@ -117,7 +117,7 @@ def _dims_of(arch: Arch, P: dict, H: int) -> Dims:
     X = Y = None
     probe = arch.shapes(_PROBE)
     for k, v in P.items():
-        for want, got in zip(probe.get(k, ()), np.shape(v)):
+        for want, got in zip(probe.get(k, ()), np.shape(v), strict=False):
             if want == _PROBE.X:
                 X = got
             elif want == _PROBE.X + _PROBE.H:

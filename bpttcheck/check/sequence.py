@@ -114,6 +114,7 @@ class SequenceChecker:
                 return obs
             tried.append((i, lay, result, obs))
         if not tried:
+            assert first_err is not None  # every layout raised: the first error says why
             raise first_err
         if not self.opts.require_standard:
             for variant, what in self.arch.variants:
@@ -163,7 +164,8 @@ class SequenceChecker:
         self.rec.report.layout = lay.describe()
         if not inferred:
             return
-        if self.declared.get("gate_order") and lay.stacked != first.stacked:
+        if self.declared.get("gate_order") and lay.stacked and first.stacked \
+                and lay.stacked != first.stacked:
             self.gate_order_mismatch = (first.stacked, lay.stacked)
             self.rec.add("layout.gate-order", False,
                          f"declared gate order {first.stacked!r}, but your code matches the "
@@ -178,7 +180,8 @@ class SequenceChecker:
         entry-wise finite differences - user) and the gradient flow of the user's code; a failure
         here loses only the picture."""
         r, w = self.rec.report, self.w
-        h = fd_step(r.dtype)
+        dtype = r.dtype or "float64"
+        h = fd_step(dtype)
         fd, fd_tol = None, None
         try:
             small = sum(v.size for v in o.case.params.values()) <= views.ENTRYWISE_LIMIT
@@ -186,7 +189,7 @@ class SequenceChecker:
                 # only a failing check needs the picture of where finite differences disagree
                 entries = views.entry_offsets(o.case.params, h)
                 fd, fd_tol = views.entrywise_fd(
-                    o.case.params, w.losses(o.case, o.layout, [], [], entries), h, o.loss, r.dtype)
+                    o.case.params, w.losses(o.case, o.layout, [], [], entries), h, o.loss, dtype)
         except UserCodeError as e:
             if e.kind not in PICTURE_ONLY:
                 raise
@@ -199,7 +202,7 @@ class SequenceChecker:
         if not self.fixed_dims and d.X < d.T:  # a vocabulary as long as T: every step distinct
             fc = make_case(self.arch, Dims(T=d.T, X=d.T, H=d.H, Y=d.Y), o.case.seed + 4241)
         fc = views.distinct_tokens(fc, np.random.default_rng(o.case.seed + 4241))
-        ref = self.probe.reference(fc, r.dtype, o.reduction)
+        ref = self.probe.reference(fc, dtype, o.reduction)
         try:
             _, grads, _, _ = w.call(fc, o.layout)
             user_pre = views.preact_norms(grads, fc.xs, fc.dims)

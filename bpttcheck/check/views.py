@@ -97,7 +97,7 @@ def preact_norms(grads: dict, xs: list[int], d: Dims) -> list[float | None]:
         cols = [g for k, g in grads.items() if k.startswith("W") and g.shape == (d.H, d.H + d.X)]
         off = d.H
     counts = {x: xs.count(x) for x in xs}
-    out = []
+    out: list[float | None] = []
     for x in xs:
         if counts[x] > 1:
             out.append(None)

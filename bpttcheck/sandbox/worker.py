@@ -10,6 +10,7 @@ import os
 import sys
 import traceback
 import types
+from typing import Any
 
 from bpttcheck.errors import ErrorKind, PluginError, source_line
 from bpttcheck.sandbox import guard, loader
@@ -30,8 +31,8 @@ class Worker:
     def __init__(self, workdir: str, origdir: str, tb_path: str):
         self.workdir = os.path.realpath(workdir)
         self.origdir = origdir
-        self.tb_file = open(tb_path, "w")  # noqa: SIM115 - open for the process's lifetime
-        self.adapter = None
+        self.tb_file = open(tb_path, "w")
+        self.adapter: Any = None  # the adapter instance, once a module is loaded
         self.evaluations = 0
 
     # ------------------------------------------------------------------ user frames
@@ -125,7 +126,7 @@ class Worker:
         except SyntaxError as e:
             raise self.failure_from(e, f"importing {os.path.basename(path)}") from None
         mod = self._new_module(name, path, timeout)
-        mod.__bpttcheck_source__ = "\n".join(c.source for c in chunks)
+        mod.__bpttcheck_source__ = "\n".join(c.source for c in chunks)  # type: ignore[attr-defined]
         skipped = [(f"{c.label}, " if notebook else "") + s for c in chunks for s in c.skipped]
         for c in chunks:
             if not notebook:
@@ -413,10 +414,8 @@ def _preload() -> None:
     from bpttcheck.adapters import base  # noqa: F401
     from bpttcheck.plugins import adapters
     from bpttcheck.sandbox import protocol  # noqa: F401
-    try:
+    with contextlib.suppress(PluginError):  # a broken plugin: serve() reports it on "load"
         adapters()
-    except PluginError:  # a broken plugin: serve() reports it on "load"
-        pass
 
 
 def main(argv: list[str]) -> None:
@@ -427,8 +426,8 @@ def main(argv: list[str]) -> None:
     # imports: a copy.py or random.py beside the model cannot replace what numpy imports
     rf = os.fdopen(fd_in, "rb")
     wf = os.fdopen(fd_out, "wb")
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - user code reading input() gets EOF, not a hang
-    faulthandler.enable(file=open(tb_path + ".crash", "w"))  # noqa: SIM115 - names the line of a segfault
+    sys.stdin = open(os.devnull)
+    faulthandler.enable(file=open(tb_path + ".crash", "w"))
     _preload()
     guard.install(workdir)  # from here on: no processes, no network, no reference (guard.py)
     serve(Worker(workdir, origdir, tb_path), rf, wf)
