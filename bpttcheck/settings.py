@@ -54,6 +54,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         opts.arch, opts.style, opts.seed = sp.assignment.arch, sp.assignment.style, sp.assignment.seed
         opts.adapter_options = sp.adapter_options()
         opts.checks = dict(sp.checks)
+        opts.require_standard = sp.assignment.model == "standard"
         s.points, s.entry = dict(sp.points), sp.assignment.file
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())

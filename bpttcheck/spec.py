@@ -61,6 +61,10 @@ class Assignment(_Strict):
     seed: int = 0
     title: str = ""
     file: str | None = None  # `grade`: the file to check in each student's folder
+    # "standard": a forward that is not the textbook cell fails forward.loss; "any" (the
+    # default): a known variant is checked as that model, any other model by finite
+    # differences of its own loss
+    model: Literal["any", "standard"] = "any"
 
     @field_validator("arch")
     @classmethod

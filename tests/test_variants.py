@@ -96,3 +96,17 @@ def test_a_known_forward_bug_is_not_mistaken_for_a_model_of_ones_own():
     r = check(str(path), Options())
     assert r.diagnoses[0].id == "softmax.double-exp"
     assert not any(n.id == "model.nonstandard" for n in r.notes)
+
+
+def test_the_spec_key_demands_the_standard_model(tmp_path):
+    from bpttcheck.settings import settings
+    spec = tmp_path / "a.toml"
+    spec.write_text('[assignment]\narch = "rnn"\nmodel = "standard"\n')
+    opts = settings(str(spec)).opts
+    assert opts.require_standard
+    r = check(write(tmp_path, SOFTSIGN), opts)
+    assert r.verdict == "fail" and {c.name: c.status for c in r.checks}["forward.loss"] == "fail"
+    spec.write_text('[assignment]\nmodel = "textbook"\n')
+    from bpttcheck.errors import SpecError
+    with pytest.raises(SpecError, match="assignment.model"):
+        settings(str(spec))
