@@ -99,7 +99,12 @@ class Layout:
             return self.stacked_names[0]
         if canonical == "__b":
             return self.stacked_names[1]
-        return self.names.get(canonical, canonical)
+        if canonical in self.names:
+            return self.names[canonical]
+        if self.split and canonical[:2] in ("Wh", "Wx") and "W" + canonical[2:] in self.names:
+            # a split half follows its gate's name: Wg named "Wc" makes Whg "Whc", Wxg "Wxc"
+            return canonical[:2] + self.names["W" + canonical[2:]][1:]
+        return canonical
 
     # ---------------------------------------------------------------- user -> canonical
 

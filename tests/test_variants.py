@@ -108,5 +108,14 @@ def test_the_spec_key_demands_the_standard_model(tmp_path):
     assert r.verdict == "fail" and {c.name: c.status for c in r.checks}["forward.loss"] == "fail"
     spec.write_text('[assignment]\nmodel = "textbook"\n')
     from bpttcheck.errors import SpecError
-    with pytest.raises(SpecError, match="assignment.model"):
+    with pytest.raises(SpecError, match=r"assignment\.model"):
         settings(str(spec))
+
+
+def test_split_matrices_follow_the_name_given_to_their_gate():
+    """BPTTCHECK names the candidate gate "Wc" (for Wg): its split halves are Whc and Wxc."""
+    from bpttcheck.layout import Layout
+    lay = Layout(names={"Wg": "Wc", "Wy": "V"}, split=True)
+    assert (lay.user_name("Whg"), lay.user_name("Wxg"), lay.user_name("Whf")) == ("Whc", "Wxc", "Whf")
+    r = check(str(WILD / "lstm_split_matrices.py"), Options())
+    assert r.verdict == "pass", (r.error, [c.message for c in r.checks if c.status == "fail"])
