@@ -18,10 +18,11 @@ from bpttcheck.formatting import natural_key
 from bpttcheck.output import write_atomic
 from bpttcheck.settings import Settings
 
-CODE = (".py", ".c", ".so")
+CODE = (".py", ".ipynb", ".c", ".so")  # .ipynb_checkpoints/ copies are hidden folders: skipped
 ENTRY_HINTS = ("def lossFun", "def loss_and_grads", "def loss_fun", "def forward", "def backward",
                "def rnn_step_forward", "def rnn_forward", "def lstm_forward", "def lstm_step_forward",
-               "bpttcheck_", "lossFun")
+               "bpttcheck_", "lossFun", "def rnn_cell_forward", "def lstm_cell_forward",
+               "def rnn_backward", "def bptt", "class TimeRNN", "class TimeLSTM")
 CSV_FIELDS = ("student", "file", "verdict", "score", "max_score", "percent", "top_diagnosis",
               "confidence", "error_kind", "seconds", "report")
 
@@ -103,7 +104,7 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
                                          f"is meant; name it in the spec (assignment.file)",
                           kind="ambiguous")
     if not found:
-        return Submission(student, None, f"no .py, .c or .so file in {student}/")
+        return Submission(student, None, f"no .py, .ipynb, .c or .so file in {student}/")
     return Submission(student, None, f"{len(found)} code files in {student}/ and none defines a "
                                      f"known entry point; name the file in the spec "
                                      f"(assignment.file)")

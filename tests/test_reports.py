@@ -322,3 +322,23 @@ def test_defaults_are_written_once():
     for x, want in ((float("nan"), "nan"), (float("inf"), "inf"), (float("-inf"), "-inf")):
         assert nonfinite(x) == sci(x) == val(x) == _clean(x) == want
     assert nonfinite(1.5) is None
+
+
+@pytest.mark.slow
+def test_a_notebook_in_a_students_folder_is_graded_and_its_checkpoint_ignored(tmp_path):
+    import nbformat
+    k = tmp_path / "class"
+    (k / "hana" / ".ipynb_checkpoints").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# My RNN"),
+                nbformat.v4.new_code_cell("%matplotlib inline\n" + (REF / "rnn_functional.py").read_text())]
+    (k / "hana" / "Assignment.ipynb").write_text(nbformat.writes(nb))
+    # Jupyter's autosave copy: the same notebook, never a second candidate
+    (k / "hana" / ".ipynb_checkpoints" / "Assignment-checkpoint.ipynb").write_text(nbformat.writes(nb))
+    (k / "ivan.ipynb").write_text(nbformat.writes(nb))
+    rows = grade(str(k), settings(timeout=5.0), str(tmp_path / "out"), jobs=1, html=False,
+                 progress=False)
+    by = {r.student: r for r in rows}
+    assert set(by) == {"hana", "ivan"}
+    assert by["hana"].verdict == by["ivan"].verdict == "pass", [r.report for r in rows]
+    assert by["hana"].file.endswith("Assignment.ipynb")
