@@ -99,12 +99,7 @@ class Layout:
             return self.stacked_names[0]
         if canonical == "__b":
             return self.stacked_names[1]
-        if canonical in self.names:
-            return self.names[canonical]
-        if self.split and canonical[:2] in ("Wh", "Wx") and "W" + canonical[2:] in self.names:
-            # a split half follows its gate's name: Wg named "Wc" makes Whg "Whc", Wxg "Wxc"
-            return canonical[:2] + self.names["W" + canonical[2:]][1:]
-        return canonical
+        return self.names.get(canonical, canonical)
 
     # ---------------------------------------------------------------- user -> canonical
 

@@ -174,6 +174,8 @@ def test_an_unfinished_exercise_in_a_notebook_is_not_implemented(tmp_path):
                 "    ### END CODE HERE ###\n    return None")]))
     r = run(p)
     assert r.verdict == "error" and r.error.kind == "not-implemented"
+    # the cell and the line of the exercise's first blank
+    assert r.error.line == "Assignment.ipynb#cell2:2: ### START CODE HERE ###", r.error.line
 
 
 def test_a_broken_notebook_file_is_a_clear_error(tmp_path):

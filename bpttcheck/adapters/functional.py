@@ -45,7 +45,13 @@ class FunctionalAdapter(PythonAdapter):
             canon = canonical_for(self.arch_name, s)
             if canon and (canon not in names or s == canon):
                 names[canon] = s
-        names.update(options.get("names", {}))
+        declared = dict(options.get("names", {}))
+        names.update(declared)
+        if options.get("split"):  # a split half follows the name declared for its gate:
+            for canon, user in declared.items():  # Wg declared as "Wc" makes Whg "Whc"
+                if canon.startswith("W") and user.startswith("W"):
+                    for half in ("Wh", "Wx"):
+                        names.setdefault(half + canon[1:], half + user[1:])
         self.names = names
 
     def describe(self) -> dict:

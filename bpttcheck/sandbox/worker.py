@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import faulthandler
+import linecache
 import os
+import re
 import sys
 import traceback
 import types
@@ -15,6 +17,8 @@ from typing import Any
 from bpttcheck.errors import ErrorKind, PluginError, source_line
 from bpttcheck.sandbox import guard, loader
 
+# an exercise left blank: the course templates' markers and the usual placeholders
+STUB_MARK = re.compile(r"YOUR CODE HERE|START CODE HERE|=\s*None\b|^\s*pass\s*$|NotImplementedError")
 # a notebook statement that fails in one of these ways is set aside (with a note), as
 # Jupyter would leave a failing cell; anything else (a hang, an exit, a crash) ends the load
 SET_ASIDE = {ErrorKind.EXCEPTION, ErrorKind.IMPORT, ErrorKind.NOT_IMPLEMENTED,
@@ -84,6 +88,21 @@ class Worker:
         if isinstance(exc, (NameError, AttributeError)):
             text += loader.python2_hint(getattr(exc, "name", None) or "")
         return UserFailure(ErrorKind.EXCEPTION, f"{where} raised {text}", line, tb)
+
+    def stub_line(self) -> str | None:
+        """Where the unfinished exercise is: in the entry function the adapter called, the
+        first line of an exercise blank (`# YOUR CODE HERE`, `= None`, `pass`,
+        NotImplementedError), else its `def` line. A notebook's cell has its own name."""
+        fn = getattr(getattr(self.adapter, "module", None), getattr(self.adapter, "entry", ""),
+                     None)
+        code = getattr(fn, "__code__", None)
+        if code is None or not self._is_user(code.co_filename):
+            return None
+        lines = linecache.getlines(code.co_filename)
+        first = code.co_firstlineno
+        body = range(first, min(len(lines), first + 200))
+        n = next((i for i in body if STUB_MARK.search(lines[i - 1])), first)
+        return source_line(self._orig(code.co_filename), n, lines[n - 1] if lines else "")
 
     def guarded(self, where: str, timeout: float, fn, *args):
         """Run user code; on a hang the parent kills us, and this dump names the user's line."""
@@ -294,6 +313,8 @@ def serve(w: Worker, rf, wf) -> None:
             else:
                 reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
+            if f.kind == ErrorKind.NOT_IMPLEMENTED and not f.line:
+                f.line = w.stub_line()
             mismatch = getattr(w.adapter, "arch_mismatch", None)
             if mismatch and f.kind == ErrorKind.EXCEPTION and op != "load":
                 f.message += (f". Note: the arch was declared as {mismatch[0]!r}, but your "
