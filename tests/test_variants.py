@@ -116,3 +116,18 @@ def test_split_matrices_follow_the_name_given_to_their_gate():
     """BPTTCHECK names the candidate gate "Wc" (for Wg): its split halves are Whc and Wxc."""
     r = check(str(WILD / "lstm_split_matrices.py"), Options())
     assert r.verdict == "pass", (r.error, [c.message for c in r.checks if c.status == "fail"])
+
+
+def test_a_model_that_predicts_its_own_vocabulary_is_retried_with_y_equal_x(tmp_path):
+    """No init_params, no declaration: the first call breaks on the default Y != X, the
+    retry with Y = X works, and the note says the cases use Y = X."""
+    src = (WILD / "rnn_vocab_only.py").read_text()
+    src = src[:src.index("def init_params")] + src[src.index("def init_state"):]
+    r = check(write(tmp_path, src), Options())
+    assert r.verdict == "pass", (r.error, [c.message for c in r.checks if c.status == "fail"])
+    assert r.sizes["X"] == r.sizes["Y"]
+    assert any(n.id == "model.variant" and "Y = X" in n.evidence for n in r.notes)
+    # a real bug in such a model is still a failure, not hidden by the retry
+    buggy = src.replace("grads[\"Whh\"] += dhraw @ hs[t - 1].T", "grads[\"Whh\"] += dhraw @ hs[t].T", 1)
+    assert buggy != src
+    assert check(write(tmp_path, buggy, "buggy.py"), Options()).verdict == "fail"

@@ -2,6 +2,8 @@
 or C): find the layout, run the checks on a probe case, name the bug, draw the pictures."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from bpttcheck.check import precision, severity, views
@@ -32,7 +34,7 @@ PICTURE_ONLY = ("exception", "interface", "not-implemented")
 class SequenceChecker:
     def __init__(self, rec: Recorder, w, info: dict, opts):
         self.rec, self.w, self.info, self.opts = rec, w, info, opts
-        base = architectures()[info["arch"]]
+        self.base = base = architectures()[info["arch"]]
         # what the adapter says the user's model is (no biases, h0 = 0, Y = X): the reference
         # and every case follow it, and the absent parameters are no groups
         self.facts = ModelFacts.from_info(info.get("model"), base.param_names)
@@ -57,7 +59,7 @@ class SequenceChecker:
 
         with rec.shared():
             with rec.timed("first_call"):
-                obs = self.observe_inferring_layout(case, layouts)
+                obs = self.first_observation(case, layouts)
             self.note_model(obs.layout)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
@@ -85,6 +87,31 @@ class SequenceChecker:
             with rec.timed("views"):
                 self.collect_views(obs)
         return r
+
+    def first_observation(self, case, layouts: list[Layout]) -> Observation:
+        """The first call, its layout and model found; a model whose output is its own
+        vocabulary breaks on the default sizes' Y != X (an index or shape error), so when the
+        sizes are free such a first call is tried once more with Y = X."""
+        try:
+            return self.observe_inferring_layout(case, layouts)
+        except UserCodeError as e:
+            d = case.dims
+            if (e.kind not in ("exception", "interface") or d.X == d.Y or self.fixed_dims
+                    or self.opts.dims or self.facts.same_xy):
+                raise
+            facts = replace(self.facts, same_xy=True)
+            arch = declared(self.base, facts)
+            retry = make_case(arch, facts.fit(d), case.seed)
+            saved = (self.facts, self.arch, self.probe)
+            self.facts, self.arch = facts, arch
+            self.probe = UserProbe(self.w, arch, self.probe.caps)
+            try:
+                obs = self.observe_inferring_layout(retry, layouts)
+            except UserCodeError:
+                self.facts, self.arch, self.probe = saved
+                raise e from None  # the first error says more than the retry's
+            self.rec.report.sizes = {"T": d.T, "X": d.X, "H": d.H, "Y": d.X}
+            return obs
 
     def observe_inferring_layout(self, case, layouts: list[Layout]) -> Observation:
         """Call under the first layout; if the loss does not match the reference, try the other
