@@ -191,7 +191,8 @@ def _details(r: Report) -> list[dict]:
     for k, x in (("architecture", r.arch), ("style", r.style)):
         if x:
             rows.append({"k": k, "v": x})
-    rows.append({"k": "seed", "v": str(r.seed)})
+    rows.append({"k": "seed", "v": str(r.seed)} if r.seed is not None else
+                {"k": "hidden case", "v": str(r.case_tag), "mono": True})
     if r.sizes:
         rows.append({"k": "sizes", "v": ", ".join(f"{k} = {v}" for k, v in r.sizes.items())})
     for k, x in (("dtype", r.dtype), ("loss over time", r.reduction), ("layout", r.layout)):

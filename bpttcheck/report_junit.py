@@ -44,8 +44,9 @@ def render(r: Report) -> str:
     props = ET.SubElement(suite, "system-out")
     props.text = (f"verdict {r.verdict}; "
                   + "".join(f"warning {d.id}; " for d in r.warnings)
-                  + f"arch {r.arch}; dtype {r.dtype}; seed {r.seed}; "
-                  f"sizes {r.sizes}; evaluations {r.evaluations}")
+                  + f"arch {r.arch}; dtype {r.dtype}; "
+                  + (f"seed {r.seed}; " if r.seed is not None else f"hidden case {r.case_tag}; ")
+                  + f"sizes {r.sizes}; evaluations {r.evaluations}")
     root = ET.Element("testsuites", {"name": "bpttcheck", **counts}, time=f"{total:.3f}")
     root.append(suite)
     ET.indent(root)

@@ -71,8 +71,12 @@ def render(r: Report, verbose: bool = False) -> str:
     out.append(f"{r.verdict.upper()}: {len(r.checks) - n_fail} of {len(r.checks)} checks passed"
                f"{warned}; "
                f"{r.evaluations} calls of your code in {r.timings.get('total', 0):.2f} s"
-               f" (seed {r.seed}, tolerances: {_tols(r)})")
+               f" ({_case(r)}, tolerances: {_tols(r)})")
     return "\n".join(out) + "\n"
+
+
+def _case(r: Report) -> str:
+    return f"seed {r.seed}" if r.seed is not None else f"hidden case {r.case_tag}"
 
 
 def _label(g) -> str:

@@ -120,7 +120,8 @@ class Report(BaseModel):
     notes: list[Note] = Field(default_factory=list)
     error: ErrorInfo | None = None
     evaluations: int = 0
-    seed: int = 0
+    seed: int | None = 0  # None when the seed is hidden (BPTTCHECK_SECRET): see case_tag
+    case_tag: str | None = None  # names a hidden case without revealing its seed
     sizes: dict[str, int] | None = None
     dtype: str | None = None
     reduction: str | None = None

@@ -66,8 +66,8 @@ def check_points(r: Report, points: dict[str, float], arch: str | None = None,
 def score(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
           style: str | None = None) -> tuple[float, float]:
     """(score, maximum) of a run: the points of the scored checks that passed, out of the
-    assignment's maximum. A skipped check (it does not apply, e.g. fd.all when your function
-    clips its gradients) counts as passed, and so does a warned one (the softmax overflows on
+    assignment's maximum. A skipped check (it does not apply, e.g. fd.all when your gradients
+    are truncated BPTT) counts as passed, and so does a warned one (the softmax overflows on
     large logits: a warning, not a failure); a scored check that did not run earns nothing."""
     points = points or {}
     a = assignment_arch(r, arch)

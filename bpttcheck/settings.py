@@ -2,12 +2,11 @@
 `grade`, so both read a spec the same way)."""
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field
 
 from bpttcheck.check.engine import Options
 from bpttcheck.errors import SpecError, UsageError
+from bpttcheck.secret import SECRET_VAR, take  # noqa: F401 - SECRET_VAR: its old home
 
 
 @dataclass
@@ -15,15 +14,6 @@ class Settings:
     opts: Options
     points: dict[str, float] = field(default_factory=dict)
     entry: str | None = None  # the file to check inside a student's folder (spec: assignment.file)
-
-
-SECRET_VAR = "BPTTCHECK_SECRET"
-
-
-def secret_seed(secret: str) -> int:
-    """The probe seed of hidden grading cases: the same for every submission, unknowable
-    without the secret (the seed itself may be shown; it does not reveal the secret)."""
-    return int(hashlib.sha256(secret.encode()).hexdigest()[:8], 16)
 
 
 def _hide_environment() -> None:
@@ -43,6 +33,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
     from bpttcheck.plugins import architecture_names, unknown_arch
     from bpttcheck.sandbox.limits import limits_for
 
+    secret = take()  # out of the environment before any worker or compiler starts
     if arch is not None and arch not in architecture_names():
         raise UsageError(f"--arch: {unknown_arch(arch)}")
     s = Settings(Options())
@@ -67,11 +58,10 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         raise SpecError(f"spec {spec}: assignment.seed must be 0 or more, not {opts.seed}")
     if seed is not None and seed < 0:
         raise UsageError(f"--seed must be 0 or more, not {seed}")
-    secret = os.environ.get(SECRET_VAR, "")
     if seed is not None:
         opts.seed = seed
-    elif secret:  # hidden cases: a submission that hard-codes the public seed's answers fails
-        opts.seed = secret_seed(secret)
+    elif secret:  # hidden cases: the engine derives each submission's seed from the secret
+        opts.secret = secret
     if secret:
         _hide_environment()
     opts.sanitize = sanitize

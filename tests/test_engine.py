@@ -69,10 +69,11 @@ def loss_and_grads(p, xs, ys, h0):
 
 
 def test_clipping_inside_the_function_is_a_note_not_a_failure(tmp_module):
-    r = check(tmp_module(CLIPPED.replace("CLIP", "0.05")), Options())
+    # 0.9 pins a few entries of the default case (0.05 pinned nearly all: tests/test_clipping)
+    r = check(tmp_module(CLIPPED.replace("CLIP", "0.9")), Options())
     assert r.verdict == "pass", [c.message for c in r.checks if c.status == "fail"]
     assert any(n.id == "grad.clipped" for n in r.notes)
-    assert any(g.clipped_at == 0.05 for g in r.groups)
+    assert any(g.clipped_at == 0.9 for g in r.groups)
 
 
 def test_wide_clip_changes_nothing(tmp_module):

@@ -36,6 +36,9 @@ class Options:
     # severity per check or finding id ("probe.large-logits", "softmax.unstable",
     # "bptt.truncated" -> "fail" | "warning"; spec [checks], check/severity.py)
     checks: dict[str, str] = field(default_factory=dict)
+    # BPTTCHECK_SECRET (settings.py): each submission's seed is derived from it and its
+    # content, and reports show a case tag instead of that seed
+    secret: str | None = field(default=None, repr=False)
 
 
 def check(path: str, opts: Options | None = None) -> Report:
@@ -43,7 +46,9 @@ def check(path: str, opts: Options | None = None) -> Report:
     # over into the caller's next run with the same Options
     opts = copy.deepcopy(opts or Options())
     t0 = time.perf_counter()
-    rec = Recorder(Report(verdict="pass", path=path, seed=opts.seed, version=__version__))
+    tag = _hidden_case(path, opts)
+    rec = Recorder(Report(verdict="pass", path=path, seed=None if tag else opts.seed,
+                          case_tag=tag, version=__version__))
     r, worker = rec.report, None
     try:
         lib = _compile(path, opts, rec)
@@ -61,6 +66,21 @@ def check(path: str, opts: Options | None = None) -> Report:
     if r.verdict == "pass":
         r.diagnoses = []
     return r
+
+
+def _hidden_case(path: str, opts: Options) -> str | None:
+    """With a secret: this submission's seed (from the secret and the file's bytes) into
+    opts.seed, and the case tag reports show instead of it."""
+    if not opts.secret:
+        return None
+    from bpttcheck.secret import case_tag, submission_seed
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except OSError:
+        content = b""  # the check itself says what is wrong with the file
+    opts.seed = submission_seed(opts.secret, content)
+    return case_tag(opts.secret, opts.seed)
 
 
 def _check_loaded(path: str, opts: Options, rec: Recorder, w: WorkerSession,

@@ -49,6 +49,9 @@ class Findings:
     # truncated BPTT recognised (checks._recognise_truncation): its depth, the groups it changes
     truncated: int | None = None
     truncated_groups: list[str] = field(default_factory=list)
+    # clipping accepted (checks.check_groups): the second case, where no gradient is clipped,
+    # and the user's results there; the finite differences are taken on it
+    unclipped: Observation | None = None
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks
