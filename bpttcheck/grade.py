@@ -3,6 +3,7 @@ an index page and a CSV gradebook. A crashing or hanging submission costs only i
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import multiprocessing
 import os
@@ -33,7 +34,8 @@ class Submission:
     path: str | None  # None: nothing to check was found in the student's folder
     problem: str = ""
     flat: bool = False  # a file at the top of the class folder, not a folder of its own
-    kind: str = "missing"  # why path is None: "missing" or "ambiguous"
+    kind: str = "missing"  # why path is None: "missing", "ambiguous" or "forbidden"
+    folder: str = ""  # its report folder under --out: distinct for every submission
 
 
 @dataclass
@@ -76,7 +78,33 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
     for s in subs:
         if seen[s.student] > 1 and s.path:
             s.student = os.path.basename(s.path)
+    _name_folders(subs)
     return subs
+
+
+def _name_folders(subs: list[Submission]) -> None:
+    """A report folder per submission, readable and distinct: the student's name made safe
+    (_safe), with a short hash of the exact name added when two names make the same folder
+    (``alice.py`` and ``alice..py``; also names that differ in case only, for file systems
+    that ignore it) to every name but one whose folder is its name unchanged. The hash depends
+    only on the name: the same class gets the same folders."""
+    taken: dict[str, int] = {}
+    for s in subs:
+        base = _safe(s.student)
+        taken[base.casefold()] = taken.get(base.casefold(), 0) + 1
+    used = {"grades.csv", "index.html"}  # the class's own files beside the report folders
+    for s in subs:
+        base = _safe(s.student)
+        name = base
+        if (taken[base.casefold()] > 1 and s.student != base) or base.casefold() in used:
+            digest = hashlib.sha256(s.student.encode("utf-8", "surrogateescape")).hexdigest()
+            n = 6
+            name = f"{base}-{digest[:n]}"
+            while name.casefold() in used:  # never in practice; kept total all the same
+                n += 2
+                name = f"{base}-{digest[:n]}" if n <= 64 else f"{base}-{digest}-{n}"
+        used.add(name.casefold())
+        s.folder = name
 
 
 def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
@@ -120,8 +148,13 @@ def _looks_like_model(path: str) -> bool:
 
 
 def _safe(name: str) -> str:
+    """A folder name made of letters, digits, ``-``, ``_`` and ``.``, never starting with
+    ``-`` (an option to a shell command, a formula to a spreadsheet) nor ``.`` (hidden)."""
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return keep.strip(".") or "submission"
+    keep = keep.strip(".")
+    if keep.startswith("-"):
+        keep = "_" + keep[1:]
+    return keep or "submission"
 
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
@@ -147,13 +180,14 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
                             error=ErrorInfo(kind="internal",
                                             message=f"bpttcheck failed on this submission: "
                                                     f"{type(e).__name__}: {e}"))
-    d = os.path.join(out, _safe(sub.student))
+    folder = sub.folder or _safe(sub.student)
+    d = os.path.join(out, folder)
     write_atomic(os.path.join(d, "report.json"), report_json.render(report))
-    href = f"{_safe(sub.student)}/report.json"
+    href = f"{folder}/report.json"
     if html:
         from bpttcheck import report_html
         write_atomic(os.path.join(d, "report.html"), report_html.render(report))
-        href = f"{_safe(sub.student)}/report.html"
+        href = f"{folder}/report.html"
     score, max_score = scoring.score(report, s.points, s.opts.arch, s.opts.style)
     top = report.diagnoses[0] if report.diagnoses else None
     return Row(student=sub.student, file=sub.path or "", verdict=report.verdict,

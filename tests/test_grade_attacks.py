@@ -1,0 +1,42 @@
+"""Issue 13, "grade survives its students": each attack next to a correct control that is
+graded exactly as without the attack."""
+import csv
+import json
+import shutil
+
+from bpttcheck.grade import discover, grade
+from bpttcheck.settings import settings
+from conftest import REF, ZOO
+
+STUB = "def loss_and_grads(p, x, y, h):\n    raise NotImplementedError\n"
+
+
+def _table(out):
+    with open(out / "grades.csv", newline="") as f:
+        return {t["student"]: t for t in csv.DictReader(f)}
+
+
+def test_names_that_make_one_folder_get_distinct_report_folders(tmp_path):
+    k = tmp_path / "class"
+    k.mkdir()
+    shutil.copy(REF / "rnn_functional.py", k / "alice.py")
+    (k / "alice..py").write_text(STUB)  # `alice.` and `alice` made one folder `alice`
+    shutil.copy(REF / "rnn_functional.py", k / "al_ice.py")
+    shutil.copy(ZOO / "rnn_dwhy_prev_h.py", k / "al ice.py")  # `al_ice` too
+    (k / "grades.csv").mkdir()  # a student's folder named like the gradebook
+    (k / "grades.csv" / "model.py").write_text(STUB)
+    subs = discover(str(k), str(tmp_path / "out"), None)
+    assert len({s.folder for s in subs}) == len(subs) == 5
+    assert {s.student: s.folder for s in subs}["alice"] == "alice"  # unchanged when it can be
+    assert discover(str(k), str(tmp_path / "out"), None) == subs  # stable
+    out = tmp_path / "out"
+    rows = grade(str(k), settings(timeout=5.0), str(out), jobs=2, html=False, progress=False)
+    by = {r.student: r for r in rows}
+    assert by["alice"].verdict == by["al_ice"].verdict == "pass"
+    assert by["al ice"].verdict == "fail" and by["alice."].verdict == "error"
+    table = _table(out)
+    for student, verdict in [("alice", "pass"), ("alice.", "error"), ("al_ice", "pass"),
+                             ("al ice", "fail"), ("grades.csv", "error")]:
+        rep = json.loads((out / table[student]["report"]).read_text())
+        assert rep["verdict"] == verdict, student
+    assert table["alice"]["report"] == "alice/report.json"
