@@ -66,7 +66,11 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
         p = os.path.join(folder, name)
         if name.startswith((".", "_")) or os.path.realpath(p) == out_real:
             continue
-        if os.path.isdir(p):
+        if os.path.islink(p) and (os.path.isdir(p) or name.endswith(CODE)):
+            stem = name if os.path.isdir(p) else os.path.splitext(name)[0]
+            subs.append(Submission(stem, None, _link_problem(name, p, "its own place in the class folder"),
+                                   kind="forbidden"))
+        elif os.path.isdir(p):
             subs.append(_in_folder(name, p, entry))
         elif name.endswith(CODE) and os.path.isfile(p):
             if name.endswith(".so") and os.path.exists(p[:-3] + ".c"):
@@ -107,7 +111,45 @@ def _name_folders(subs: list[Submission]) -> None:
         s.folder = name
 
 
+def _link_problem(shown: str, link: str, where: str) -> str:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return (f"{shown} is a symbolic link to {target}, outside {where}: a submission is graded "
+            f"on its own files only, never on another student's or on a file elsewhere; copy "
+            f"the file in instead of linking it")
+
+
+def _links_out(folder: str, limit: int = 20_000) -> list[str]:
+    """The symbolic links in a student's folder (as deep as staging copies it) whose target
+    lies outside the folder: staging would copy another student's file, or any file the
+    grader can read, as this student's."""
+    from bpttcheck.sandbox.staging import MAX_DEPTH
+    real = os.path.realpath(folder)
+    bad, seen = [], 0
+    for root, dirs, names in os.walk(folder):
+        depth = root.count(os.sep) - folder.count(os.sep)
+        for n in dirs + names:
+            seen += 1
+            p = os.path.join(root, n)
+            if os.path.islink(p):
+                target = os.path.realpath(p)
+                if target != real and not target.startswith(real + os.sep):
+                    bad.append(p)
+        dirs[:] = [d for d in dirs if depth < MAX_DEPTH]
+        if seen > limit:
+            break
+    return bad
+
+
 def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
+    links = _links_out(folder)
+    if links:
+        first = os.path.relpath(links[0], os.path.dirname(folder))
+        more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+        return Submission(student, None, _link_problem(first, links[0], f"{student}/") + more,
+                          kind="forbidden")
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and

@@ -40,3 +40,31 @@ def test_names_that_make_one_folder_get_distinct_report_folders(tmp_path):
         rep = json.loads((out / table[student]["report"]).read_text())
         assert rep["verdict"] == verdict, student
     assert table["alice"]["report"] == "alice/report.json"
+
+
+def test_symlinks_that_leave_a_students_folder_are_refused(tmp_path):
+    k = tmp_path / "class"
+    k.mkdir()
+    (k / "alice").mkdir()
+    shutil.copy(REF / "rnn_functional.py", k / "alice" / "model.py")
+    (k / "bob").mkdir()
+    (k / "bob" / "model.py").symlink_to("../alice/model.py")  # Alice's code as Bob's
+    (k / "carol").mkdir()  # a link inside her own folder is hers: fine
+    shutil.copy(REF / "rnn_karpathy.py", k / "carol" / "model.py")
+    (k / "carol" / "data").mkdir()
+    shutil.copy(REF / "input.txt", k / "carol" / "data" / "input.txt")
+    (k / "carol" / "input.txt").symlink_to("data/input.txt")
+    (k / "dan.py").symlink_to(REF / "rnn_functional.py")  # a file anywhere outside
+    (k / "erin").mkdir()  # her model is hers, but a file beside it reads Alice's folder
+    shutil.copy(REF / "rnn_functional.py", k / "erin" / "model.py")
+    (k / "erin" / "notes.txt").symlink_to(k / "alice" / "model.py")
+    (k / "frank").symlink_to(k / "alice", target_is_directory=True)  # Alice's whole folder
+    out = tmp_path / "out"
+    rows = grade(str(k), settings(timeout=5.0), str(out), jobs=2, html=False, progress=False)
+    by = {r.student: r for r in rows}
+    assert set(by) == {"alice", "bob", "carol", "dan", "erin", "frank"}
+    assert by["alice"].verdict == by["carol"].verdict == "pass"  # graded as without the links
+    for who in ("bob", "dan", "erin", "frank"):
+        assert (by[who].verdict, by[who].error_kind, by[who].score) == ("error", "forbidden", 0)
+    rep = json.loads((out / _table(out)["bob"]["report"]).read_text())
+    assert "symbolic link to ../alice/model.py" in rep["error"]["message"]
