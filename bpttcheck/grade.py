@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 from bpttcheck.errors import UsageError
-from bpttcheck.formatting import natural_key
+from bpttcheck.formatting import csv_cell, natural_key
 from bpttcheck.output import write_atomic
 from bpttcheck.settings import Settings
 
@@ -369,5 +369,5 @@ def _csv(rows: list[Row]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(asdict(r))
+        w.writerow({k: csv_cell(v) for k, v in asdict(r).items()})
     return buf.getvalue()

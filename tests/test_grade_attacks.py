@@ -68,3 +68,50 @@ def test_symlinks_that_leave_a_students_folder_are_refused(tmp_path):
         assert (by[who].verdict, by[who].error_kind, by[who].score) == ("error", "forbidden", 0)
     rep = json.loads((out / _table(out)["bob"]["report"]).read_text())
     assert "symbolic link to ../alice/model.py" in rep["error"]["message"]
+
+
+def test_grades_csv_cannot_hold_a_formula_or_a_control_character(tmp_path):
+    k = tmp_path / "class"
+    k.mkdir()
+    shutil.copy(REF / "rnn_functional.py", k / "alice.py")
+    names = ["=1+2", "+SUM(1)", "-2+3", "@SUM(A1)", "\tx", "\rx", "eve\x1b[2J\nhi"]
+    for n in names:
+        (k / f"{n}.py").write_text(STUB)
+    out = tmp_path / "out"
+    grade(str(k), settings(timeout=5.0), str(out), jobs=2, html=False, progress=False)
+    text = (out / "grades.csv").read_text()
+    assert "\x1b" not in text and "\r" not in text and "\t" not in text
+    assert len(text.splitlines()) == 1 + 1 + len(names)  # a line a row
+    table = _table(out)
+    for t in table.values():
+        for cell in t.values():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+        assert (out / t["report"]).is_file()
+    assert {"'=1+2", "'+SUM(1)", "'-2+3", "'@SUM(A1)", "\\x09x", "\\x0dx",
+            "eve\\x1b[2J\\x0ahi"} <= set(table)
+    assert table["alice"]["verdict"] == "pass" and table["alice"]["percent"] == "100.0"
+
+
+HOSTILE_MESSAGE = "\x1b[2J\x1b[31mall checks passed\x1b[0m\rPASS\x00\x07\x0c\u202e!"
+
+
+def test_terminal_and_junit_show_a_hostile_message_inert(tmp_module):
+    import xml.etree.ElementTree as ET
+
+    from bpttcheck import report_junit, report_terminal
+    from bpttcheck.check.engine import Options, check
+    src = ("def loss_and_grads(p, x, y, h):\n"
+           f"    print({HOSTILE_MESSAGE!r})\n"
+           f"    raise ValueError({HOSTILE_MESSAGE!r})\n")
+    r = check(tmp_module(src), Options())
+    assert r.verdict == "error" and "\x1b" in r.error.message  # the JSON keeps it as it was
+    term = report_terminal.render(r)
+    assert not any(c in term for c in "\x1b\r\x00\x07\x0c\u202e")
+    assert "\\x1b[2J\\x1b[31mall checks passed" in term and "\\u202e" in term
+    junit = report_junit.render(r)
+    root = ET.fromstring(junit.encode("utf-8"))  # valid XML (it would not parse with \x1b)
+    assert "\\x1b[2J" in root.find(".//error").get("message")
+    # a correct submission renders exactly as before
+    good = check(str(REF / "rnn_functional.py"), Options())
+    assert report_terminal.render(good).count("\\x") == 0
+    ET.fromstring(report_junit.render(good).encode("utf-8"))
