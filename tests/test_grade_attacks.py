@@ -4,6 +4,8 @@ import csv
 import json
 import shutil
 
+import pytest
+
 from bpttcheck.grade import discover, grade
 from bpttcheck.settings import settings
 from conftest import REF, ZOO
@@ -115,3 +117,91 @@ def test_terminal_and_junit_show_a_hostile_message_inert(tmp_module):
     good = check(str(REF / "rnn_functional.py"), Options())
     assert report_terminal.render(good).count("\\x") == 0
     ET.fromstring(report_junit.render(good).encode("utf-8"))
+
+
+# ---------------------------------------------------------------- replies from the worker
+
+def _forging(tmp_path, forged: bytes) -> str:
+    """A correct model that first writes ``forged`` to the worker's reply pipe (the one pipe
+    above stderr open for writing)."""
+    src = (REF / "rnn_functional.py").read_text() + (
+        "\n\n_real = loss_and_grads\n\n\ndef loss_and_grads(*a, **k):\n"
+        "    import fcntl, os, stat\n"
+        "    for fd in range(3, 256):\n"
+        "        try:\n"
+        "            mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        if stat.S_ISFIFO(mode) and flags & os.O_ACCMODE == os.O_WRONLY:\n"
+        f"            os.write(fd, {forged!r})\n"
+        "    return _real(*a, **k)\n")
+    p = tmp_path / "forger.py"
+    p.write_text(src)
+    return str(p)
+
+
+def _message(header) -> bytes:
+    import json
+    import struct
+    h = json.dumps(header).encode()
+    return struct.pack("<QQ", len(h), 0) + h
+
+
+@pytest.mark.parametrize("forged", [
+    _message({"ok": True}),  # no loss: the checker's KeyError (exit 4) before
+    _message({"ok": True, "loss": 0.0, "dtype": "float64", "evaluations": 1, "blocked": []}),
+    _message({"ok": False, "kind": ["crash"], "message": 7}),
+    _message([1, 2, 3]),
+    b"\xff" * 64,  # a length of exabytes, then garbage
+    _message({"ok": True})[:16] + b"{not json}",
+], ids=["no-loss", "plausible", "wrong-types", "not-an-object", "huge-length", "not-json"])
+def test_a_reply_forged_by_user_code_is_a_named_error(tmp_path, forged):
+    from bpttcheck.check.engine import Options, check
+    r = check(_forging(tmp_path, forged), Options())
+    assert (r.verdict, r.error.kind) == ("error", "protocol"), r.error
+    assert "reply pipe" in r.error.message
+
+
+def test_reply_fields_are_checked_by_type_and_nan_losses_stay_results():
+    import numpy as np
+
+    from bpttcheck.sandbox.session import reply_problem
+    ok = {"ok": True, "id": "r", "loss": 1.5, "modified": [], "dtype": "float64",
+          "evaluations": 1, "blocked": []}
+    assert reply_problem("call", "r", ok, {"G.Wxh": np.zeros(2)}) is None
+    for loss in (float("nan"), float("inf"), -float("inf"), 3):  # the user's results: judged
+        assert reply_problem("call", "r", {**ok, "loss": loss}, {}) is None
+    bad = [({**ok, "id": "other"}, {}), ({**ok, "loss": "1.5"}, {}), ({**ok, "loss": True}, {}),
+           ({**ok, "loss": 10 ** 400}, {}), ({**ok, "loss": None}, {}),
+           ({**ok, "evaluations": "3"}, {}), ({**ok, "evaluations": -1}, {}),
+           ({**ok, "blocked": [{"message": 1}]}, {}), ({**ok, "dtype": 64}, {}),
+           (ok, {"G.Wxh": np.array(["a"])}), (ok, {"G.Wxh": np.zeros(2, complex)}),
+           ({"ok": False, "id": "r", "kind": "nonsense", "message": "m"}, {}),
+           ({"ok": False, "id": "r", "kind": "plugin", "message": "m", "plugin": [1]}, {}),
+           ({"ok": 1, "id": "r"}, {})]
+    for hdr, arrs in bad:
+        assert reply_problem("call", "r", hdr, arrs), hdr
+    assert reply_problem("losses", "r", {**ok}, {}) == "no array 'losses'"
+
+
+def test_a_huge_exception_message_is_capped_and_memory_stays_bounded(tmp_path):
+    import subprocess
+    import sys
+    p = tmp_path / "model.py"
+    p.write_text("def loss_and_grads(p, x, y, h):\n    raise ValueError('x' * 250_000_000)\n")
+    probe = ("import resource, sys\n"
+             "from bpttcheck import report_json, report_junit, report_terminal\n"
+             "from bpttcheck.check.engine import Options, check\n"
+             "r = check(sys.argv[1], Options())\n"
+             "sizes = [len(f(r)) for f in (report_json.render, report_junit.render, "
+             "report_terminal.render)]\n"
+             "print(r.error.kind, max(sizes), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+             " '_'.join(r.error.message[-60:].split()))\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(p)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    kind, size, rss_kib, tail = out[0], int(out[1]), int(out[2]), out[3]
+    assert kind == "exception"
+    assert size < 4 << 20  # a few MB of report, not 262
+    assert rss_kib < 700 << 10  # the checker's peak, not 2.8 GB
+    assert tail.endswith("_more_characters_not_kept"), tail
+    assert int(tail.split("_")[-5].replace(",", "")) > 248_000_000  # counted, and said
