@@ -205,3 +205,32 @@ def test_a_huge_exception_message_is_capped_and_memory_stays_bounded(tmp_path):
     assert rss_kib < 700 << 10  # the checker's peak, not 2.8 GB
     assert tail.endswith("_more_characters_not_kept"), tail
     assert int(tail.split("_")[-5].replace(",", "")) > 248_000_000  # counted, and said
+
+
+# ---------------------------------------------------------------- spec sizes
+
+def test_spec_sizes_beyond_the_memory_limit_are_a_spec_error(tmp_path):
+    import subprocess
+    import sys
+
+    from bpttcheck.errors import SpecError
+    from bpttcheck.spec import load_spec
+    p = tmp_path / "spec.toml"
+    p.write_text("[sizes]\nH = 100000\n")  # 74 GiB for one H x H matrix before
+    with pytest.raises(SpecError) as e:
+        load_spec(str(p))
+    msg = str(e.value)
+    assert "H = 100000" in msg and "GiB" in msg and "4096 MiB" in msg, msg
+    r = subprocess.run([sys.executable, "-m", "bpttcheck", "run", str(REF / "rnn_functional.py"),
+                        "--spec", str(p)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "need about" in r.stderr, r.stderr
+    # the limit is the spec's: raised, the same sizes are accepted (and would be tried)
+    p.write_text("[sizes]\nH = 100000\n[limits]\nmemory_mb = 100000000\n")
+    assert load_spec(str(p)).sizes.H == 100000
+    # a correct control: sizes a course uses load and check as before
+    p.write_text("[assignment]\narch = \"lstm\"\n[sizes]\nT = 50\nX = 64\nH = 128\nY = 64\n")
+    assert load_spec(str(p)).sizes.H == 128
+    p.write_text("[sizes]\nT = 7\nH = 9\n")
+    r = subprocess.run([sys.executable, "-m", "bpttcheck", "run", str(REF / "rnn_functional.py"),
+                        "--spec", str(p)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "H=9" in r.stdout, r.stdout + r.stderr
