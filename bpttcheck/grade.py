@@ -7,7 +7,9 @@ import hashlib
 import io
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -300,13 +302,21 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
                          f"per student)")
     os.makedirs(out, exist_ok=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    # fork: the pool's processes start with numpy and bpttcheck already imported
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
-        futures = {pool.submit(grade_one, sub, s, out, html): sub for sub in subs}
-        # the pool's processes are forked by now: the bar's drawing thread starts after them
-        with Progress(len(subs)) if progress else nullcontext() as bar:
-            rows = _collect(futures, bar)
+    # C builds of this run go to a folder only this run writes (mode 0700, removed at the
+    # end), never to the user's cache, which earlier code run as the same user could have
+    # written to; one student's build cannot stand in for another's
+    so_cache = tempfile.mkdtemp(prefix="bpttcheck-so-")
+    run = replace(s, opts=replace(s.opts, so_cache=so_cache))
+    try:
+        # fork: the pool's processes start with numpy and bpttcheck already imported
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
+            futures = {pool.submit(grade_one, sub, run, out, html): sub for sub in subs}
+            # the pool's processes are forked by now: the bar's drawing thread starts after them
+            with Progress(len(subs)) if progress else nullcontext() as bar:
+                rows = _collect(futures, bar)
+    finally:
+        shutil.rmtree(so_cache, ignore_errors=True)
 
     rows = one_maximum(rows, s)
     rows.sort(key=lambda r: natural_key(r.student))

@@ -3,6 +3,7 @@ graded exactly as without the attack."""
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,48 @@ def test_spec_sizes_beyond_the_memory_limit_are_a_spec_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bpttcheck", "run", str(REF / "rnn_functional.py"),
                         "--spec", str(p)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "H=9" in r.stdout, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- the compile cache
+
+C_REF = REF.parent / "c" / "rnn.c"
+C_BUG = ZOO.parent / "c" / "dwhh_current_h.c"
+
+
+def _poison(monkeypatch, cache_home, with_record: bool) -> None:
+    """Write a buggy library where the user's cache keeps the build of the correct rnn.c (what
+    code run earlier as the same user can do), with a matching hash record or without."""
+    import hashlib
+
+    from bpttcheck.sandbox.compile import compile_c
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home / "elsewhere"))
+    bad = compile_c(str(C_BUG))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    good = compile_c(str(C_REF))
+    shutil.copyfile(bad, good)
+    if with_record:
+        digest = hashlib.sha256(Path(bad).read_bytes()).hexdigest()
+        Path(good + ".sha256").write_text(digest + "\n")
+    else:
+        Path(good + ".sha256").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["bytes-changed", "record-changed-too"])
+def test_a_library_written_over_in_the_user_cache_is_not_used(tmp_path, monkeypatch, record):
+    from bpttcheck.check.engine import Options, check
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert check(str(C_REF), Options()).verdict == "pass"  # built and cached
+    assert check(str(C_REF), Options()).verdict == "pass"  # the cached build, verified
+    _poison(monkeypatch, tmp_path / "cache", with_record=False)
+    assert check(str(C_REF), Options()).verdict == "pass"  # its hash differs: built again
+    # grade never reads the user cache: even a forged record does not get in
+    _poison(monkeypatch, tmp_path / "cache", with_record=record)
+    k = tmp_path / "class"
+    (k / "carol").mkdir(parents=True)
+    shutil.copy(C_REF, k / "carol" / "model.c")
+    shutil.copy(C_BUG, k / "mallory.c")  # a buggy submission next to her is still found out
+    rows = grade(str(k), settings(timeout=5.0), str(tmp_path / "out"), jobs=2, html=False,
+                 progress=False)
+    by = {r.student: r for r in rows}
+    assert by["carol"].verdict == "pass" and by["mallory"].verdict == "fail"
+    assert by["mallory"].top_diagnosis == "rnn.dwhh-uses-current-h"

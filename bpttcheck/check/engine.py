@@ -36,6 +36,8 @@ class Options:
     # severity per check or finding id ("probe.large-logits", "softmax.unstable",
     # "bptt.truncated" -> "fail" | "warning"; spec [checks], check/severity.py)
     checks: dict[str, str] = field(default_factory=dict)
+    # where C builds are kept: None, the user's cache; `grade` gives a folder of its own
+    so_cache: str | None = None
 
 
 def check(path: str, opts: Options | None = None) -> Report:
@@ -96,7 +98,7 @@ def _compile(path: str, opts: Options, rec: Recorder) -> str | None:
         return None
     from bpttcheck.sandbox.compile import compile_c, sanitizer_runtime
     with rec.timed("compile"):
-        lib = compile_c(path, sanitize=opts.sanitize)
+        lib = compile_c(path, sanitize=opts.sanitize, cache=opts.so_cache)
         if opts.sanitize:
             rt = sanitizer_runtime()
             if rt is None:
