@@ -25,6 +25,7 @@ class ErrorKind(StrEnum):
     AMBIGUOUS = "ambiguous"  # grade: several candidate model files
     INTERNAL = "internal"  # bpttcheck's own bug
     PLUGIN = "plugin"  # an installed plugin (adapter or architecture) is broken
+    PROTOCOL = "protocol"  # a reply the worker never sends: forged by user code, or garbled
 
 
 def source_line(path: str, lineno: int, text: str | None = None) -> str:

@@ -3,10 +3,13 @@ an index page and a CSV gradebook. A crashing or hanging submission costs only i
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
@@ -14,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TextIO
 
 from bpttcheck.errors import UsageError
-from bpttcheck.formatting import natural_key
+from bpttcheck.formatting import csv_cell, natural_key
 from bpttcheck.output import write_atomic
 from bpttcheck.settings import Settings
 
@@ -33,7 +36,8 @@ class Submission:
     path: str | None  # None: nothing to check was found in the student's folder
     problem: str = ""
     flat: bool = False  # a file at the top of the class folder, not a folder of its own
-    kind: str = "missing"  # why path is None: "missing" or "ambiguous"
+    kind: str = "missing"  # why path is None: "missing", "ambiguous" or "forbidden"
+    folder: str = ""  # its report folder under --out: distinct for every submission
 
 
 @dataclass
@@ -64,7 +68,11 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
         p = os.path.join(folder, name)
         if name.startswith((".", "_")) or os.path.realpath(p) == out_real:
             continue
-        if os.path.isdir(p):
+        if os.path.islink(p) and (os.path.isdir(p) or name.endswith(CODE)):
+            stem = name if os.path.isdir(p) else os.path.splitext(name)[0]
+            subs.append(Submission(stem, None, _link_problem(name, p, "its own place in the class folder"),
+                                   kind="forbidden"))
+        elif os.path.isdir(p):
             subs.append(_in_folder(name, p, entry))
         elif name.endswith(CODE) and os.path.isfile(p):
             if name.endswith(".so") and os.path.exists(p[:-3] + ".c"):
@@ -76,10 +84,74 @@ def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
     for s in subs:
         if seen[s.student] > 1 and s.path:
             s.student = os.path.basename(s.path)
+    _name_folders(subs)
     return subs
 
 
+def _name_folders(subs: list[Submission]) -> None:
+    """A report folder per submission, readable and distinct: the student's name made safe
+    (_safe), with a short hash of the exact name added when two names make the same folder
+    (``alice.py`` and ``alice..py``; also names that differ in case only, for file systems
+    that ignore it) to every name but one whose folder is its name unchanged. The hash depends
+    only on the name: the same class gets the same folders."""
+    taken: dict[str, int] = {}
+    for s in subs:
+        base = _safe(s.student)
+        taken[base.casefold()] = taken.get(base.casefold(), 0) + 1
+    used = {"grades.csv", "index.html"}  # the class's own files beside the report folders
+    for s in subs:
+        base = _safe(s.student)
+        name = base
+        if (taken[base.casefold()] > 1 and s.student != base) or base.casefold() in used:
+            digest = hashlib.sha256(s.student.encode("utf-8", "surrogateescape")).hexdigest()
+            n = 6
+            name = f"{base}-{digest[:n]}"
+            while name.casefold() in used:  # never in practice; kept total all the same
+                n += 2
+                name = f"{base}-{digest[:n]}" if n <= 64 else f"{base}-{digest}-{n}"
+        used.add(name.casefold())
+        s.folder = name
+
+
+def _link_problem(shown: str, link: str, where: str) -> str:
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return (f"{shown} is a symbolic link to {target}, outside {where}: a submission is graded "
+            f"on its own files only, never on another student's or on a file elsewhere; copy "
+            f"the file in instead of linking it")
+
+
+def _links_out(folder: str, limit: int = 20_000) -> list[str]:
+    """The symbolic links in a student's folder (as deep as staging copies it) whose target
+    lies outside the folder: staging would copy another student's file, or any file the
+    grader can read, as this student's."""
+    from bpttcheck.sandbox.staging import MAX_DEPTH
+    real = os.path.realpath(folder)
+    bad, seen = [], 0
+    for root, dirs, names in os.walk(folder):
+        depth = root.count(os.sep) - folder.count(os.sep)
+        for n in dirs + names:
+            seen += 1
+            p = os.path.join(root, n)
+            if os.path.islink(p):
+                target = os.path.realpath(p)
+                if target != real and not target.startswith(real + os.sep):
+                    bad.append(p)
+        dirs[:] = [d for d in dirs if depth < MAX_DEPTH]
+        if seen > limit:
+            break
+    return bad
+
+
 def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
+    links = _links_out(folder)
+    if links:
+        first = os.path.relpath(links[0], os.path.dirname(folder))
+        more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
+        return Submission(student, None, _link_problem(first, links[0], f"{student}/") + more,
+                          kind="forbidden")
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and
@@ -120,8 +192,13 @@ def _looks_like_model(path: str) -> bool:
 
 
 def _safe(name: str) -> str:
+    """A folder name made of letters, digits, ``-``, ``_`` and ``.``, never starting with
+    ``-`` (an option to a shell command, a formula to a spreadsheet) nor ``.`` (hidden)."""
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return keep.strip(".") or "submission"
+    keep = keep.strip(".")
+    if keep.startswith("-"):
+        keep = "_" + keep[1:]
+    return keep or "submission"
 
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
@@ -147,13 +224,14 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
                             error=ErrorInfo(kind="internal",
                                             message=f"bpttcheck failed on this submission: "
                                                     f"{type(e).__name__}: {e}"))
-    d = os.path.join(out, _safe(sub.student))
+    folder = sub.folder or _safe(sub.student)
+    d = os.path.join(out, folder)
     write_atomic(os.path.join(d, "report.json"), report_json.render(report))
-    href = f"{_safe(sub.student)}/report.json"
+    href = f"{folder}/report.json"
     if html:
         from bpttcheck import report_html
         write_atomic(os.path.join(d, "report.html"), report_html.render(report))
-        href = f"{_safe(sub.student)}/report.html"
+        href = f"{folder}/report.html"
     score, max_score = scoring.score(report, s.points, s.opts.arch, s.opts.style)
     top = report.diagnoses[0] if report.diagnoses else None
     return Row(student=sub.student, file=sub.path or "", verdict=report.verdict,
@@ -224,13 +302,21 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
                          f"per student)")
     os.makedirs(out, exist_ok=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    # fork: the pool's processes start with numpy and bpttcheck already imported
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
-        futures = {pool.submit(grade_one, sub, s, out, html): sub for sub in subs}
-        # the pool's processes are forked by now: the bar's drawing thread starts after them
-        with Progress(len(subs)) if progress else nullcontext() as bar:
-            rows = _collect(futures, bar)
+    # C builds of this run go to a folder only this run writes (mode 0700, removed at the
+    # end), never to the user's cache, which earlier code run as the same user could have
+    # written to; one student's build cannot stand in for another's
+    so_cache = tempfile.mkdtemp(prefix="bpttcheck-so-")
+    run = replace(s, opts=replace(s.opts, so_cache=so_cache))
+    try:
+        # fork: the pool's processes start with numpy and bpttcheck already imported
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
+            futures = {pool.submit(grade_one, sub, run, out, html): sub for sub in subs}
+            # the pool's processes are forked by now: the bar's drawing thread starts after them
+            with Progress(len(subs)) if progress else nullcontext() as bar:
+                rows = _collect(futures, bar)
+    finally:
+        shutil.rmtree(so_cache, ignore_errors=True)
 
     rows = one_maximum(rows, s)
     rows.sort(key=lambda r: natural_key(r.student))
@@ -293,5 +379,5 @@ def _csv(rows: list[Row]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(asdict(r))
+        w.writerow({k: csv_cell(v) for k, v in asdict(r).items()})
     return buf.getvalue()

@@ -7,6 +7,7 @@ import os
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+from bpttcheck.formatting import xml_safe
 from bpttcheck.result import Report
 
 
@@ -50,4 +51,6 @@ def render(r: Report) -> str:
     root = ET.Element("testsuites", {"name": "bpttcheck", **counts}, time=f"{total:.3f}")
     root.append(suite)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    # a message may hold any character: shown as \xNN, the document stays valid XML
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            + xml_safe(ET.tostring(root, encoding="unicode")) + "\n")

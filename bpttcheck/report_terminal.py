@@ -1,6 +1,7 @@
 """The terminal summary: verdict, one row per parameter group, the top diagnoses."""
 from __future__ import annotations
 
+from bpttcheck.formatting import printable
 from bpttcheck.result import Report
 
 MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip", "warn": "WARN"}
@@ -24,7 +25,7 @@ def render(r: Report, verbose: bool = False) -> str:
             out.append(f"  at {e.line}")
         if e.output.strip():
             out.append("  " + e.output.strip().replace("\n", "\n  "))
-        return "\n".join(out) + "\n"
+        return printable("\n".join(out) + "\n")
     if r.loss:
         out.append(f"loss: yours {r.loss['user']:.10g}, reference {r.loss['reference']:.10g}"
                    f" ({r.reduction} over time)")
@@ -72,7 +73,8 @@ def render(r: Report, verbose: bool = False) -> str:
                f"{warned}; "
                f"{r.evaluations} calls of your code in {r.timings.get('total', 0):.2f} s"
                f" ({_case(r)}, tolerances: {_tols(r)})")
-    return "\n".join(out) + "\n"
+    # user strings (the path, messages, printed output) go to a terminal: no control characters
+    return printable("\n".join(out) + "\n")
 
 
 def _case(r: Report) -> str:

@@ -1,6 +1,7 @@
 """Assignment specs (CONTRACT 2.4): TOML, validated by pydantic, errors that name the field."""
 from __future__ import annotations
 
+import math
 import tomllib
 from typing import Literal
 
@@ -157,6 +158,36 @@ def _unknown_check(key: str) -> str | None:
     return None
 
 
+# what the checker keeps of one set of parameters at once, besides the per-step contributions:
+# the parameters, the reference's and the user's gradients, finite-difference directions, the
+# gradients of the planted bugs diagnosis compares (a generous count: measured peaks stay below)
+COPIES = 24
+WORKER_COPIES = 8  # the worker: parameters, gradients, the user's own temporaries
+
+
+def memory_estimate(sizes: Sizes, arch: str | None) -> tuple[int, int, str]:
+    """(bytes the checker needs, bytes the worker needs, how they were counted) for a probe case
+    of these sizes: float64 parameters of the architecture (the largest built-in one when it is
+    not known: an LSTM), the per-step contributions diagnosis keeps (T x parameters), COPIES
+    more full sets, and the activations over T steps."""
+    from bpttcheck.archmeta import META, Dims
+    d = Dims(T=sizes.T, X=sizes.X, H=sizes.H, Y=sizes.Y)
+    metas = [META[arch]] if arch in META else list(META.values())
+    counts = {m.name: sum(math.prod(sh) for sh in m.shapes(d).values()) for m in metas}
+    name = max(counts, key=lambda k: counts[k])
+    n = counts[name]
+    acts = 8 * d.T * (8 * d.H + 2 * d.Y + d.X)
+    checker = 8 * n * (d.T + COPIES) + 4 * acts
+    worker = 8 * n * WORKER_COPIES + 2 * acts
+    how = (f"{n:,} parameters of the {name.upper()} x (T = {d.T} per-step contributions kept for "
+           f"diagnosis + {COPIES} copies) x 8 bytes, and the activations over T steps")
+    return checker, worker, how
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.0f} MiB"
+
+
 def load_spec(path: str) -> Spec:
     try:
         with open(path, "rb") as f:
@@ -178,6 +209,17 @@ def load_spec(path: str) -> Spec:
             loc = ".".join(str(p) for p in err["loc"])
             lines.append(f"  {loc}: {err['msg']}")
         raise SpecError(f"spec {path} is invalid:\n" + "\n".join(lines)) from None
+    if spec.sizes is not None:
+        checker, worker, how = memory_estimate(spec.sizes, spec.assignment.arch)
+        limit = spec.limits.memory_mb << 20
+        if max(checker, worker) > limit:
+            z = spec.sizes
+            raise SpecError(
+                f"spec {path}: sizes T = {z.T}, X = {z.X}, H = {z.H}, Y = {z.Y} need about "
+                f"{_gib(checker)} in the checker and {_gib(worker)} in the worker ({how}), more "
+                f"than the memory limit of {spec.limits.memory_mb} MiB (limits.memory_mb): "
+                f"a probe case this large checks nothing a small one does not; make the sizes "
+                f"smaller")
     if spec.layout.stacked and not spec.layout.gate_order:
         raise SpecError(f"spec {path}: layout.stacked = true needs layout.gate_order "
                         "(e.g. \"ifgo\")")

@@ -39,6 +39,8 @@ class Options:
     # BPTTCHECK_SECRET (settings.py): each submission's seed is derived from it and its
     # content, and reports show a case tag instead of that seed
     secret: str | None = field(default=None, repr=False)
+    # where C builds are kept: None, the user's cache; `grade` gives a folder of its own
+    so_cache: str | None = None
 
 
 def check(path: str, opts: Options | None = None) -> Report:
@@ -116,7 +118,7 @@ def _compile(path: str, opts: Options, rec: Recorder) -> str | None:
         return None
     from bpttcheck.sandbox.compile import compile_c, sanitizer_runtime
     with rec.timed("compile"):
-        lib = compile_c(path, sanitize=opts.sanitize)
+        lib = compile_c(path, sanitize=opts.sanitize, cache=opts.so_cache)
         if opts.sanitize:
             rt = sanitizer_runtime()
             if rt is None:

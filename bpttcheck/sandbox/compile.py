@@ -50,8 +50,32 @@ def cache_dir() -> str:
         return tempfile.mkdtemp(prefix="bpttcheck-so-")
 
 
-def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
-    """Path of the shared library built from ``path``; UserCodeError('compile') on failure."""
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _verified(out: str) -> bool:
+    """Whether the cached library is the one the checker built: the hash of its bytes equals
+    the one recorded when it was written. A library written over (by code that can reach the
+    cache, such as an earlier submission's) or without a record is built again."""
+    try:
+        with open(out + ".sha256") as f:
+            recorded = f.read().strip()
+    except OSError:
+        return False
+    return bool(recorded) and _digest(out) == recorded
+
+
+def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0,
+              cache: str | None = None) -> str:
+    """Path of the shared library built from ``path``; UserCodeError('compile') on failure.
+    ``cache``: the folder builds are kept in (``grade`` gives one of its own for the run);
+    by default the user's cache (cache_dir()). A cached library is used only if its bytes
+    hash to what was recorded when the checker built it."""
     cc = compiler()
     if cc is None:
         raise UserCodeError(ErrorKind.COMPILE, "no C compiler found (tried $CC, gcc, cc, clang): install "
@@ -62,8 +86,8 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
     with open(os.path.join(include_dir(), "bpttcheck.h"), "rb") as f:
         header = f.read()
     key = hashlib.sha256(src + header + " ".join([cc, *flags]).encode()).hexdigest()[:20]
-    out = os.path.join(cache_dir(), f"{key}.so")
-    if os.path.exists(out):
+    out = os.path.join(cache or cache_dir(), f"{key}.so")
+    if os.path.exists(out) and _verified(out):
         return out
     tmp = out + f".{os.getpid()}.tmp"
     cmd = [cc, *flags, "-I" + include_dir(), os.path.abspath(path), "-o", tmp, "-lm"]
@@ -86,5 +110,10 @@ def compile_c(path: str, sanitize: bool = False, timeout: float = 60.0) -> str:
         first = "\n".join(errors[:5]) or text.strip()[-2000:]
         raise UserCodeError(ErrorKind.COMPILE, f"{os.path.basename(path)} does not compile:\n{first}",
                             line, text[-8000:])
+    digest = _digest(tmp)
     os.replace(tmp, out)
+    record = out + f".{os.getpid()}.sha256.tmp"
+    with open(record, "w") as f:
+        f.write(f"{digest}\n")
+    os.replace(record, out + ".sha256")
     return out

@@ -10,6 +10,8 @@ from typing import BinaryIO
 import numpy as np
 
 MAX_MESSAGE = 1 << 30  # a reply larger than 1 GiB is not a gradient; refuse it
+MAX_HEADER = 16 << 20  # the JSON part: texts are capped at TEXT_CAP before they are sent
+TEXT_CAP = 1 << 20  # characters of one message, traceback or line kept in a reply
 
 
 class ProtocolError(Exception):
@@ -47,9 +49,33 @@ def read_exact(f: BinaryIO, n: int) -> bytes:
 
 def receive(f: BinaryIO) -> tuple[dict, dict[str, np.ndarray]]:
     nh, nb = struct.unpack("<QQ", read_exact(f, 16))
-    if nh + nb > MAX_MESSAGE:
-        raise ProtocolError(f"message of {nh + nb} bytes")
-    return decode(read_exact(f, nh), read_exact(f, nb))
+    if nh > MAX_HEADER or nh + nb > MAX_MESSAGE:
+        raise ProtocolError(f"a message of {nh:,} + {nb:,} bytes (at most {MAX_HEADER:,} of "
+                            f"header and {MAX_MESSAGE:,} in all)")
+    try:
+        return decode(read_exact(f, nh), read_exact(f, nb))
+    except EOFError:
+        raise
+    except Exception as e:  # noqa: BLE001 - not JSON, not an .npz, pickled arrays, ...
+        raise ProtocolError(f"an unreadable message ({type(e).__name__}: {e})"[:500]) from None
+
+
+def cap_text(text: str, limit: int = TEXT_CAP) -> str:
+    """At most ``limit`` characters of ``text``, and how many more there were."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... {len(text) - limit:,} more characters not kept"
+
+
+def cap_strings(obj, limit: int = TEXT_CAP):
+    """``obj`` (a reply's JSON header) with every string in it capped by cap_text."""
+    if isinstance(obj, str):
+        return cap_text(obj, limit)
+    if isinstance(obj, dict):
+        return {k: cap_strings(v, limit) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [cap_strings(v, limit) for v in obj]
+    return obj
 
 
 def send(f: BinaryIO, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:

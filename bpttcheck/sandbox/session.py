@@ -6,6 +6,7 @@ import contextlib
 import os
 import queue
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,89 @@ class _Drain(threading.Thread):
         if self.total > len(self.buf):
             s += f"\n... ({self.total - len(self.buf)} more bytes not kept)"
         return s
+
+_WHAT = {"load": "loading your module", "inspect": "inspecting your module",
+         "call": "one call of your code", "losses": "a batch of calls of your code",
+         "layer_run": "one call of your code", "layer_project": "a batch of calls of your code"}
+
+_STR, _OPT_STR = (str,), (str, type(None))
+_DICT, _OPT_DICT, _LIST = (dict,), (dict, type(None)), (list,)
+_MODIFIED = (list, dict, type(None))
+# the header fields the checker reads, by op, with the types the worker sends (a field
+# missing from a successful reply is a problem; one missing from a failure's is not)
+_OK_FIELDS: dict[str, dict[str, tuple]] = {
+    "load": {"adapter": _STR, "arch": _STR, "capabilities": _DICT, "dims": _OPT_DICT,
+             "layouts": _LIST, "skipped": _LIST, "notes": _LIST, "extra": _DICT,
+             "model": _OPT_DICT, "options": _DICT},
+    "inspect": {"found": _DICT, "skipped": _LIST},
+    "call": {"loss": (int, float), "modified": _MODIFIED, "dtype": _STR},
+    "losses": {},
+    "layer_run": {"status": _STR, "message": _OPT_STR, "line": _OPT_STR,
+                  "modified": _MODIFIED, "dtype": _STR},
+    "layer_project": {},
+}
+_OK_ARRAYS = {"losses": "losses", "layer_project": "values"}
+_ERROR_FIELDS = {"kind": _STR, "message": _STR, "line": _OPT_STR, "traceback": _STR,
+                 "plugin": _LIST}
+
+
+def reply_problem(op: str, rid: str, hdr, arrs) -> str | None:
+    """What is wrong with a reply to request ``rid`` (an ``op``), or None: the id it answers,
+    the type of every header field the checker reads, plain numeric arrays. A loss must be a
+    number: NaN and infinities are the user's results and are judged as such; a string, a
+    bool or an integer beyond the float range is no loss the worker sends."""
+    if not isinstance(hdr, dict):
+        return f"a header that is a {type(hdr).__name__}, not an object"
+    if hdr.get("id") != rid:
+        return "it answers another request"
+    if not isinstance(hdr.get("ok"), bool):
+        return "'ok' is not true or false"
+    ev = hdr.get("evaluations", 0)
+    if not isinstance(ev, int) or isinstance(ev, bool) or ev < 0:
+        return "'evaluations' is not a count"
+    blocked = hdr.get("blocked") or []
+    if not isinstance(blocked, list) or not all(
+            isinstance(b, dict) and isinstance(b.get("message"), str)
+            and isinstance(b.get("line"), _OPT_STR) for b in blocked):
+        return "'blocked' is not a list of refused attempts"
+    fields = _OK_FIELDS.get(op, {}) if hdr["ok"] else _ERROR_FIELDS
+    for name, types in fields.items():
+        if hdr["ok"] and name not in hdr and type(None) not in types:
+            return f"no {name!r}"
+        v = hdr.get(name)
+        if (name in hdr and (not isinstance(v, types) or isinstance(v, bool))):
+            return f"{name!r} is a {type(v).__name__}"
+    if not hdr["ok"]:
+        if hdr.get("kind", ErrorKind.EXCEPTION) not in set(ErrorKind):
+            return f"an unknown error kind {str(hdr['kind'])[:40]!r}"
+        plugin = hdr.get("plugin")
+        if plugin is not None and (len(plugin) != 4 or
+                                   not all(isinstance(x, str) for x in plugin)):
+            return "'plugin' is not four strings"
+    elif op == "call":
+        try:
+            float(hdr["loss"])
+        except OverflowError:
+            return "'loss' is an integer beyond the float range"
+    elif op == "load":
+        if not isinstance(hdr["capabilities"].get("kind"), str):
+            return "the capabilities have no kind"
+        if not all(isinstance(x, str) for x in hdr["skipped"]) or not all(
+                isinstance(x, dict) for x in hdr["layouts"]) or not all(
+                isinstance(n, dict) and all(isinstance(n.get(f), str)
+                                            for f in ("id", "title", "evidence"))
+                for n in hdr["notes"]):
+            return "its skipped lines, layouts or notes are not what they should be"
+    if not isinstance(arrs, dict):
+        return "arrays that are not a bundle"
+    for k, a in arrs.items():
+        if getattr(getattr(a, "dtype", None), "kind", "?") not in ("b", "i", "u", "f"):
+            return f"array {k[:40]!r} is not numbers"
+    need = _OK_ARRAYS.get(op) if hdr["ok"] else None
+    if need and need not in arrs:
+        return f"no array {need!r}"
+    return None
+
 
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
@@ -151,9 +235,12 @@ class WorkerSession:
     # ------------------------------------------------------------------ requests
 
     def request(self, header: dict, arrays: dict | None, timeout: float):
-        header = dict(header, timeout=timeout)
+        # a fresh id a request: a reply that does not carry it answers something else (a
+        # message user code wrote to the reply pipe itself)
+        from bpttcheck.sandbox import protocol
+        rid = secrets.token_hex(8)
+        header = dict(header, timeout=timeout, id=rid)
         try:
-            from bpttcheck.sandbox import protocol
             protocol.send(self.wf, header, arrays)
         except (BrokenPipeError, OSError):
             self._died()
@@ -161,9 +248,14 @@ class WorkerSession:
             got = self.replies.get(timeout=timeout + 2.0)
         except queue.Empty:
             self._timed_out(header["op"], timeout)
+        if isinstance(got, protocol.ProtocolError):
+            self._forged(header["op"], str(got))
         if isinstance(got, Exception):
             self._died()
         hdr, arrs = got
+        problem = reply_problem(header["op"], rid, hdr, arrs)
+        if problem:
+            self._forged(header["op"], problem)
         self.evaluations = hdr.get("evaluations", self.evaluations)
         blocked = hdr.get("blocked")
         if blocked:  # refused by the worker's guard (guard.py), even if the code caught it
@@ -177,6 +269,16 @@ class WorkerSession:
             raise UserCodeError(hdr.get("kind", ErrorKind.EXCEPTION), hdr.get("message", "failed"),
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
         return hdr, arrs
+
+    def _forged(self, op: str, problem: str):
+        """A reply the worker never sends: the pipe can no longer be trusted, the check ends."""
+        self.kill()
+        raise UserCodeError(
+            ErrorKind.PROTOCOL, f"the worker's reply to {_WHAT.get(op, op)} is not one "
+            f"bpttcheck's worker sends ({problem}): something in the worker process wrote to "
+            f"bpttcheck's reply pipe (does your code write to a file descriptor it did not "
+            f"open?), or the worker broke. No reply after it can be trusted.",
+            None, self._output())
 
     def load(self, style: str | None, options: dict, path: str | None = None) -> dict:
         hdr, _ = self.request({"op": "load", "path": path or self.user_path, "style": style,
@@ -247,7 +349,7 @@ class WorkerSession:
         from bpttcheck.sandbox import protocol
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
-        return hdr["loss"], grads, last, hdr
+        return float(hdr["loss"]), grads, last, hdr
 
     def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
                entries: list[tuple[str, int, float]] | None = None):

@@ -327,7 +327,9 @@ def serve(w: Worker, rf, wf) -> None:
                      "plugin": [e.group, e.name, e.value, e.problem]}
         reply["evaluations"] = w.evaluations
         reply["blocked"] = guard.attempts()
-        protocol.send(wf, reply, out_arrays)
+        reply["id"] = hdr.get("id")  # which request this answers (session.py checks it)
+        # a 250 MB exception message is kept as its first MiB and a count of the rest
+        protocol.send(wf, protocol.cap_strings(reply), out_arrays)
 
 
 def _model_facts(found: dict | None, options: dict) -> dict:
