@@ -194,3 +194,12 @@ def test_a_python_2_module_the_code_imports_is_named(tmp_path):
     assert r.verdict == "error" and r.error.kind == "syntax"
     assert "utils.py, which your code imports, is Python 2 code" in r.error.message
     assert "line 4" in r.error.message
+
+
+def test_a_file_name_with_dots_is_not_a_package_path(tmp_path):
+    p = tmp_path / "alice..py"
+    p.write_text(MODEL)
+    assert run(p).verdict == "pass"
+    q = tmp_path / "model.v2.py"
+    q.write_text(MODEL)
+    assert run(q).verdict == "pass"

@@ -196,6 +196,8 @@ def package_of(path: str, top: str) -> tuple[str, str]:
     the bare stem and the file's own folder."""
     folder = os.path.dirname(path)
     stem = os.path.splitext(os.path.basename(path))[0]
+    if not stem.isidentifier():  # model.v2.py, alice..py: a script, never a package's module
+        return stem.replace(".", "_"), folder
     parts = [stem]
     top = os.path.realpath(top)
     while (os.path.isfile(os.path.join(folder, "__init__.py"))

@@ -168,7 +168,8 @@ class Worker:
         """An empty module for the user's file, registered in sys.modules; a module inside a
         package gets its parent packages imported first (their __init__.py run, as Python
         would) so its relative imports work."""
-        package = name.rpartition(".")[0]
+        parts = name.split(".")  # alice..py is a file, not a package path
+        package = name.rpartition(".")[0] if all(p.isidentifier() for p in parts) else ""
         if package:
             import importlib
             self.guarded(f"importing the package {package}", timeout,
