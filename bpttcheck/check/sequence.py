@@ -37,9 +37,8 @@ class SequenceChecker:
         self.base = base = architectures()[info["arch"]]
         # what the adapter says the user's model is (no biases, h0 = 0, Y = X): the reference
         # and every case follow it, and the absent parameters are no groups
-        self.facts = ModelFacts.from_info(info.get("model"), base.param_names)
-        self.arch = declared(base, self.facts)
-        self.probe = UserProbe(w, self.arch, info["capabilities"])
+        self._follow(ModelFacts.from_info(info.get("model"), base.param_names),
+                     info["capabilities"])
         self.declared = info.get("options", {})
         self.fixed_dims = bool(info.get("dims"))
         self.gate_order_mismatch: tuple[str, str] | None = None
@@ -88,6 +87,12 @@ class SequenceChecker:
                 self.collect_views(obs)
         return r
 
+    def _follow(self, facts: ModelFacts, caps: dict) -> None:
+        """Check the model these facts describe: its architecture and a probe over it."""
+        self.facts = facts
+        self.arch = declared(self.base, facts)
+        self.probe = UserProbe(self.w, self.arch, caps)
+
     def first_observation(self, case, layouts: list[Layout]) -> Observation:
         """The first call, its layout and model found; a model whose output is its own
         vocabulary breaks on the default sizes' Y != X (an index or shape error), so when the
@@ -99,12 +104,9 @@ class SequenceChecker:
             if (e.kind not in ("exception", "interface") or d.X == d.Y or self.fixed_dims
                     or self.opts.dims or self.facts.same_xy):
                 raise
-            facts = replace(self.facts, same_xy=True)
-            arch = declared(self.base, facts)
-            retry = make_case(arch, facts.fit(d), case.seed)
             saved = (self.facts, self.arch, self.probe)
-            self.facts, self.arch = facts, arch
-            self.probe = UserProbe(self.w, arch, self.probe.caps)
+            self._follow(replace(self.facts, same_xy=True), self.probe.caps)
+            retry = make_case(self.arch, self.facts.fit(d), case.seed)
             try:
                 obs = self.observe_inferring_layout(retry, layouts)
             except UserCodeError:

@@ -19,7 +19,7 @@ from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
-from bpttcheck.sandbox.staging import copy_submission, stage_root
+from bpttcheck.sandbox.staging import copy_submission, root_of
 
 # numpy and the protocol are imported where they are used: `bpttcheck run` starts the worker
 # (prestart) before it pays for its own heavy imports, so the two start-ups overlap
@@ -187,8 +187,7 @@ class WorkerSession:
         os.makedirs(self.workdir)
         self.user_path = copy_submission(self.path, self.workdir, self.limits.copy,
                                          self.limits.run_from)
-        origin = (os.path.dirname(self.path) if self.limits.copy == "data" else
-                  stage_root(self.path, self.limits.run_from))
+        origin = root_of(self.path, self.limits.copy, self.limits.run_from)
         self.tb_path = os.path.join(self.tmp, "traceback.txt")
         home = os.path.join(self.tmp, "home")
         os.makedirs(home)

@@ -35,6 +35,13 @@ def stage_root(src_file: str, run_from: str | None = None) -> str:
     return root
 
 
+def root_of(src_file: str, mode: str = "folder", run_from: str | None = None) -> str:
+    """The folder whose copy is the worker's work folder: the file's own in "data" mode,
+    else stage_root's."""
+    return os.path.dirname(os.path.abspath(src_file)) if mode == "data" else stage_root(
+        src_file, run_from)
+
+
 def copy_submission(src_file: str, dst: str, mode: str = "folder",
                     run_from: str | None = None) -> str:
     """Copy what the submission may read into ``dst`` (bounded in depth, files and bytes) and
@@ -43,7 +50,7 @@ def copy_submission(src_file: str, dst: str, mode: str = "folder",
     in a big shared folder (/tmp, a home directory) costs at most the budget, and our own work
     folders are never copied into themselves."""
     src_dir = os.path.dirname(os.path.abspath(src_file))
-    root = src_dir if mode == "data" else stage_root(src_file, run_from)
+    root = root_of(src_file, mode, run_from)
     budget = _Budget(os.path.realpath(dst))
     if root != src_dir:  # the Python sources below the root that the file's imports reach
         for path in imported_sources(src_file, root):
