@@ -152,7 +152,8 @@ def _view(r: Report) -> dict[str, Any]:
             sections.append({"anchor": key, "title": title})
     sections.append({"anchor": "details", "title": "Run details"})
     v["sections"] = sections
-    v["title"] = f"bpttcheck {r.verdict.upper()}: {v['file']}"
+    v["title"] = f"bpttcheck {r.verdict.upper()}: {v['file']}" + (f" ({r.title})" if r.title else "")
+    v["assignment"] = r.title  # the spec's [assignment] title
     return v
 
 

@@ -62,7 +62,7 @@ class SequenceChecker:
             self.note_model(obs.layout)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
-                             nonstandard=self.nonstandard)
+                             nonstandard=self.nonstandard, tolerances=dict(opts.tolerances))
                 # the judged precision; "float64/float32" (computed in float64, returned as
                 # float32) is reported as its arithmetic
                 r.dtype, r.reduction = f.dtype.split("/")[0], obs.reduction
