@@ -81,9 +81,9 @@ def headline(r: Report, score: float, max_score: float) -> str:
     points = f"; score {score:g} of {max_score:g}" if max_score else ""
     if r.error:
         e = r.error
-        where = f" at `{e.line.strip()}`" if e.line and e.line.strip() else ""
+        where = f" (at `{e.line.strip()}`)" if e.line and e.line.strip() else ""
         return (f"**bpttcheck verdict: error**{points}. Your code could not be run "
-                f"({e.kind}){where}: {e.message}")
+                f"({e.kind}): {e.message}{where}")
     n_fail = sum(c.status == "fail" for c in r.checks)
     return (f"**bpttcheck verdict: {r.verdict}**{what}{points}: "
             f"{len(r.checks) - n_fail} of {len(r.checks)} checks passed")
