@@ -82,17 +82,19 @@ class Feedback(_Strict):
 
     # Gradescope's visibility of results.json and of each test
     visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
-    show_fix: bool = True  # false: diagnoses' and warnings' fix snippets left out
-    show_evidence: bool = True  # false: their evidence left out (id and title stay)
+    # strict: TOML has booleans; "no" or 0 is a mistake to point out, not to guess at
+    show_fix: bool = Field(True, strict=True)  # false: diagnoses' and warnings' fixes left out
+    show_evidence: bool = Field(True, strict=True)  # false: their evidence (id, title stay)
 
 
 class Tolerances(_Strict):
     """Relative tolerances that replace the ones derived from the code's dtype (each left out
     keeps its dtype's default; the report prints the value used and says it came from here)."""
 
-    loss_rtol: float | None = Field(None, gt=0, lt=1)  # forward.loss, forward.last_<state>
-    grad_rtol: float | None = Field(None, gt=0, lt=1)  # grad.<group>, entry by entry
-    fd_rtol: float | None = Field(None, gt=0, lt=1)  # fd.*: share of the derivative's terms
+    # forward.loss, forward.last_<state> (and whether the loss is the standard model's)
+    loss_rtol: float | None = Field(None, gt=0, lt=1, strict=True)
+    grad_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # grad.<group>, entrywise
+    fd_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # fd.*: share of the terms
 
 
 class Spec(_Strict):
