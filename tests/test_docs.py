@@ -93,6 +93,9 @@ def test_run_autograder_says_why_an_error_scored_zero(tmp_path):
     res, _ = _autograder(tmp_path / "c", {"lstm.py": REF / "lstm_functional.py"},
                          '[assignment]\nfile = "lstm.py\n')
     assert res["score"] == 0 and "assignment.toml cannot be read" in res["output"]
+    res, _ = _autograder(tmp_path / "d", {"lstm.py": REF / "lstm_functional.py"},
+                         "[assignment]\nfile = 3\n")
+    assert res["score"] == 0 and "assignment.file" in res["output"]
 
 
 @NEEDS_BIN
