@@ -143,6 +143,7 @@ def _view(r: Report) -> dict[str, Any]:
         "flow": _flow(r),
         "details": _details(r),
         "version": r.version,
+        "withheld": " and ".join(r.withheld),  # left out by the assignment's spec
     }
     for key, title in (("error", "Error"), ("diagnoses", "Diagnosis"), ("warnings", "Warnings"),
                        ("notes", "Notes"),

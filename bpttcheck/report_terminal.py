@@ -60,6 +60,8 @@ def render(r: Report, verbose: bool = False) -> str:
             out.append("  evidence: " + d.evidence)
         if d.fix:
             out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
+    if r.withheld and (r.diagnoses or r.warnings):  # so the student knows it is on purpose
+        out.append(f"  (not shown for this assignment: {' and '.join(r.withheld)})")
     if r.groups:
         out.append("\n  (an entry passes when |yours - ref| <= its bound; 'abs bound' is the bound "
                    "at the worst entry)")

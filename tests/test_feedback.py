@@ -71,6 +71,10 @@ def test_show_fix_false_leaves_every_fix_snippet_out(tmp_path):
         assert _shown(hidden[out], out, data["diagnoses"][0]["evidence"][:60]), out  # ... with its evidence
     assert all(d["fix"] == "" for d in data2["diagnoses"])
     assert "fix:" not in hidden["terminal"] and 'class="fix"' not in hidden["html"]
+    # the student learns that it is left out on purpose
+    assert "not shown for this assignment: fix" in hidden["terminal"]
+    assert "Not shown for this assignment: fix." in hidden["html"]
+    assert "not shown for this assignment" not in shown["terminal"] + shown["html"]
     # what the student is told changes; the grade does not
     _, _, _, grades = _run(tmp_path, BUGGY, "", name="plain")
     assert grades2["score"] == grades["score"]
