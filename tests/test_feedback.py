@@ -154,7 +154,7 @@ def test_grade_writes_the_students_reports_as_the_spec_lets(tmp_path):
 # ------------------------------------------------------------------------ [checks] severity
 
 def test_a_check_made_a_warning_is_reported_everywhere_and_costs_nothing(tmp_path):
-    failing, rc0, data0, grades0 = _run(tmp_path, NOT_RESET, name="control")
+    _, rc0, data0, grades0 = _run(tmp_path, NOT_RESET, name="control")
     assert rc0 == 1 and data0["verdict"] == "fail"
     assert grades0["score"] < sum(t["max_score"] for t in grades0["tests"])
     shown, rc, data, grades = _run(tmp_path, NOT_RESET, '[checks]\n"behaviour.repeat" = "warning"\n')
@@ -171,12 +171,13 @@ def test_a_check_made_a_warning_is_reported_everywhere_and_costs_nothing(tmp_pat
     test = next(t for t in grades["tests"] if t["name"] == "behaviour.repeat")
     assert test["status"] == "passed" and "grad.not-reset" in test["output"]
     # with the fix withheld too, the warning keeps its id and loses its snippet everywhere
-    hidden, _, data2, _ = _run(tmp_path, NOT_RESET, '[checks]\n"behaviour.repeat" = "warning"\n'
+    hidden, _, hidden_data, _ = _run(tmp_path, NOT_RESET, '[checks]\n"behaviour.repeat" = "warning"\n'
                                                      '[feedback]\nshow_fix = false\n', name="nofix")
     lines = _fix_lines(data)
     assert lines and all(_shown(shown[o], o, lines[0]) for o in OUTPUTS)
     assert not any(_shown(hidden[o], o, ln) for o in OUTPUTS for ln in lines)
     assert all("grad.not-reset" in hidden[o] for o in OUTPUTS)
+    assert hidden_data["verdict"] == "pass" and hidden_data["warnings"][0]["fix"] == ""
 
 
 # ------------------------------------------------------------------------------ [tolerances]
