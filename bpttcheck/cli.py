@@ -34,6 +34,7 @@ def run(
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
     from bpttcheck import report_json, report_terminal
     from bpttcheck.check import engine
+    from bpttcheck.feedback import for_student
     from bpttcheck.output import write_atomic
     from bpttcheck.settings import settings
 
@@ -57,7 +58,8 @@ def run(
     opts, points = s.opts, s.points
     opts.views = bool(html)
     opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
-    report = engine.check(path, opts)
+    # what the student may see (spec [feedback]): every report below renders this copy
+    report = for_student(engine.check(path, opts), s.feedback)
     if json_out:
         write_atomic(json_out, report_json.render(report))
     if junit:
@@ -65,8 +67,8 @@ def run(
         write_atomic(junit, report_junit.render(report))
     if gradescope:
         from bpttcheck import report_gradescope
-        write_atomic(gradescope, report_gradescope.render(report, points, arch=opts.arch,
-                                                          style=opts.style))
+        write_atomic(gradescope, report_gradescope.render(report, points, s.feedback.visibility,
+                                                          arch=opts.arch, style=opts.style))
     if html:
         from bpttcheck import report_html
         write_atomic(html, report_html.render(report))

@@ -205,6 +205,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     """Check one submission and write its reports (runs in a pool process)."""
     from bpttcheck import report_json, scoring
     from bpttcheck.check import engine
+    from bpttcheck.feedback import for_student
     from bpttcheck.result import ErrorInfo, Report
 
     t0 = time.perf_counter()
@@ -224,6 +225,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
                             error=ErrorInfo(kind="internal",
                                             message=f"bpttcheck failed on this submission: "
                                                     f"{type(e).__name__}: {e}"))
+    report = for_student(report, s.feedback)  # the student's reports show what the spec lets
     folder = sub.folder or _safe(sub.student)
     d = os.path.join(out, folder)
     write_atomic(os.path.join(d, "report.json"), report_json.render(report))

@@ -143,6 +143,7 @@ def _view(r: Report) -> dict[str, Any]:
         "flow": _flow(r),
         "details": _details(r),
         "version": r.version,
+        "withheld": " and ".join(r.withheld),  # left out by the assignment's spec
     }
     for key, title in (("error", "Error"), ("diagnoses", "Diagnosis"), ("warnings", "Warnings"),
                        ("notes", "Notes"),
@@ -152,7 +153,8 @@ def _view(r: Report) -> dict[str, Any]:
             sections.append({"anchor": key, "title": title})
     sections.append({"anchor": "details", "title": "Run details"})
     v["sections"] = sections
-    v["title"] = f"bpttcheck {r.verdict.upper()}: {v['file']}"
+    v["title"] = f"bpttcheck {r.verdict.upper()}: {v['file']}" + (f" ({r.title})" if r.title else "")
+    v["assignment"] = r.title  # the spec's [assignment] title
     return v
 
 

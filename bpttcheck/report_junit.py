@@ -8,7 +8,12 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from bpttcheck.formatting import xml_safe
-from bpttcheck.result import Report
+from bpttcheck.result import Diagnosis, Report
+
+
+def _body(d: Diagnosis) -> str:
+    """Evidence and fix, as far as the assignment shows them (feedback.py)."""
+    return (f"\n{d.evidence}" if d.evidence else "") + (f"\nfix:\n{d.fix}" if d.fix else "")
 
 
 def render(r: Report) -> str:
@@ -20,9 +25,9 @@ def render(r: Report) -> str:
         err = ET.SubElement(case, "error", message=r.error.message[:500], type=r.error.kind)
         err.text = "\n".join(x for x in (r.error.message, r.error.line or "", r.error.output) if x)
         cases.append(case)
-    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}\n{d.evidence}\nfix:\n{d.fix}"
+    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}{_body(d)}"
                        for d in r.diagnoses[:3])
-    warn = "\n\n".join(f"{d.id}: {d.title}\n{d.evidence}\nfix:\n{d.fix}" for d in r.warnings)
+    warn = "\n\n".join(f"{d.id}: {d.title}{_body(d)}" for d in r.warnings)
     for c in r.checks:
         case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{c.seconds:.3f}")
         if c.status == "fail":
@@ -43,7 +48,7 @@ def render(r: Report) -> str:
                        timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
     suite.extend(cases)
     props = ET.SubElement(suite, "system-out")
-    props.text = (f"verdict {r.verdict}; "
+    props.text = ((f"assignment {r.title}; " if r.title else "") + f"verdict {r.verdict}; "
                   + "".join(f"warning {d.id}; " for d in r.warnings)
                   + f"arch {r.arch}; dtype {r.dtype}; "
                   + (f"seed {r.seed}; " if r.seed is not None else f"hidden case {r.case_tag}; ")

@@ -8,7 +8,7 @@ MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip", "warn": "WARN"}
 
 
 def render(r: Report, verbose: bool = False) -> str:
-    out: list[str] = []
+    out: list[str] = [r.title] if r.title else []  # the assignment's (spec [assignment] title)
     head = f"bpttcheck {r.path}"
     if r.arch:
         head += f"  [{r.arch}, {r.style} style"
@@ -56,8 +56,12 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append("")
         out.append(f"{head} {d.id} (confidence {d.confidence:.2f}; {groups}): "
                    f"{d.title}")
-        out.append("  evidence: " + d.evidence)
-        out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
+        if d.evidence:  # an assignment may withhold evidence or fix (feedback.py)
+            out.append("  evidence: " + d.evidence)
+        if d.fix:
+            out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
+    if r.withheld and (r.diagnoses or r.warnings):  # so the student knows it is on purpose
+        out.append(f"  (not shown for this assignment: {' and '.join(r.withheld)})")
     if r.groups:
         out.append("\n  (an entry passes when |yours - ref| <= its bound; 'abs bound' is the bound "
                    "at the worst entry)")

@@ -133,6 +133,9 @@ class Report(BaseModel):
     parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
     heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
     version: str = ""
+    # the assignment's feedback controls (spec [assignment] title, [feedback]; feedback.py)
+    title: str = ""
+    withheld: list[str] = Field(default_factory=list)  # "fix", "evidence": left out by the spec
 
     @property
     def exit_code(self) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bpttcheck.check.engine import Options
 from bpttcheck.errors import SpecError, UsageError
+from bpttcheck.feedback import Feedback
 from bpttcheck.secret import SECRET_VAR, take  # noqa: F401 - SECRET_VAR: its old home
 
 
@@ -14,6 +15,8 @@ class Settings:
     opts: Options
     points: dict[str, float] = field(default_factory=dict)
     entry: str | None = None  # the file to check inside a student's folder (spec: assignment.file)
+    # what the student is shown: apply with feedback.for_student before writing any report
+    feedback: Feedback = field(default_factory=Feedback)
 
 
 def _hide_environment() -> None:
@@ -47,6 +50,8 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         opts.checks = dict(sp.checks)
         opts.require_standard = sp.assignment.model == "standard"
         s.points, s.entry = dict(sp.points), sp.assignment.file
+        s.feedback = Feedback(title=sp.assignment.title, **sp.feedback.model_dump())
+        opts.tolerances = {k: v for k, v in sp.tolerances.model_dump().items() if v is not None}
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())
         spec_limits = sp.limits.model_dump()

@@ -1,9 +1,10 @@
 """Assignment specs (CONTRACT 2.4): TOML, validated by pydantic, errors that name the field."""
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,8 +77,30 @@ class Assignment(_Strict):
         return v
 
 
+class Feedback(_Strict):
+    """What a student is shown (bpttcheck/feedback.py applies it to every report)."""
+
+    # Gradescope's visibility of results.json and of each test
+    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+    # strict: TOML has booleans; "no" or 0 is a mistake to point out, not to guess at
+    show_fix: bool = Field(True, strict=True)  # false: diagnoses' and warnings' fixes left out
+    show_evidence: bool = Field(True, strict=True)  # false: their evidence (id, title stay)
+
+
+class Tolerances(_Strict):
+    """Relative tolerances that replace the ones derived from the code's dtype (each left out
+    keeps its dtype's default; the report prints the value used and says it came from here)."""
+
+    # forward.loss, forward.last_<state> (and whether the loss is the standard model's)
+    loss_rtol: float | None = Field(None, gt=0, lt=1, strict=True)
+    grad_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # grad.<group>, entrywise
+    fd_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # fd.*: share of the terms
+
+
 class Spec(_Strict):
     assignment: Assignment = Assignment()
+    feedback: Feedback = Feedback()
+    tolerances: Tolerances = Tolerances()
     sizes: Sizes | None = None
     layout: LayoutSpec = LayoutSpec()
     names: dict[str, str] = {}
@@ -184,6 +207,33 @@ def memory_estimate(sizes: Sizes, arch: str | None) -> tuple[int, int, str]:
     return checker, worker, how
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class whose key ``loc[-1]`` is (Spec for a top-level key), or None."""
+    model: type[BaseModel] = Spec
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        inner = [a for a in (get_args(field.annotation) or (field.annotation,))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return None
+        model = inner[0]
+    return model
+
+
+def _unknown_key(loc: tuple) -> str:
+    """An unknown key's message: the valid keys where it stands, and the closest one."""
+    model = _model_at(loc)
+    if model is None:
+        return "unknown key"
+    valid = list(model.model_fields)
+    where = "at the top level" if len(loc) == 1 else f"in [{'.'.join(map(str, loc[:-1]))}]"
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    return (f"unknown key {str(loc[-1])!r}; valid keys {where}: {', '.join(valid)}"
+            + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
 def _gib(n: int) -> str:
     return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.0f} MiB"
 
@@ -207,7 +257,8 @@ def load_spec(path: str) -> Spec:
         lines = []
         for err in e.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
+            msg = _unknown_key(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"  {loc}: {msg}")
         raise SpecError(f"spec {path} is invalid:\n" + "\n".join(lines)) from None
     if spec.sizes is not None:
         checker, worker, how = memory_estimate(spec.sizes, spec.assignment.arch)

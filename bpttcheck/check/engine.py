@@ -36,6 +36,9 @@ class Options:
     # severity per check or finding id ("probe.large-logits", "softmax.unstable",
     # "bptt.truncated" -> "fail" | "warning"; spec [checks], check/severity.py)
     checks: dict[str, str] = field(default_factory=dict)
+    # spec [tolerances]: "loss_rtol", "grad_rtol", "fd_rtol" -> the value that replaces the
+    # one derived from the code's dtype in the checks that decide the verdict (checks.py)
+    tolerances: dict[str, float] = field(default_factory=dict)
     # BPTTCHECK_SECRET (settings.py): each submission's seed is derived from it and its
     # content, and reports show a case tag instead of that seed
     secret: str | None = field(default=None, repr=False)

@@ -52,6 +52,9 @@ class Findings:
     # clipping accepted (checks.check_groups): the second case, where no gradient is clipped,
     # and the user's results there; the finite differences are taken on it
     unclipped: Observation | None = None
+    # a spec's [tolerances] ("loss_rtol", "grad_rtol", "fd_rtol"): replace the dtype's in the
+    # checks that decide the verdict (recognising layouts, reductions and bugs keeps the dtype's)
+    tolerances: dict[str, float] = field(default_factory=dict)
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

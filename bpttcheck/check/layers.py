@@ -18,10 +18,11 @@ from bpttcheck.check.numerics import (
     compare,
     directional_check,
     fd_offsets,
+    fd_rtol,
     fd_step,
     oracle_rtol,
 )
-from bpttcheck.check.recorder import Recorder, fd_result, group_result
+from bpttcheck.check.recorder import Recorder, fd_result, group_result, spec_tolerance
 from bpttcheck.layer_api import BLOCKS, BY_NAME, Unit
 from bpttcheck.oracle import layers as ref_layers
 from bpttcheck.result import Report
@@ -163,6 +164,8 @@ class LayerChecker:
         r.dtype = next((x.dtype for x in f.runs.values()), "float64")
         r.tolerances.update({f"{n}.grad_rtol": x.rtol for n, x in f.runs.items()})
         r.tolerances["fd_step"] = fd_step(r.dtype)
+        r.tolerances.update({k: v for k, v in self.opts.tolerances.items()
+                             if k in ("loss_rtol", "fd_rtol")})
         fams: dict[str, str] = {}
         for u in self.units:
             bad = any(c.status == "fail" for c in r.checks if unit_of(c.name) == u.name)
@@ -194,10 +197,13 @@ class LayerChecker:
                     return
             dtype = hdr.get("dtype", "float64")
             steps = 1 if u.name.endswith("_step") else T
-            rtol = oracle_rtol(dtype, steps, D + H)
+            own = oracle_rtol(dtype, steps, D + H)
+            tols = self.opts.tolerances
+            rtol = spec_tolerance(rec, tols, "grad_rtol", own, dtype)
+            out_rtol = spec_tolerance(rec, tols, "loss_rtol", own, dtype)
             ref_outs, ref_grads = reference(u, rounded(c, dtype))
             for name, o, ro in zip(u.outputs, outs, ref_outs, strict=False):
-                ok, msg = _compare_msg(f"{nm.forward}'s {name}", o, ro, rtol)
+                ok, msg = _compare_msg(f"{nm.forward}'s {name}", o, ro, out_rtol)
                 rec.add(f"forward.{u.name}.{name}", ok, msg)
             if status != "ok":
                 return
@@ -237,6 +243,8 @@ class LayerChecker:
         """One random direction per input, finite differences of the user's own forward."""
         u, c = run.unit, run.case
         h = fd_step(run.dtype)
+        share = spec_tolerance(self.rec, self.opts.tolerances, "fd_rtol", fd_rtol(run.dtype),
+                               run.dtype)
         rng = np.random.default_rng(self.opts.seed + 7919)
         dirs = []
         for i in range(len(u.inputs)):
@@ -254,7 +262,7 @@ class LayerChecker:
                 continue
             at = dict(zip(offs, vals[j * len(offs):(j + 1) * len(offs)], strict=False))
             dc = directional_check(base, at, float(np.sum(g * dirs[j][j])),
-                                   float(np.abs(rg * dirs[j][j]).sum()), h, run.dtype)
+                                   float(np.abs(rg * dirs[j][j]).sum()), h, run.dtype, share)
             grp = next(x for x in self.r.groups if x.name == f"{u.name}.{name}")
             nm = self.findings.of(u.name)
             grp.fd, message = fd_result(dc, nm.grad(name), source=f"your {nm.forward}",

@@ -45,6 +45,12 @@ def arithmetic_dtype(dtype) -> np.dtype:
     return np.dtype(np.float32) if d.itemsize <= 4 else np.dtype(np.float64)
 
 
+def fd_rtol(dtype) -> float:
+    """The share of the size of a directional derivative's terms finite differences may miss
+    it by (besides 10x their measured noise)."""
+    return 1e-6 if arithmetic_dtype(dtype) == np.float64 else 1e-2
+
+
 def fd_step(dtype) -> float:
     return FD_STEP[arithmetic_dtype(dtype)]
 
@@ -180,15 +186,18 @@ def directional_check(
     magnitude: float,
     h: float,
     dtype,
+    rtol: float | None = None,
 ) -> DirectionalCheck:
-    """Judge ``analytic`` = <g, d> against the loss along d at the offsets of fd_offsets(h)."""
+    """Judge ``analytic`` = <g, d> against the loss along d at the offsets of fd_offsets(h);
+    ``rtol``, the share of the derivative's terms allowed, replaces fd_rtol(dtype) (a spec's
+    [tolerances] fd_rtol)."""
     d1 = (losses[h] - losses[-h]) / (2 * h)
     d2 = (losses[h / 2] - losses[-h / 2]) / h
     numeric = (4 * d2 - d1) / 3  # Richardson: cancels the h^2 term of the central difference
     work = arithmetic_dtype(dtype)
     roundoff = 4 * eps_of(work) * max(abs(loss0), 1.0) / h
     noise = abs(numeric - d2) + roundoff
-    rtol = 1e-6 if work == np.float64 else 1e-2
+    rtol = fd_rtol(dtype) if rtol is None else rtol
     tolerance = max(10 * noise, rtol * magnitude, 1e-12)
     rates = []
     rem = [abs(losses[s] - loss0 - s * analytic) for s in (h, h / 2, h / 4)]

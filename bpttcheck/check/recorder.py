@@ -88,3 +88,16 @@ def fd_result(dc: DirectionalCheck, what: str, source: str = "your own loss",
     else:
         message += ")"
     return fd, message
+
+
+def spec_tolerance(rec: Recorder, tolerances: dict[str, float], key: str, default: float,
+                   dtype: str) -> float:
+    """The tolerance ``key`` to judge with: the spec's when it sets one (said in a note, with
+    the default it replaces), else ``default``, derived from the code's precision."""
+    if key not in tolerances:
+        return default
+    value = tolerances[key]
+    rec.note("tolerances.spec", f"{key} set by the assignment",
+             f"{key} = {value:.1e} from the spec's [tolerances], in place of {default:.1e}, the "
+             f"tolerance bpttcheck derives from your code's precision ({dtype})")
+    return value

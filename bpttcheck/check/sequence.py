@@ -62,7 +62,7 @@ class SequenceChecker:
             self.note_model(obs.layout)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
-                             nonstandard=self.nonstandard)
+                             nonstandard=self.nonstandard, tolerances=dict(opts.tolerances))
                 # the judged precision; "float64/float32" (computed in float64, returned as
                 # float32) is reported as its arithmetic
                 r.dtype, r.reduction = f.dtype.split("/")[0], obs.reduction
@@ -135,7 +135,7 @@ class SequenceChecker:
             found = precision.infer(self.probe, obs, result)
             if found:  # the code computes in another precision than it returns
                 obs = found[0]
-            if self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, case):
+            if self._standard_loss(obs):
                 self._layout_chosen(lay, layouts[0], inferred=i > 0)
                 if found:
                     self.rec.note("precision", "Judged at the precision your code computes in",
@@ -150,7 +150,7 @@ class SequenceChecker:
                 self.probe.variant = frozenset({variant})
                 for i, lay, result, _ in tried:
                     obs = self.probe.judge(case, lay, result)
-                    if self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, case):
+                    if self._standard_loss(obs):
                         self._layout_chosen(lay, layouts[0], inferred=i > 0)
                         self.rec.note("model.variant", "Your cell is a variant of the "
                                       f"textbook {self.arch.name}",
@@ -170,6 +170,15 @@ class SequenceChecker:
                 f"checked against finite differences of your own loss, as gradcheck does. "
                 f"A spec with `model = \"standard\"` fails such a forward instead")
         return fallback
+
+    def _standard_loss(self, obs: Observation) -> bool:
+        """Is the user's loss the reference's? Within a spec's loss_rtol when it sets one (the
+        tolerance forward.loss is judged with), else within the dtype's."""
+        rtol = self.opts.tolerances.get("loss_rtol")
+        if rtol is None:
+            return self.probe.loss_matches(obs.loss, obs.ref.loss, obs.dtype, obs.case)
+        return bool(np.isfinite(obs.loss)) and abs(obs.loss - obs.ref.loss) <= rtol * max(
+            abs(obs.ref.loss), 1.0)
 
     def _a_known_bug_explains(self, obs: Observation) -> bool:
         """Does a known forward bug (a softmax or reduction mistake) reproduce the user's loss?
