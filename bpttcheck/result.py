@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 # "warn": the check found something worth fixing that is no error of the gradient (a softmax
 # that overflows on large logits): the verdict stays pass (check/severity.py)
@@ -47,6 +47,20 @@ class CheckResult(BaseModel):
     seconds: float = 0.0
 
 
+class Location(BaseModel):
+    """Where the user's code goes wrong (check/locate.py): the file, line and loop step of the
+    first assignment that leaves the reference's path, its source, and the reference quantity
+    it stands for. C code gets the quantity only (no line is guessed)."""
+    file: str | None = None
+    line: int | None = None
+    step: int | None = None
+    name: str | None = None  # the user's variable written on that line
+    source: str | None = None
+    quantity: str | None = None
+    expected: str | None = None
+    differs_by: float | None = None
+
+
 class Diagnosis(BaseModel):
     id: str
     confidence: float
@@ -55,6 +69,10 @@ class Diagnosis(BaseModel):
     evidence: str
     fix: str
     exact: bool = False
+    location: Location | None = None
+    # the mutant (catalogue ids with variants) that reproduced the user's output, for the
+    # locator; not part of the report
+    _planted: tuple[str, ...] = PrivateAttr(default=())
 
 
 class Note(BaseModel):
