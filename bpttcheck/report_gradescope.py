@@ -63,7 +63,8 @@ def render(r: Report, points: dict[str, float] | None = None, visibility: str = 
              + (f" ({r.arch}, {r.dtype})" if r.arch and r.dtype else "")]
     for d in r.diagnoses[:3]:
         lines.append(f"\n### `{d.id}` — {d.title} (confidence {d.confidence:.2f})\n\n{d.evidence}"
-                     f"\n\nFix:\n\n```\n{d.fix}\n```")
+                     + (f"\n\nWhere: {d.location.text()}" if d.location else "")
+                     + f"\n\nFix:\n\n```\n{d.fix}\n```")
     for d in r.warnings:
         lines.append(f"\n### warning `{d.id}` — {d.title}\n\n{d.evidence}"
                      f"\n\nFix:\n\n```\n{d.fix}\n```")

@@ -57,6 +57,8 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append(f"{head} {d.id} (confidence {d.confidence:.2f}; {groups}): "
                    f"{d.title}")
         out.append("  evidence: " + d.evidence)
+        if d.location:
+            out.append("  where: " + d.location.text())
         out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
     if r.groups:
         out.append("\n  (an entry passes when |yours - ref| <= its bound; 'abs bound' is the bound "

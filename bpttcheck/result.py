@@ -2,6 +2,7 @@
 what every other report renders. CONTRACT §5 fixes the core fields."""
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -59,6 +60,27 @@ class Location(BaseModel):
     quantity: str | None = None
     expected: str | None = None
     differs_by: float | None = None
+
+    def text(self) -> str:
+        """One sentence for a student: the line, the step, what the reference has there."""
+        where = []
+        if self.line is not None:
+            where.append(f"{os.path.basename(self.file or '')} line {self.line}")
+        if self.step is not None:
+            where.append(f"t = {self.step}")
+        head = ", ".join(where)
+        if self.line is None:  # C: no line is traced; the quantity the bug changes first
+            return (f"the first quantity your code gets wrong is {self.quantity}; the reference "
+                    f"has {self.expected} (C code is not traced line by line: look for where "
+                    f"your code computes it)")
+        out = f"{head}: `{self.source}`" if self.source else head
+        if self.quantity:
+            out += (" — " if out else "") + f"this computes {self.quantity}"
+            if self.expected:
+                out += f"; the reference has {self.expected} here"
+            if self.differs_by is not None:
+                out += f"; your value differs from it by up to {self.differs_by:.3g}"
+        return out
 
 
 class Diagnosis(BaseModel):

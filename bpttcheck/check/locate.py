@@ -37,8 +37,10 @@ EXPECTED = {
     "dh": "{Wy}.T @ dy + dh_next (the output's gradient plus what later steps send back)",
     "dh_raw": "(1 - h**2) * dh, with h the state step t produced",
     "dh_next": "Whh.T @ dh_raw",
-    "c_prev": "the cell state before step t (c0 at t = 0)",
-    "h_cur": "the hidden state step t produced", "c_cur": "the cell state step t produced",
+    "c_prev": "the cell state after step t-1 (c0 at t = 0; index t in a list that starts "
+              "with c0)",
+    "h_cur": "the hidden state after step t (index t+1 in a list that starts with h0)",
+    "c_cur": "the cell state after step t (index t+1 in a list that starts with c0)",
     "do": "dh * tanh(c)", "dc": "dc_next + dh * o * (1 - tanh(c)**2)",
     "df": "dc * c_prev", "di": "dc * g", "dg": "dc * i",
     "da_f": "df * f * (1 - f)", "da_i": "di * i * (1 - i)", "da_g": "dg * (1 - g**2)",
@@ -46,6 +48,13 @@ EXPECTED = {
     "dv": "W.T @ da, the gradient of [h; x]", "dc_next": "dc * f",
     "dn_raw": "dn * (1 - n**2)", "dz_raw": "dz * z * (1 - z)", "dr_raw": "dr * r * (1 - r)",
 }
+# what a quantity is, in words
+WHAT = {"h_cur": "the current hidden state", "c_cur": "the current cell state",
+        "c_prev": "the previous cell state", "h": "the hidden state", "c": "the cell state",
+        "p": "the softmax output", "dh_raw": "dh_raw (the gradient before the tanh)",
+        "dh_next": "dh_next (what step t sends back to step t-1)",
+        "dc_next": "dc_next (what step t sends back through the cell)",
+        "da": "the stacked gate gradients", "dv": "the gradient of [h; x]"}
 # the names people give each quantity (lower case, letters and digits only)
 ALIASES = {
     "dy": {"dy", "dz", "dscores", "dlogits", "dout", "dyt", "dp", "dprobs", "delta", "dyhat"},
@@ -258,16 +267,34 @@ def describe(lab: Label, arch: str) -> str:
         return f"the accumulated d{group} after step t = {t}"
     if kind == "contrib":
         return f"step {t}'s contribution to d{group}"
-    return f"{name} at t = {t}"
+    return f"{WHAT.get(name, name)} at t = {t}"
 
 
-def expected(lab: Label, arch: str) -> str:
+# each step's share of a gradient, by canonical group (h_t: the state step t produced,
+# h_prev: the state before it, x_t: the step's one-hot input)
+SHARE = {"Why": "outer(dy, h_t)", "Wy": "outer(dy, h_t)", "by": "dy",
+         "Whh": "outer(dh_raw, h_prev)", "Wxh": "outer(dh_raw, x_t)", "bh": "dh_raw",
+         **{f"W{k}": f"outer(da_{k}, [h_prev; x_t])" for k in "figo"},
+         **{f"b{k}": f"da_{k}" for k in "figo"},
+         "Wz": "outer(dz_raw, [h_prev; x_t])", "Wr": "outer(dr_raw, [h_prev; x_t])",
+         "Wn": "outer(dn_raw, [r * h_prev; x_t])", "bz": "dz_raw", "br": "dr_raw",
+         "bn": "dn_raw"}
+
+
+def expected(lab: Label, arch: str, canonical: dict[str, str] | None = None) -> str:
+    """What the reference computes for a quantity; ``canonical`` maps the user's gradient
+    names to the reference's, for the accumulators."""
     name = lab[0]
     kind, _, group = name.partition(":")
     group = group.removesuffix("*T")
     if kind in ("sum", "contrib"):
-        return f"d{group} summed over the steps t = T-1 .. {lab[1]}" if kind == "sum" else \
-            f"step {lab[1]}'s share of d{group}"
+        share = SHARE.get((canonical or {}).get(group, group))
+        if share is None:  # a stacked matrix: every gate's share in its rows
+            share = "each gate's outer(da, [h_prev; x_t]) in that gate's rows"
+        if kind == "contrib":
+            return f"{share} (h_t the state step {lab[1]} produced, h_prev the one before)"
+        return (f"d{group} += {share} for t = T-1 down to {lab[1]} (h_t the state step t "
+                f"produced, h_prev the one before)")
     text = EXPECTED.get(name, name)
     return text.replace("{Wy}", "Why" if arch == "rnn" else "Wy")
 
@@ -285,7 +312,8 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
             hits.append((r, contrib[0]))
     named = [(r, lab) for r, lab in hits
              if _norm(r.name) == "d" + _norm(lab[0].split(":")[1].removesuffix("*T"))]
-    return (named or hits or [None])[0]
+    found = named or hits
+    return found[0] if found else None
 
 
 def _norm(name: str) -> str:
@@ -305,7 +333,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
         lab = mutated_quantity(good_q, bad_q)
         return None if lab is None else Location(
             quantity=describe(lab, probe.arch.name), expected=expected(lab, probe.arch.name))
-    names, values, truncated = probe.trace(o.case, o.layout)
+    names, values, _ = probe.trace(o.case, o.layout)  # a cut-short trace: its start
     recs = [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
     good = Bank(good_q, rtol)
     bad = Bank(bad_q, rtol) if bad_q is not None else None
@@ -314,7 +342,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     if found is None:
         return None
     r, lab = found
-    src = linecache.getline(r.file, r.line).strip()
+    src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
     differs = None
     if lab is not None and lab in good_q and np.asarray(good_q[lab]).size == r.value.size:
         ref = np.asarray(good_q[lab], dtype=np.float64).ravel()
@@ -323,24 +351,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
         differs = float(np.max(np.abs(v - ref)))
     return Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
                     quantity=describe(lab, probe.arch.name) if lab else None,
-                    expected=expected(lab, probe.arch.name) if lab else None,
+                    expected=expected(lab, probe.arch.name, {
+                        o.layout.user_name(k): k for k in probe.arch.param_names})
+                    if lab else None,
                     differs_by=differs)
-
-
-def say(loc: Location) -> str:
-    """One sentence for a student: the line, the step, what the reference has there."""
-    import os
-    where = []
-    if loc.line is not None:
-        where.append(f"{os.path.basename(loc.file or '')} line {loc.line}")
-    if loc.step is not None:
-        where.append(f"t = {loc.step}")
-    head = ", ".join(where)
-    text = f"{head}: `{loc.source}`" if loc.source else head
-    if loc.quantity:
-        text += (" — " if text else "") + f"this computes {loc.quantity}"
-        if loc.expected:
-            text += f"; the reference has {loc.expected} here"
-        if loc.differs_by is not None:
-            text += f"; your value differs from it by up to {loc.differs_by:.3g}"
-    return text

@@ -12,6 +12,7 @@ Only small probe cases are traced, within a budget of records and bytes: tracing
 locating a bug already found, never for judging it."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 
@@ -113,10 +114,8 @@ class Tracer:
 
     def local_trace(self, frame, event, arg):
         if event in ("line", "return"):
-            try:
+            with contextlib.suppress(Exception):  # an odd local must not break the user's call
                 self._changes(frame)
-            except Exception:  # noqa: BLE001 - an odd local must not break the user's call
-                pass
             if event == "return":
                 self.seen.pop(id(frame), None)
         return self.local_trace
