@@ -48,6 +48,10 @@ EXPECTED = {
     "dv": "W.T @ da, the gradient of [h; x]", "dc_next": "dc * f",
     "dn_raw": "dn * (1 - n**2)", "dz_raw": "dz * z * (1 - z)", "dr_raw": "dr * r * (1 - r)",
 }
+# (weight, the gradient at its output): W.T @ that gradient is what its input receives
+BACK_THROUGH = {"rnn": (("Whh", "dh_raw"), ("Why", "dy"), ("Wxh", "dh_raw")),
+                "lstm": (*((f"W{k}", f"da_{k}") for k in "figo"), ("Wy", "dy")),
+                "gru": (("Wz", "dz_raw"), ("Wr", "dr_raw"), ("Wn", "dn_raw"), ("Wy", "dy"))}
 # what a quantity is, in words
 WHAT = {"h_cur": "the current hidden state", "c_cur": "the current cell state",
         "c_prev": "the previous cell state", "h": "the hidden state", "c": "the cell state",
@@ -130,6 +134,15 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
         if lay.concat == "xh" and ("dv", t) in taps:
             dv = taps[("dv", t)]
             q[("dv", t)] = np.concatenate([dv[H:], dv[:H]])
+    # what each gate's input receives (W_k.T @ da_k, the terms of dv), in both concatenations
+    for W, da in BACK_THROUGH.get(probe.arch.name, ()):
+        for t in range(T):
+            if W in o.case.params and (da, t) in taps:
+                g = np.asarray(o.case.params[W]).T @ taps[(da, t)]
+                q[(f"back:{W}", t)] = g
+                if g.size > H:  # [h; x] and [x; h], and the part that reaches h
+                    q[(f"back:{W}:xh", t)] = np.concatenate([g[H:], g[:H]])
+                    q[(f"back:{W}:h", t)] = g[:H]
     scale = T if o.reduction == "mean" else 1  # accumulated by the step, divided at the end
     names = [k for k in probe.arch.param_names if k in tr.contrib]
     running = {k: np.zeros_like(tr.contrib[k][0]) for k in names}
@@ -190,17 +203,21 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
         return None
     last_ok: dict[str, bool] = {}
     fallback = None
-    for r in recs:
+    for j, r in enumerate(recs):
         if not np.any(r.value):
             last_ok[_target_names(r)] = True
             continue
         ok = bool(good.matches(r.value))
-        if not ok and GRAD_LIKE.match(r.name):
+        # a quantity built over several lines (dv += W_k.T @ da_k for each gate) is judged
+        # by its value once the step is done with it, and located where it starts
+        final = r.step is None or not any(x.name == r.name and x.step == r.step
+                                           for x in recs[j + 1:j + 400])
+        if not ok and final and GRAD_LIKE.match(r.name):
             reads = _reads(r.file, r.line)
             if all(last_ok.get(n, True) for n in reads):
-                return r, None
+                return _statement_start(recs, r, good), None
             fallback = fallback or r
-        last_ok[_target_names(r)] = ok
+        last_ok[_target_names(r)] = ok or not final
     return (fallback, None) if fallback else None
 
 
