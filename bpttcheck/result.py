@@ -60,6 +60,11 @@ class Location(BaseModel):
     quantity: str | None = None
     expected: str | None = None
     differs_by: float | None = None
+    # for a repair (repair.py), not part of the report: the lines that write the located
+    # variable in that step, and the user's own expression for each reference quantity
+    _lines: tuple[int, ...] = PrivateAttr(default=())
+    _key: str = PrivateAttr(default="")  # the reference quantity's name (locate.py's label)
+    _hints: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def text(self) -> str:
         """One sentence for a student: the line, the step, what the reference has there."""
@@ -83,6 +88,31 @@ class Location(BaseModel):
         return out
 
 
+class Repair(BaseModel):
+    """A rewrite of the located line(s) (repair.py), checked on a copy of the user's code:
+    ``verified`` when the copy passes every check, else what still fails."""
+    file: str
+    lines: list[int]
+    before: list[str]
+    after: list[str]
+    verified: bool
+    checks: int
+    still_failing: list[str] = Field(default_factory=list)
+    why: str = ""
+
+    def snippet(self) -> str:
+        """The change as a fix snippet in the user's own code, and what it was seen to do."""
+        name = os.path.basename(self.file)
+        rows = []
+        for n, b, a in zip(self.lines, self.before, self.after, strict=True):
+            rows += [f"{name}:{n}", f"-   {b.strip()}", f"+   {a.strip()}"]
+        said = (f"# with this change your code passes all {self.checks} checks (verified on a "
+                f"copy of your code)" if self.verified else
+                f"# with this change {self.checks - len(self.still_failing)} of {self.checks} "
+                f"checks pass; still failing: {', '.join(self.still_failing)}")
+        return "\n".join([*rows, said])
+
+
 class Diagnosis(BaseModel):
     id: str
     confidence: float
@@ -92,6 +122,7 @@ class Diagnosis(BaseModel):
     fix: str
     exact: bool = False
     location: Location | None = None
+    repair: Repair | None = None
     # the mutant (catalogue ids with variants) that reproduced the user's output, for the
     # locator; not part of the report
     _planted: tuple[str, ...] = PrivateAttr(default=())

@@ -359,6 +359,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     if found is None:
         return None
     r, lab = found
+    group = _group_lines(recs, r)
     src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
     differs = None
     if lab is not None and lab in good_q and np.asarray(good_q[lab]).size == r.value.size:
@@ -366,9 +367,58 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
         v = r.value.ravel() if r.value.shape == np.shape(good_q[lab]) or r.value.ndim < 2 \
             else r.value.T.ravel()
         differs = float(np.max(np.abs(v - ref)))
-    return Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+    loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
                     quantity=describe(lab, probe.arch.name) if lab else None,
                     expected=expected(lab, probe.arch.name, {
                         o.layout.user_name(k): k for k in probe.arch.param_names})
                     if lab else None,
                     differs_by=differs)
+
+    loc._lines = group
+    loc._key = lab[0] if lab else ""
+    loc._hints = _hints(recs, good)
+    return loc
+
+
+def _group_lines(recs: list[Rec], start: Rec) -> tuple[int, ...]:
+    """The lines that write the located variable in the located step, from ``start`` on (a
+    quantity built over several lines is repaired as a whole)."""
+    i = next(j for j, x in enumerate(recs) if x is start)
+    lines = [start.line]
+    for x in recs[i + 1:i + 200]:
+        if x.step != start.step:
+            break
+        if x.name == start.name and x.file == start.file and x.line not in lines:
+            lines.append(x.line)
+    return tuple(lines)
+
+
+HINTED = ("h_cur", "h", "c_cur", "c", "c_prev", "f", "i", "g", "o", "tanh_c", "dh_next",
+          "dc_next", "dh_raw", "dy", "dh", "dc")
+
+
+def _hints(recs: list[Rec], good: Bank) -> dict[str, str]:
+    """The user's own expression for each reference quantity, written for the loop step
+    (``hs[t]``, ``h[t+1]``, ``s['f']``, ``dhnext``): what a repair of their line may use."""
+    out: dict[str, str] = {}
+    for r in recs:
+        if r.step is None:
+            continue
+        for name, t in good.matches(r.value):
+            if name in HINTED and t == r.step:
+                expr = _relative(r.name, r.step)
+                if expr:
+                    out[name] = expr
+    return out
+
+
+def _relative(name: str, step: int) -> str | None:
+    """``hs[5]`` recorded at step 5 as ``hs[t]`` (``hs[6]``: ``hs[t+1]``); a name without a
+    number in its index as it is."""
+    m = re.fullmatch(r"(.+)\[(-?\d+)\]", name)
+    if not m:
+        return name
+    k = int(m.group(2)) - step
+    if k not in (-1, 0, 1):
+        return None
+    return f"{m.group(1)}[t{'' if k == 0 else '+1' if k > 0 else '-1'}]"
