@@ -12,6 +12,7 @@ with what still fails."""
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import shutil
@@ -238,17 +239,20 @@ def _block_shifts(n: int, source: list[str]) -> Iterator[Edit]:
             block.append(m)
         else:
             break
-    forms = {None: 0, "+": 1, "-": -1}
     for by in (1, -1):
         edit = {}
         for m in block:
             text = source[m - 1].rstrip("\n")
-            new = _INDEX.sub(lambda x, by=by: _form(forms[x.group(1)] + by), text)
+            new = _INDEX.sub(functools.partial(_moved, by=by), text)
             if new != text:
                 edit[m] = new
         if edit:
             yield Edit(edit, f"every step index {'+' if by > 0 else '-'}1 on lines "
                              f"{block[0]}-{block[-1]}")
+
+
+def _moved(m: re.Match, by: int) -> str:
+    return _form({None: 0, "+": 1, "-": -1}[m.group(1)] + by)
 
 
 def _indexed(text: str) -> set[str]:
