@@ -28,6 +28,7 @@ def run(
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
     memory_mb: int | None = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),
     sanitize: bool = typer.Option(False, "--sanitize", help="C only: build with AddressSanitizer and UBSan and report the first error with its line."),
+    write_fixed: str | None = typer.Option(None, "--write-fixed", help="Python: write your file with the verified repair applied here (never over your file)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
 ) -> None:
@@ -52,14 +53,19 @@ def run(
         if os.path.isdir(o):
             raise UsageError(f"{o} is a folder: give a file name for the report, e.g. "
                              f"{os.path.join(o, 'report.json')}")
+    if write_fixed:
+        outputs.append(write_fixed)
     if os.path.abspath(path) in map(os.path.abspath, outputs):
         raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
     s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
     opts, points = s.opts, s.points
     opts.views = bool(html)
     opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
+    report = engine.check(path, opts)
+    from bpttcheck import repair
+    repair.attach(report, path, opts, write_fixed)
     # what the student may see (spec [feedback]): every report below renders this copy
-    report = for_student(engine.check(path, opts), s.feedback)
+    report = for_student(report, s.feedback)
     if json_out:
         write_atomic(json_out, report_json.render(report))
     if junit:

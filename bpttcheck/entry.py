@@ -7,7 +7,7 @@ import os
 import sys
 
 # options of `run` that take a value (the others are flags)
-_VALUED = {"--json", "--junit", "--gradescope", "--html", "--spec", "--arch", "--style",
+_VALUED = {"--json", "--junit", "--gradescope", "--html", "--spec", "--arch", "--style", "--write-fixed",
            "--seed", "--timeout", "--memory-mb"}
 
 

@@ -15,8 +15,8 @@ VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gra
 class Feedback:
     title: str = ""  # the assignment's title, shown at the top of every report
     visibility: str = "visible"  # Gradescope: of results.json and of each test
-    show_fix: bool = True  # False: no fix snippet of any diagnosis or warning
-    show_evidence: bool = True  # False: no evidence of any diagnosis or warning (id, title stay)
+    show_fix: bool = True  # False: no fix snippet (nor verified repair) of any diagnosis
+    show_evidence: bool = True  # False: no evidence (nor located line); id and title stay
 
     @property
     def withheld(self) -> list[str]:
@@ -31,8 +31,8 @@ def for_student(r: Report, fb: Feedback) -> Report:
     out.title = fb.title
     out.withheld = fb.withheld
     for d in out.diagnoses + out.warnings:
-        if not fb.show_fix:
-            d.fix = ""
-        if not fb.show_evidence:
-            d.evidence = ""
+        if not fb.show_fix:  # a verified repair is a fix, in the student's own code
+            d.fix, d.repair = "", None
+        if not fb.show_evidence:  # the located line and its values are evidence
+            d.evidence, d.location = "", None
     return out

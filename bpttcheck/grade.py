@@ -220,6 +220,8 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
             opts.limits = replace(opts.limits, copy="data")
         try:
             report = engine.check(sub.path, opts)
+            from bpttcheck import repair
+            repair.attach(report, sub.path, opts)
         except Exception as e:  # noqa: BLE001 - our bug: record it, grade the others
             report = Report(verdict="error", path=sub.path,
                             error=ErrorInfo(kind="internal",

@@ -129,7 +129,7 @@ def _view(r: Report) -> dict[str, Any]:
             "output": r.error.output.rstrip("\n")},
         "diagnoses": [{"id": d.id, "confidence": f"{d.confidence:.2f}", "groups": d.groups,
                        "title": d.title, "evidence": d.evidence, "fix": d.fix,
-                       "exact": d.exact, "first": i == 0}
+                       "exact": d.exact, "first": i == 0, "where": _where(d.location)}
                       for i, d in enumerate(r.diagnoses)],
         "warnings": [{"id": d.id, "confidence": f"{d.confidence:.2f}", "groups": d.groups,
                       "title": d.title, "evidence": d.evidence, "fix": d.fix, "exact": d.exact}
@@ -322,21 +322,36 @@ def _fd_unit(hm: Heatmap, g: GroupResult | None) -> tuple[float, str]:
     return hm.tolerance, "tolerance"
 
 
+RELATIVE = 1e-3  # a failing group's map: one unit is 0.1% of its largest reference entry
+
+
+def _diff_unit(hm: Heatmap, g: GroupResult | None) -> tuple[float, str]:
+    """The unit of a "yours - reference" map. A passing group: its tolerance, so the map shows
+    how close it came. A failing one: a thousandth of its largest reference entry, so its
+    errors show their pattern (a row, a column, one time step) instead of all saturating."""
+    if g is not None and g.status == "fail" and g.scale > 0 and math.isfinite(g.scale):
+        return max(RELATIVE * g.scale, hm.tolerance), "relative"
+    return hm.tolerance, "tolerance"
+
+
 def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None:
     if not hms:
         return None
     units = [_fd_unit(hm, groups.get(hm.group)) if hm.fd_minus_user is not None else None
              for hm in hms]
-    diff_scale = Scale(max(_ratio_max(hm.diff, hm.tolerance) for hm in hms))
+    dunits = [_diff_unit(hm, groups.get(hm.group)) for hm in hms]
+    scales = {kind: Scale(max([_ratio_max(hm.diff, u) for hm, (u, k) in zip(hms, dunits, strict=True)
+                               if k == kind] or [1.0]))
+              for kind in ("tolerance", "relative")}
     fd_scale = Scale(max([_ratio_max(hm.fd_minus_user, u[0]) for hm, u in zip(hms, units, strict=True)
                           if u is not None] or [1.0]))
     items = []
-    for hm, fu in zip(hms, units, strict=True):
+    for hm, fu, (du, kind) in zip(hms, units, dunits, strict=True):
         g = groups.get(hm.group)
         rows = len(hm.diff)
         cols = len(hm.diff[0]) if rows else 0
-        panels = [_panel(hm, hm.diff, hm.tolerance, diff_scale, "yours \u2212 reference",
-                         "tolerance")]
+        panels = [_panel(hm, hm.diff, du, scales[kind], "yours \u2212 reference",
+                         "tolerance" if kind == "tolerance" else "\u2030 of the largest entry")]
         if hm.fd_minus_user is not None and fu is not None:
             panels.append(_panel(hm, hm.fd_minus_user, fu[0], fd_scale,
                                  "finite differences \u2212 yours", fu[1]))
@@ -348,8 +363,14 @@ def _heatmaps(hms: list[Heatmap], groups: dict[str, GroupResult]) -> dict | None
             "no entry-wise finite differences (too many entries)",
             "fd_step": sci(hm.fd_step, 1) if hm.fd_step else None,
         })
-    legends = [diff_scale.legend("yours \u2212 reference", "the group's tolerance",
-                                 any(_has_nonfinite(hm.diff) for hm in hms))]
+    legends = []
+    for kind, title in (("tolerance", "the group's tolerance (passing groups)"),
+                        ("relative", "0.1% of the group's largest reference entry (failing "
+                                     "groups: the pattern of the error)")):
+        mine = [hm for hm, (_, k) in zip(hms, dunits, strict=True) if k == kind]
+        if mine:
+            legends.append(scales[kind].legend("yours \u2212 reference", title,
+                                               any(_has_nonfinite(hm.diff) for hm in mine)))
     if any(u is not None for u in units):
         fd_units = {u[1] for u in units if u is not None}
         legends.append(fd_scale.legend(
@@ -692,3 +713,17 @@ def _hbar_chart(items: list[tuple[str, int]], total: int) -> dict | None:
                      "text": f"{c} of {total} ({100 * c / max(total, 1):.0f}%)",
                      "title": f"{k}: {c} of {total} students"})
     return {"H": 4 + len(items) * row, "bar": bar, "bars": bars}
+
+
+def _where(loc) -> dict | None:
+    """A diagnosis's location as the page shows it: the sentence, and the user's code around
+    the line (three lines either side) with that line marked and the expected value beside it."""
+    if loc is None:
+        return None
+    lines = []
+    if loc.file and loc.line:
+        import linecache
+        src = linecache.getlines(loc.file)
+        for n in range(max(1, loc.line - 3), min(len(src), loc.line + 3) + 1):
+            lines.append({"n": n, "code": src[n - 1].rstrip("\n"), "hit": n == loc.line})
+    return {"text": loc.text(), "lines": lines, "expected": loc.expected, "step": loc.step}

@@ -12,8 +12,10 @@ from bpttcheck.result import Diagnosis, Report
 
 
 def _body(d: Diagnosis) -> str:
-    """Evidence and fix, as far as the assignment shows them (feedback.py)."""
-    return (f"\n{d.evidence}" if d.evidence else "") + (f"\nfix:\n{d.fix}" if d.fix else "")
+    """Evidence, the line and the fix, as far as the assignment shows them (feedback.py)."""
+    return ((f"\n{d.evidence}" if d.evidence else "")
+            + (f"\nwhere: {d.location.text()}" if d.location else "")
+            + (f"\nfix:\n{d.fix}" if d.fix else ""))
 
 
 def render(r: Report) -> str:

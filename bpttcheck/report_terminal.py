@@ -58,6 +58,8 @@ def render(r: Report, verbose: bool = False) -> str:
                    f"{d.title}")
         if d.evidence:  # an assignment may withhold evidence or fix (feedback.py)
             out.append("  evidence: " + d.evidence)
+        if d.location:
+            out.append("  where: " + d.location.text())
         if d.fix:
             out.append("  fix:\n    " + d.fix.replace("\n", "\n    "))
     if r.withheld and (r.diagnoses or r.warnings):  # so the student knows it is on purpose

@@ -2,9 +2,10 @@
 what every other report renders. CONTRACT §5 fixes the core fields."""
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 # "warn": the check found something worth fixing that is no error of the gradient (a softmax
 # that overflows on large logits): the verdict stays pass (check/severity.py)
@@ -47,6 +48,71 @@ class CheckResult(BaseModel):
     seconds: float = 0.0
 
 
+class Location(BaseModel):
+    """Where the user's code goes wrong (check/locate.py): the file, line and loop step of the
+    first assignment that leaves the reference's path, its source, and the reference quantity
+    it stands for. C code gets the quantity only (no line is guessed)."""
+    file: str | None = None
+    line: int | None = None
+    step: int | None = None
+    name: str | None = None  # the user's variable written on that line
+    source: str | None = None
+    quantity: str | None = None
+    expected: str | None = None
+    differs_by: float | None = None
+    # for a repair (repair.py), not part of the report: the lines that write the located
+    # variable in that step, and the user's own expression for each reference quantity
+    _lines: tuple[int, ...] = PrivateAttr(default=())
+    _key: str = PrivateAttr(default="")  # the reference quantity's name (locate.py's label)
+    _hints: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def text(self) -> str:
+        """One sentence for a student: the line, the step, what the reference has there."""
+        where = []
+        if self.line is not None:
+            where.append(f"{os.path.basename(self.file or '')} line {self.line}")
+        if self.step is not None:
+            where.append(f"t = {self.step}")
+        head = ", ".join(where)
+        if self.line is None:  # C: no line is traced; the quantity the bug changes first
+            return (f"the first quantity your code gets wrong is {self.quantity}; the reference "
+                    f"has {self.expected} (C code is not traced line by line: look for where "
+                    f"your code computes it)")
+        out = f"{head}: `{self.source}`" if self.source else head
+        if self.quantity:
+            out += (" — " if out else "") + f"this computes {self.quantity}"
+            if self.expected:
+                out += f"; the reference has {self.expected} here"
+            if self.differs_by is not None:
+                out += f"; your value differs from it by up to {self.differs_by:.3g}"
+        return out
+
+
+class Repair(BaseModel):
+    """A rewrite of the located line(s) (repair.py), checked on a copy of the user's code:
+    ``verified`` when the copy passes every check, else what still fails."""
+    file: str
+    lines: list[int]
+    before: list[str]
+    after: list[str]
+    verified: bool
+    checks: int
+    still_failing: list[str] = Field(default_factory=list)
+    why: str = ""
+
+    def snippet(self) -> str:
+        """The change as a fix snippet in the user's own code, and what it was seen to do."""
+        name = os.path.basename(self.file)
+        rows = []
+        for n, b, a in zip(self.lines, self.before, self.after, strict=True):
+            rows += [f"{name}:{n}", f"-   {b.strip()}", f"+   {a.strip()}"]
+        said = (f"# with this change your code passes all {self.checks} checks (verified on a "
+                f"copy of your code)" if self.verified else
+                f"# with this change {self.checks - len(self.still_failing)} of {self.checks} "
+                f"checks pass; still failing: {', '.join(self.still_failing)}")
+        return "\n".join([*rows, said])
+
+
 class Diagnosis(BaseModel):
     id: str
     confidence: float
@@ -55,6 +121,11 @@ class Diagnosis(BaseModel):
     evidence: str
     fix: str
     exact: bool = False
+    location: Location | None = None
+    repair: Repair | None = None
+    # the mutant (catalogue ids with variants) that reproduced the user's output, for the
+    # locator; not part of the report
+    _planted: tuple[str, ...] = PrivateAttr(default=())
 
 
 class Note(BaseModel):

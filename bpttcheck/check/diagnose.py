@@ -20,7 +20,29 @@ from bpttcheck.result import Diagnosis
 
 
 def diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
-    return _in_language(_diagnose(probe, f), probe.caps["language"])
+    ds = _in_language(_diagnose(probe, f), probe.caps["language"])
+    _point_at_line(probe, f, ds)
+    return ds
+
+
+LOCATED = ("unmatched", "grad.overwrite-not-accumulate")  # and every exact planted bug
+
+
+def _point_at_line(probe: Probe, f: Findings, ds: list[Diagnosis]) -> None:
+    """The line of the user's code where the top diagnosis happens (locate.py). A trace that
+    fails (the code raises or hangs when traced) leaves the diagnosis without a line."""
+    from bpttcheck.check.locate import locate
+    from bpttcheck.errors import UserCodeError
+    top = next((d for d in ds if d._planted or d.id in LOCATED), None)
+    if top is None or f.nonstandard:
+        return
+    m = Matcher(probe, f)
+    try:
+        top.location = locate(probe, f.observation, frozenset(top._planted) or None,
+                              max(m.rtol, 1e-7),
+                              overwrite=top.groups if top.id == LOCATED[1] else None)
+    except UserCodeError:
+        return
 
 
 def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
@@ -105,7 +127,9 @@ def _planted(m: Matcher, bugs: list[str], worst: float, changed: list[str]) -> l
             ev += f"; your loss {o.loss:.10g} vs the correct {tr.loss:.10g}"
         if variant:
             ev += f" (variant: {variant})"
-        out.append(diag(bid, conf, groups, ev, exact=n_ok == n))
+        d = diag(bid, conf, groups, ev, exact=n_ok == n)
+        d._planted = tuple(bugs)
+        out.append(d)
     return out
 
 

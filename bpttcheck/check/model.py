@@ -87,7 +87,7 @@ def declared(arch: Arch, facts: ModelFacts) -> Arch:
         full = arch.shapes(d)
         return {k: full[k] for k in present}
 
-    def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
+    def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", **taps) -> Trace:
         H = len(state[0])
         if facts.zero_state:
             state = tuple(np.zeros_like(s) for s in state)
@@ -96,7 +96,7 @@ def declared(arch: Arch, facts: ModelFacts) -> Arch:
             dt = next(iter(P.values())).dtype
             want = arch.shapes(_dims_of(arch, P, H))
             full.update({k: np.zeros(want[k], dtype=dt) for k in facts.absent})
-        tr = arch.run(full, xs, ys, state, bugs=bugs, reduction=reduction)
+        tr = arch.run(full, xs, ys, state, bugs=bugs, reduction=reduction, **taps)
         tr.grads = {k: v for k, v in tr.grads.items() if k in present}
         tr.contrib = {k: v for k, v in tr.contrib.items() if k in present}
         return tr

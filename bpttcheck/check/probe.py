@@ -19,28 +19,36 @@ class Probe(Protocol):
     caps: dict  # the adapter's capabilities: kind, language, fixed_sizes, poisoned_buffers, entry
 
     def reference(self, case: Case, dtype: str, reduction: str = "sum",
-                  bugs: frozenset[str] = frozenset()) -> Trace: ...
+                  bugs: frozenset[str] = frozenset(), taps: dict | None = None) -> Trace: ...
 
     def observe(self, case: Case, layout: Layout) -> Observation: ...
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool: ...
 
+    def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]: ...
+
 
 class Calls(Protocol):
-    """What a probe needs of the worker: one call of the user's code."""
+    """What a probe needs of the worker: one call of the user's code (and one with the user's
+    lines recorded, sandbox/tracer.py)."""
 
     def call(self, case: Case, layout: Layout) -> tuple: ...
 
+    def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]: ...
+
 
 def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
-              bugs: frozenset[str] = frozenset(), rounding: frozenset[str] = frozenset()) -> Trace:
+              bugs: frozenset[str] = frozenset(), rounding: frozenset[str] = frozenset(),
+              taps: dict | None = None) -> Trace:
     """The float64 reference at the case as a user computing in ``dtype`` sees it (and, for
-    float64 code that rounds its parameters or state to float32 first, ``rounding``)."""
+    float64 code that rounds its parameters or state to float32 first, ``rounding``).
+    ``taps`` receives its intermediate quantities (oracle ``run``)."""
     if arithmetic_dtype(dtype) == np.float32:
         c = case.rounded(np.float32)
     else:
         c = case.rounded(np.float32, rounding) if rounding else case
-    return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction)
+    more = {} if taps is None else {"taps": taps}  # a plugin's model may have none
+    return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction, **more)
 
 
 def loss_rtol(dtype: str, case: Case) -> float:
@@ -67,9 +75,12 @@ class UserProbe:
         self.rounding: frozenset[str] = frozenset()
 
     def reference(self, case: Case, dtype: str, reduction: str = "sum",
-                  bugs: frozenset[str] = frozenset()) -> Trace:
+                  bugs: frozenset[str] = frozenset(), taps: dict | None = None) -> Trace:
         return reference(self.arch, case, dtype, reduction, frozenset(bugs) | self.variant,
-                         self.rounding)
+                         self.rounding, taps)
+
+    def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]:
+        return self.calls.trace(case, layout)
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
         return loss_matches(user, ref, dtype, case)

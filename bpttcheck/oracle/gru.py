@@ -40,7 +40,10 @@ def _dsig(gate: str, a: np.ndarray, bugs) -> np.ndarray:
     return a * (1.0 - a)
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+    """``taps``, a dict, receives each step's intermediate quantities by (name, t)
+    (check/locate.py looks for them in what the user's code computes)."""
+    tap = taps.__setitem__ if taps is not None else _no_tap
     Wz, Wr, Wn, bz, br, bn, Wy, by = (P[k] for k in NAMES)
     (h0,) = state
     dt = P[NAMES[0]].dtype
@@ -71,6 +74,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         zn = zs[t] if other else 1.0 - zs[t]  # the weight of the candidate
         hs[t + 1] = zn * ns[t] + (1.0 - zn) * h
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
+        for name, v in (("z", zs[t]), ("r", rs[t]), ("n", ns[t]), ("h", hs[t + 1]), ("p", ps[t])):
+            tap((name, t), v)
 
     # backward
     c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
@@ -109,9 +114,17 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         c["Wr"][t] = np.outer(dr_raw, vs[t]); c["br"][t] = dr_raw
         dv = Wz.T @ dz_raw + Wr.T @ dr_raw  # (H+X,)
         dh_next = dh_direct + dh_from_n + dv[:H]
+        for name, v in (("dy", dy), ("dh", dh), ("dn", dn), ("dz", dz), ("dn_raw", dn_raw),
+                        ("dz_raw", dz_raw), ("dr", dr), ("dr_raw", dr_raw), ("dv", dv),
+                        ("dh_next", dh_next)):
+            tap((name, t), v)
 
     loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+
+
+def _no_tap(key, value) -> None:
+    pass
 
 
 ARCH = Arch(name="gru", param_names=NAMES, state_names=("h",), shapes=shapes, run=run,

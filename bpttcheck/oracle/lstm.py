@@ -36,7 +36,10 @@ def _gate_grad(name: str, dact: np.ndarray, act: np.ndarray, bugs) -> np.ndarray
     return dact * ((1.0 - act**2) if name == "g" else act * (1.0 - act))
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+    """``taps``, a dict, receives each step's intermediate quantities by (name, t)
+    (check/locate.py looks for them in what the user's code computes)."""
+    tap = taps.__setitem__ if taps is not None else _no_tap
     W = {k: P[f"W{k}"] for k in GATES}  # each (H, H+X)
     b = {k: P[f"b{k}"] for k in GATES}  # each (H,)
     Wy, by = P["Wy"], P["by"]
@@ -63,6 +66,9 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         cs[t + 1] = f * cs[t] + i * g
         hs[t + 1] = o * squash(cs[t + 1])
         ps[t], loss_steps[t] = softmax_xent(Wy @ hs[t + 1] + by, ys[t], bugs)
+        for name, v in (("v", vs[t]), ("f", f), ("i", i), ("g", g), ("o", o), ("c", cs[t + 1]),
+                        ("tanh_c", np.tanh(cs[t + 1])), ("h", hs[t + 1]), ("p", ps[t])):
+            tap((name, t), v)
 
     # backward
     c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
@@ -94,8 +100,13 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
             dc = dc_next + dh * o * (1.0 - tc**2)
         dact = {"f": dc * c_prev, "i": dc * g, "g": dc * i, "o": do}
         dv = np.zeros(H + X, dtype=dt)  # (H+X,)
+        for name, v in (("h_cur", h_cur), ("c_cur", c_cur), ("c_prev", c_prev), ("dy", dy),
+                        ("dh", dh), ("dc", dc), ("do", do), ("df", dact["f"]),
+                        ("di", dact["i"]), ("dg", dact["g"])):
+            tap((name, t), v)
         for k in GATES:
             da = _gate_grad(k, dact[k], acts[k][t], bugs)  # (H,) gradient at the pre-activation
+            tap((f"da_{k}", t), da)
             c[f"W{k}"][t] = np.outer(da, vs[t])
             c[f"b{k}"][t] = da
             dv += W[k].T @ da
@@ -106,9 +117,14 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         else:  # user concatenates [h; x] and takes the last H entries
             dh_next = dv[-H:]
         dc_next = dc if has(bugs, "lstm.dc-next-missing-forget") is not None else dc * f
+        tap(("dv", t), dv); tap(("dh_next", t), dh_next); tap(("dc_next", t), dc_next)
 
     loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(), cs[T].copy()), grads, c, dhs, hs)
+
+
+def _no_tap(key, value) -> None:
+    pass
 
 
 ARCH = Arch(name="lstm", param_names=NAMES, state_names=("h", "c"), shapes=shapes, run=run,

@@ -20,7 +20,10 @@ NAMES = META["rnn"].param_names
 shapes = rnn_shapes
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+    """``taps``, a dict, receives each step's intermediate quantities by (name, t)
+    (check/locate.py looks for them in what the user's code computes)."""
+    tap = taps.__setitem__ if taps is not None else _no_tap
     Wxh, Whh, Why, bh, by = (P[k] for k in NAMES)
     (h0,) = state
     dt = P[NAMES[0]].dtype
@@ -35,6 +38,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         hs[t + 1] = np.tanh(a)
         z = Why @ hs[t + 1] + by  # (Y,)
         ps[t], loss_steps[t] = softmax_xent(z, ys[t], bugs)
+        tap(("a", t), a); tap(("h", t), hs[t + 1]); tap(("z", t), z); tap(("p", t), ps[t])
 
     # backward
     c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}  # per-step contributions
@@ -60,12 +64,18 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum") -> Trace:
         c["Whh"][t] = np.outer(draw, h_in)  # (H, H)
         W = Whh if has(bugs, "rnn.whh-not-transposed") is not None else Whh.T
         dh_next = W @ draw  # (H,)
+        tap(("dy", t), dy); tap(("dh", t), dh); tap(("dh_raw", t), draw)
+        tap(("dh_next", t), dh_next)
     depth = has(bugs, "bptt.truncated")
     if depth is not None:
         _truncate(c, P, xs, hs, dys, int(depth))
 
     loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+
+
+def _no_tap(key, value) -> None:
+    pass
 
 
 def _truncate(c, P, xs, hs, dys, k: int) -> None:

@@ -63,7 +63,8 @@ class _Drain(threading.Thread):
 
 _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "call": "one call of your code", "losses": "a batch of calls of your code",
-         "layer_run": "one call of your code", "layer_project": "a batch of calls of your code"}
+         "layer_run": "one call of your code", "layer_project": "a batch of calls of your code",
+         "trace": "one call of your code, its lines recorded"}
 
 _STR, _OPT_STR = (str,), (str, type(None))
 _DICT, _OPT_DICT, _LIST = (dict,), (dict, type(None)), (list,)
@@ -80,6 +81,7 @@ _OK_FIELDS: dict[str, dict[str, tuple]] = {
     "layer_run": {"status": _STR, "message": _OPT_STR, "line": _OPT_STR,
                   "modified": _MODIFIED, "dtype": _STR},
     "layer_project": {},
+    "trace": {"records": _LIST, "truncated": (int,)},
 }
 _OK_ARRAYS = {"losses": "losses", "layer_project": "values"}
 _ERROR_FIELDS = {"kind": _STR, "message": _STR, "line": _OPT_STR, "traceback": _STR,
@@ -349,6 +351,22 @@ class WorkerSession:
         grads = protocol.unpack_params("G", arrs)
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return float(hdr["loss"]), grads, last, hdr
+
+    def trace(self, case, layout) -> tuple[list[tuple[str, int, str, int | None]], list, bool]:
+        """One call on ``case`` with the user's lines recorded (sandbox/tracer.py): the
+        records (file, line, name, step), their values, and whether the budget cut it short.
+        Records that are not what the tracer sends are dropped, never trusted."""
+        hdr, arrs = self.request({"op": "trace", **self._case_header(case, layout)},
+                                 self._case_arrays(case), self.limits.call_timeout * 4)
+        recs, values = [], []
+        for i, r in enumerate(hdr["records"]):
+            ok = (isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
+                  and isinstance(r[1], int) and isinstance(r[2], str)
+                  and (r[3] is None or isinstance(r[3], int)) and f"R{i}" in arrs)
+            if ok:
+                recs.append((r[0], r[1], r[2], r[3]))
+                values.append(arrs[f"R{i}"])
+        return recs, values, bool(hdr["truncated"])
 
     def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
                entries: list[tuple[str, int, float]] | None = None):

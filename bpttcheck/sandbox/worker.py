@@ -311,6 +311,8 @@ def serve(w: Worker, rf, wf) -> None:
                     reply = {"ok": True}
             elif op in ("layer_run", "layer_project"):
                 reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout)
+            elif op == "trace":
+                reply, out_arrays = _trace_op(w, hdr, arrs, timeout)
             else:
                 reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
@@ -331,6 +333,30 @@ def serve(w: Worker, rf, wf) -> None:
         reply["id"] = hdr.get("id")  # which request this answers (session.py checks it)
         # a 250 MB exception message is kept as its first MiB and a count of the rest
         protocol.send(wf, protocol.cap_strings(reply), out_arrays)
+
+
+def _trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
+    """One call of the user's gradient function with its lines recorded (tracer.py): the
+    records as (file, line, name, step) and their values as arrays R0, R1, ..."""
+    import numpy as np
+
+    from bpttcheck.archmeta import Dims
+    from bpttcheck.layout import Layout
+    from bpttcheck.sandbox import protocol
+    from bpttcheck.sandbox.tracer import run_traced
+
+    layout = Layout.from_dict(hdr["layout"])
+    P = protocol.unpack_params("P", arrs)
+    xs, ys = [int(v) for v in arrs["xs"]], [int(v) for v in arrs["ys"]]
+    state = tuple(arrs[f"state{i}"] for i in range(hdr["nstate"]))
+    w.adapter.prepare(Dims(**hdr["dims"]))
+    w.evaluations += 1
+    _, rec = w.guarded("your gradient function", timeout, run_traced, w.adapter.call,
+                       w._is_user, w._orig, P, xs, ys, state, layout, True)
+    out = {f"R{i}": np.asarray(r.value, dtype=np.float64) for i, r in enumerate(rec.records)}
+    reply = {"ok": True, "truncated": int(rec.truncated),
+             "records": [[r.file, r.line, r.name, r.step] for r in rec.records]}
+    return reply, out
 
 
 def _model_facts(found: dict | None, options: dict) -> dict:

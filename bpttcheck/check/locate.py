@@ -1,0 +1,424 @@
+"""Pointing at the line: where the user's backward pass leaves the right path.
+
+The worker records, line by line, every array the user's gradient function assigns or writes
+into (sandbox/tracer.py). The reference computes the same intermediate quantities at the same
+case (the oracle's ``taps``: dy, dh, the gate pre-activation gradients, dh_next, ... per step)
+and, from its per-step contributions, what each gradient accumulator holds after each step.
+Walking the records in execution order:
+
+- with a known bug matched exactly (a mutant), the line is the first record whose value is
+  what the mutant computes for a quantity where the correct model computes something else —
+  where the mutated quantity is first written, or, when it is computed inline, the first
+  accumulator it reaches;
+- with no bug matched, the line is the first gradient-like record that equals no reference
+  quantity while the arrays its line reads still did.
+
+C code has no lines to trace: there the quantity the mutant changes first is named and the
+line left out, rather than guessed."""
+from __future__ import annotations
+
+import ast
+import linecache
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from bpttcheck.check.findings import Observation
+from bpttcheck.check.probe import Probe
+from bpttcheck.result import Location
+
+Label = tuple[str, int]  # (quantity, step)
+
+# what each quantity is, as the reference computes it ({W}: the output matrix's name)
+EXPECTED = {
+    "p": "softmax(z[t])", "h": "the hidden state step t produces",
+    "dy": "p[t] - onehot(y[t]) (the softmax-cross-entropy gradient)",
+    "dh": "{Wy}.T @ dy + dh_next (the output's gradient plus what later steps send back)",
+    "dh_raw": "(1 - h**2) * dh, with h the state step t produced",
+    "dh_next": "Whh.T @ dh_raw",
+    "c_prev": "the cell state after step t-1 (c0 at t = 0; index t in a list that starts "
+              "with c0)",
+    "h_cur": "the hidden state after step t (index t+1 in a list that starts with h0)",
+    "c_cur": "the cell state after step t (index t+1 in a list that starts with c0)",
+    "do": "dh * tanh(c)", "dc": "dc_next + dh * o * (1 - tanh(c)**2)",
+    "df": "dc * c_prev", "di": "dc * g", "dg": "dc * i",
+    "da_f": "df * f * (1 - f)", "da_i": "di * i * (1 - i)", "da_g": "dg * (1 - g**2)",
+    "da_o": "do * o * (1 - o)", "da": "the gates' pre-activation gradients, stacked",
+    "dv": "W.T @ da, the gradient of [h; x]", "dc_next": "dc * f",
+    "dn_raw": "dn * (1 - n**2)", "dz_raw": "dz * z * (1 - z)", "dr_raw": "dr * r * (1 - r)",
+}
+# (weight, the gradient at its output): W.T @ that gradient is what its input receives
+BACK_THROUGH = {"rnn": (("Whh", "dh_raw"), ("Why", "dy"), ("Wxh", "dh_raw")),
+                "lstm": (*((f"W{k}", f"da_{k}") for k in "figo"), ("Wy", "dy")),
+                "gru": (("Wz", "dz_raw"), ("Wr", "dr_raw"), ("Wn", "dn_raw"), ("Wy", "dy"))}
+# what a quantity is, in words
+WHAT = {"h_cur": "the current hidden state", "c_cur": "the current cell state",
+        "c_prev": "the previous cell state", "h": "the hidden state", "c": "the cell state",
+        "p": "the softmax output", "dh_raw": "dh_raw (the gradient before the tanh)",
+        "dh_next": "dh_next (what step t sends back to step t-1)",
+        "dc_next": "dc_next (what step t sends back through the cell)",
+        "da": "the stacked gate gradients", "dv": "the gradient of [h; x]"}
+# the names people give each quantity (lower case, letters and digits only)
+ALIASES = {
+    "dy": {"dy", "dz", "dscores", "dlogits", "dout", "dyt", "dp", "dprobs", "delta", "dyhat"},
+    "dh": {"dh", "dht", "dhidden", "dhtotal", "dhcur", "dhs"},
+    "dh_raw": {"dhraw", "draw", "dtanh", "dhr", "da", "dpre", "dhpre", "dnet", "dhtanh",
+               "dzh", "dat", "dtanhraw", "dhraws"},
+    "dh_next": {"dhnext", "dhprev", "dhp", "dhn", "dhnxt", "dhprevious", "dhtm1"},
+    "dc_next": {"dcnext", "dcprev", "dcp", "dcn", "dctm1"},
+    "c_prev": {"cprev", "cp", "ctm1", "cpr", "cold", "clast"},
+    "h_cur": {"ht", "hcur", "hcurr", "hnow", "h"},
+    "c_cur": {"ct", "ccur", "ccurr", "cnow", "c"},
+    "dc": {"dc", "dct", "dcell", "dcs"}, "do": {"do", "dot", "dout", "dog"},
+    "df": {"df", "dft", "dfg"}, "di": {"di", "dit", "dig"}, "dg": {"dg", "dgt", "dcbar", "dcc"},
+    "da_f": {"daf", "dfraw", "dfa", "dfpre"}, "da_i": {"dai", "diraw", "dia", "dipre"},
+    "da_g": {"dag", "dgraw", "dga", "dgpre", "dcbarraw"}, "da_o": {"dao", "doraw", "doa", "dopre"},
+    "da": {"da", "dgates", "dz", "difog", "dgatesraw", "draw"},
+}
+GRAD_LIKE = re.compile(r"^(self\.)?(d|grad|delta)", re.IGNORECASE)
+
+
+@dataclass(eq=False)
+class Rec:
+    file: str
+    line: int
+    name: str
+    step: int | None
+    value: np.ndarray
+
+
+class Bank:
+    """Reference quantities by size, each matched against a recorded array in one numpy step."""
+
+    def __init__(self, quantities: dict[Label, np.ndarray], rtol: float):
+        self.rtol = rtol
+        groups: dict[int, list[tuple[Label, np.ndarray]]] = {}
+        for lab, v in quantities.items():
+            v = np.asarray(v, dtype=np.float64)
+            if v.size > 1 and np.all(np.isfinite(v)) and np.any(v):
+                groups.setdefault(v.size, []).append((lab, v.ravel()))
+        self.values = dict(quantities)
+        self.groups = {n: ([lab for lab, _ in g], np.stack([v for _, v in g]))
+                       for n, g in groups.items()}
+
+    def matches(self, v: np.ndarray) -> set[Label]:
+        g = self.groups.get(v.size)
+        if g is None or not np.all(np.isfinite(v)):
+            return set()
+        labels, M = g
+        out: set[Label] = set()
+        flats = [v.ravel()] + ([v.T.ravel()] if v.ndim == 2 and 1 not in v.shape else [])
+        for flat in flats:
+            scale = np.maximum(np.max(np.abs(M), axis=1), np.max(np.abs(flat)))
+            ok = np.max(np.abs(M - flat), axis=1) <= self.rtol * scale + 1e-300
+            out.update(labels[i] for i in np.flatnonzero(ok))
+        return out
+
+
+def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label, np.ndarray]:
+    """The reference's intermediate quantities at the observation's case, with ``bugs``
+    planted: the oracle's taps, the same in the user's layout (stacked gates, [x; h]), and
+    what every gradient accumulator holds after each step of a backward loop over t = T-1..0,
+    in the user's names and layout."""
+    taps: dict = {}
+    tr = probe.reference(o.case, o.dtype, o.reduction, bugs, taps=taps)
+    q: dict[Label, np.ndarray] = dict(taps)
+    for i, name in enumerate(probe.arch.state_names):  # the initial state, "before step 0"
+        q[(name, -1)] = np.asarray(o.case.state[i], dtype=np.float64)
+    lay, d = o.layout, o.case.dims
+    T, H = d.T, d.H
+    for t in range(T):
+        if lay.stacked and (f"da_{lay.stacked[0]}", t) in taps:
+            q[("da", t)] = np.concatenate([taps[(f"da_{g}", t)] for g in lay.stacked])
+        if lay.concat == "xh" and ("dv", t) in taps:
+            dv = taps[("dv", t)]
+            q[("dv", t)] = np.concatenate([dv[H:], dv[:H]])
+    # what each gate's input receives (W_k.T @ da_k, the terms of dv), in both concatenations
+    for W, da in BACK_THROUGH.get(probe.arch.name, ()):
+        for t in range(T):
+            if W in o.case.params and (da, t) in taps:
+                g = np.asarray(o.case.params[W]).T @ taps[(da, t)]
+                q[(f"back:{W}", t)] = g
+                if g.size > H:  # [h; x] and [x; h], and the part that reaches h
+                    q[(f"back:{W}:xh", t)] = np.concatenate([g[H:], g[:H]])
+                    q[(f"back:{W}:h", t)] = g[:H]
+    scale = T if o.reduction == "mean" else 1  # accumulated by the step, divided at the end
+    names = [k for k in probe.arch.param_names if k in tr.contrib]
+    running = {k: np.zeros_like(tr.contrib[k][0]) for k in names}
+    for t in reversed(range(T)):
+        step = {k: tr.contrib[k][t] for k in names}
+        for k in names:
+            running[k] = running[k] + step[k]
+        for kind, arrays in (("contrib", step), ("sum", running)):
+            for suffix, s in (("", 1.0), ("*T", float(scale))) if scale > 1 else (("", 1.0),):
+                try:
+                    user = lay.params_to_user(probe.arch, {k: v * s for k, v in arrays.items()},
+                                              H)
+                except (KeyError, ValueError):
+                    continue
+                for uk, v in user.items():
+                    q[(f"{kind}:{uk}{suffix}", t)] = v
+    return q
+
+
+def _fits(name: str, label: str) -> bool:
+    n = _norm(name)
+    key = label.split(":")[0]
+    return n in ALIASES.get(key, ()) or n == re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+def _reads(file: str, line: int) -> set[str]:
+    src = linecache.getline(file, line).strip()
+    try:
+        tree = ast.parse(src.rstrip(":") if src.endswith(":") else src)
+    except SyntaxError:
+        return set()
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+            and isinstance(n.ctx, ast.Load)}
+
+
+def _target_names(rec: Rec) -> str:
+    return re.sub(r"\[.*$", "", rec.name)
+
+
+def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec, Label | None] | None:
+    """The record where the user's computation leaves the right path, and the reference
+    quantity it stands for (None when it stands for none we know)."""
+    if bad is not None:
+        for r in recs:
+            if not np.any(r.value):
+                continue
+            mc, mb = good.matches(r.value), bad.matches(r.value)
+            only_bad = [lab for lab in mb - mc if not _same(good, bad, lab)]
+            if not only_bad:
+                continue
+            fit_good = [lab for lab in mc if _fits(r.name, lab[0])
+                        and (r.step is None or lab[1] == r.step)]
+            fit_bad = [lab for lab in only_bad if _fits(r.name, lab[0])]
+            if fit_bad and not fit_good:
+                return _statement_start(recs, r, good), fit_bad[0]
+            if not mc:
+                return _statement_start(recs, r, good), _prefer(only_bad, r)
+        return None
+    last_ok: dict[str, bool] = {}
+    fallback = None
+    for j, r in enumerate(recs):
+        if not np.any(r.value):
+            last_ok[_target_names(r)] = True
+            continue
+        ok = bool(good.matches(r.value))
+        # a quantity built over several lines (dv += W_k.T @ da_k for each gate) is judged
+        # by its value once the step is done with it, and located where it starts
+        final = r.step is None or not any(x.name == r.name and x.step == r.step
+                                           for x in recs[j + 1:j + 400])
+        if not ok and final and GRAD_LIKE.match(r.name):
+            reads = _reads(r.file, r.line)
+            if all(last_ok.get(n, True) for n in reads):
+                return _statement_start(recs, r, good), None
+            fallback = fallback or r
+        last_ok[_target_names(r)] = ok or not final
+    return (fallback, None) if fallback else None
+
+
+def _statement_start(recs: list[Rec], r: Rec, good: Bank) -> Rec:
+    """A quantity built over several lines in one step (`dy = -p` then `dy[y] += 1`, or
+    `dh_prev = 0` then `dh_prev += ...`) goes wrong where it starts: the earliest of the
+    variable's records just before ``r`` in the same step that equal no reference quantity."""
+    i = next(j for j, x in enumerate(recs) if x is r)
+    body = _loop_body(r.file, r.line)
+    start = r
+    for prev in reversed(recs[:i]):
+        if prev.name != r.name:
+            continue
+        if (prev.step != r.step or r.step is None or prev.file != r.file or body is None
+                or not body[0] <= prev.line <= body[1] or good.matches(prev.value)):
+            break
+        start = prev
+    return start
+
+
+def _loop_body(file: str, line: int) -> tuple[int, int] | None:
+    """The lines of the innermost loop body around ``line`` (None outside any loop)."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(file)))
+    except (SyntaxError, ValueError):
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.While)) and node.body:
+            lo, hi = node.body[0].lineno, node.end_lineno or node.body[-1].lineno
+            if lo <= line <= hi and (best is None or lo >= best[0]):
+                best = (lo, hi)
+    return best
+
+
+def _same(good: Bank, bad: Bank, lab: Label) -> bool:
+    a, b = good.values.get(lab), bad.values.get(lab)
+    return a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _prefer(labels: list[Label], r: Rec) -> Label:
+    """The label a record most likely stands for: one its name fits, else an accumulator of
+    the same step, else the first."""
+    fit = [lab for lab in labels if _fits(r.name, lab[0])]
+    same_step = [lab for lab in labels if lab[1] == r.step]
+    return (fit or same_step or sorted(labels, key=lambda x: (-x[1], x[0])))[0]
+
+
+def mutated_quantity(good: dict[Label, np.ndarray], bad: dict[Label, np.ndarray]) -> Label | None:
+    """The first of the reference's own quantities, in the order it computes them, that the
+    bug changes: what to look at first when there is no line to show (C code)."""
+    for lab, v in good.items():
+        w = bad.get(lab)
+        if w is not None and not np.allclose(v, w, rtol=1e-9, atol=1e-300):
+            return lab
+    return None
+
+
+def describe(lab: Label, arch: str) -> str:
+    name, t = lab
+    kind, _, group = name.partition(":")
+    group = group.removesuffix("*T")
+    if kind == "sum":
+        return f"the accumulated d{group} after step t = {t}"
+    if kind == "contrib":
+        return f"step {t}'s contribution to d{group}"
+    return f"{WHAT.get(name, name)} at t = {t}"
+
+
+# each step's share of a gradient, by canonical group (h_t: the state step t produced,
+# h_prev: the state before it, x_t: the step's one-hot input)
+SHARE = {"Why": "outer(dy, h_t)", "Wy": "outer(dy, h_t)", "by": "dy",
+         "Whh": "outer(dh_raw, h_prev)", "Wxh": "outer(dh_raw, x_t)", "bh": "dh_raw",
+         **{f"W{k}": f"outer(da_{k}, [h_prev; x_t])" for k in "figo"},
+         **{f"b{k}": f"da_{k}" for k in "figo"},
+         "Wz": "outer(dz_raw, [h_prev; x_t])", "Wr": "outer(dr_raw, [h_prev; x_t])",
+         "Wn": "outer(dn_raw, [r * h_prev; x_t])", "bz": "dz_raw", "br": "dr_raw",
+         "bn": "dn_raw"}
+
+
+def expected(lab: Label, arch: str, canonical: dict[str, str] | None = None) -> str:
+    """What the reference computes for a quantity; ``canonical`` maps the user's gradient
+    names to the reference's, for the accumulators."""
+    name = lab[0]
+    kind, _, group = name.partition(":")
+    group = group.removesuffix("*T")
+    if kind in ("sum", "contrib"):
+        share = SHARE.get((canonical or {}).get(group, group))
+        if share is None:  # a stacked matrix: every gate's share in its rows
+            share = "each gate's outer(da, [h_prev; x_t]) in that gate's rows"
+        if kind == "contrib":
+            return f"{share} (h_t the state step {lab[1]} produced, h_prev the one before)"
+        return (f"d{group} += {share} for t = T-1 down to {lab[1]} (h_t the state step t "
+                f"produced, h_prev the one before)")
+    text = EXPECTED.get(name, name)
+    return text.replace("{Wy}", "Why" if arch == "rnn" else "Wy")
+
+
+def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Label] | None:
+    """For `=` where `+=` was meant: the first gradient-like record that holds one step's
+    contribution to one of ``groups`` (the user's names) where the accumulated gradient
+    belongs, one named like it preferred."""
+    hits = []
+    for r in recs:
+        labs = good.matches(r.value) if np.any(r.value) else set()
+        contrib = [lab for lab in labs if lab[0].startswith("contrib:")
+                   and lab[0].split(":")[1].removesuffix("*T") in groups]
+        if contrib and not any(lab[0].startswith("sum:") for lab in labs):
+            hits.append((r, contrib[0]))
+    named = [(r, lab) for r, lab in hits
+             if _norm(r.name) == "d" + _norm(lab[0].split(":")[1].removesuffix("*T"))]
+    found = named or hits
+    return found[0] if found else None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", re.sub(r"\[.*?\]$", "", name.split(".")[-1]).lower())
+
+
+def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
+           rtol: float, overwrite: list[str] | None = None) -> Location | None:
+    """Where the user's code goes wrong, for the failing observation ``o``; ``bugs`` the
+    mutant that reproduces it exactly, if any; ``overwrite``: the diagnosis is `=` where
+    `+=` was meant, in the canonical groups listed."""
+    good_q = quantities(probe, o, frozenset())
+    bad_q = quantities(probe, o, bugs) if bugs else None
+    if probe.caps.get("language") != "python":
+        if bad_q is None:
+            return None
+        lab = mutated_quantity(good_q, bad_q)
+        return None if lab is None else Location(
+            quantity=describe(lab, probe.arch.name), expected=expected(lab, probe.arch.name))
+    names, values, _ = probe.trace(o.case, o.layout)  # a cut-short trace: its start
+    recs = [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
+    good = Bank(good_q, rtol)
+    bad = Bank(bad_q, rtol) if bad_q is not None else None
+    found = (overwritten(recs, good, {o.layout.user_name(k) for k in overwrite}) if overwrite
+             else first_divergence(recs, good, bad))
+    if found is None:
+        return None
+    r, lab = found
+    group = _group_lines(recs, r)
+    src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
+    differs = None
+    if lab is not None and lab in good_q and np.asarray(good_q[lab]).size == r.value.size:
+        ref = np.asarray(good_q[lab], dtype=np.float64).ravel()
+        v = r.value.ravel() if r.value.shape == np.shape(good_q[lab]) or r.value.ndim < 2 \
+            else r.value.T.ravel()
+        differs = float(np.max(np.abs(v - ref)))
+    loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+                    quantity=describe(lab, probe.arch.name) if lab else None,
+                    expected=expected(lab, probe.arch.name, {
+                        o.layout.user_name(k): k for k in probe.arch.param_names})
+                    if lab else None,
+                    differs_by=differs)
+
+    loc._lines = group
+    loc._key = lab[0] if lab else ""
+    loc._hints = _hints(recs, good)
+    return loc
+
+
+def _group_lines(recs: list[Rec], start: Rec) -> tuple[int, ...]:
+    """The lines that write the located variable in the located step, from ``start`` on (a
+    quantity built over several lines is repaired as a whole)."""
+    i = next(j for j, x in enumerate(recs) if x is start)
+    lines = [start.line]
+    for x in recs[i + 1:i + 200]:
+        if x.step != start.step:
+            break
+        if x.name == start.name and x.file == start.file and x.line not in lines:
+            lines.append(x.line)
+    return tuple(lines)
+
+
+HINTED = ("h_cur", "h", "c_cur", "c", "c_prev", "f", "i", "g", "o", "tanh_c", "dh_next",
+          "dc_next", "dh_raw", "dy", "dh", "dc")
+
+
+def _hints(recs: list[Rec], good: Bank) -> dict[str, str]:
+    """The user's own expression for each reference quantity, written for the loop step
+    (``hs[t]``, ``h[t+1]``, ``s['f']``, ``dhnext``): what a repair of their line may use."""
+    out: dict[str, str] = {}
+    for r in recs:
+        if r.step is None:
+            continue
+        for name, t in good.matches(r.value):
+            if name in HINTED and t == r.step:
+                expr = _relative(r.name, r.step)
+                if expr:
+                    out[name] = expr
+    return out
+
+
+def _relative(name: str, step: int) -> str | None:
+    """``hs[5]`` recorded at step 5 as ``hs[t]`` (``hs[6]``: ``hs[t+1]``); a name without a
+    number in its index as it is."""
+    m = re.fullmatch(r"(.+)\[(-?\d+)\]", name)
+    if not m:
+        return name
+    k = int(m.group(2)) - step
+    if k not in (-1, 0, 1):
+        return None
+    return f"{m.group(1)}[t{'' if k == 0 else '+1' if k > 0 else '-1'}]"

@@ -1,0 +1,433 @@
+"""Verified repairs: rewrite the line a diagnosis points at, check the rewritten copy, and say
+what the change fixes.
+
+The candidates are small edits of the located line(s) — an index one step over (``h[t]`` →
+``h[t+1]``), a transpose added or dropped, ``=`` → ``+=``, a nonlinearity applied once too
+often taken off, a slice taken from the other end, a missing factor or term written with the
+user's own names (the tracer saw which of their expressions holds ``h``, ``f``, ``dh_next``),
+a sign flipped. Each is applied to a copy of the user's folder (never to their files) and the
+copy is checked in the sandbox like any submission; the first that passes every check is
+offered as a verified repair. When none passes but one fixes some checks, that one is offered
+with what still fails."""
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bpttcheck.result import Diagnosis, Location, Repair, Report
+
+MAX_TRIES = 8  # checks of rewritten copies per report
+BUDGET_S = 10.0  # ... and seconds
+UNWRAP = ("sigmoid", "np.tanh", "tanh", "np.exp", "exp", "softmax")
+FACTORS = {  # quantity -> the factor it lacks, in terms of the user's expressions
+    "dh_raw": "(1 - {h_cur}**2)", "dc": "(1 - np.tanh({c_cur})**2)", "dc_next": "{f}",
+}
+TERMS = {"dh": "{dh_next}"}  # quantity -> a term it lacks
+
+
+@dataclass
+class Edit:
+    lines: dict[int, str]  # line number -> the new text of that line (indentation kept)
+    why: str
+
+
+def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> None:
+    """Try repairs for the first located diagnosis of a failing Python report, and put the
+    best on it (``Diagnosis.repair``); ``write_fixed``: write the repaired file there."""
+    d = next((d for d in report.diagnoses if d.location and d.location.line), None)
+    if report.verdict != "fail" or d is None or not path.endswith(".py"):
+        return
+    loc = d.location
+    assert loc is not None and loc.file is not None and loc.line is not None
+    try:
+        with open(loc.file, encoding="utf-8") as fh:
+            source = fh.read().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return
+    before = _failing(report)
+    total = len(report.checks)
+    tmp = tempfile.mkdtemp(prefix="bpttcheck-repair-")
+    try:
+        best = _search(d, loc, source, path, opts, tmp, before, total)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if best is None:
+        return
+    edit, verdict, failing = best
+    d.repair = Repair(
+        file=loc.file, lines=sorted(edit.lines), before=[source[n - 1].rstrip("\n") for n in
+                                                         sorted(edit.lines)],
+        after=[edit.lines[n].rstrip("\n") for n in sorted(edit.lines)],
+        verified=verdict == "pass", checks=total, still_failing=failing, why=edit.why)
+    d.fix = d.repair.snippet()
+    if write_fixed:
+        from bpttcheck.output import write_atomic
+        write_atomic(write_fixed, "".join(_applied(source, edit)))
+
+
+def _failing(r: Report) -> list[str]:
+    return [c.name for c in r.checks if c.status == "fail"]
+
+
+def _search(d: Diagnosis, loc: Location, source: list[str], path: str, opts, tmp: str,
+            before: list[str], total: int):
+    """The best edit for the located line; when it fixes some checks but not all, the next
+    located line of the repaired copy is searched the same way, on top of it (a second bug)."""
+    from bpttcheck.check.engine import check
+    from bpttcheck.sandbox.staging import copy_submission
+
+    staged = copy_submission(path, tmp, opts.limits.copy, opts.limits.run_from)
+    root = os.path.dirname(os.path.abspath(path))
+    rel = os.path.relpath(os.path.abspath(loc.file or ""), root)
+    if rel.startswith(".."):
+        return None  # the line is in a file outside what was staged
+    target = os.path.join(os.path.dirname(staged), rel)
+    o = copy.deepcopy(opts)
+    o.diagnose = o.views = False
+    o.limits.run_from = None
+    t0 = time.perf_counter()
+    best = _best_edit(loc, source, Edit({}, ""), staged, target, o, before, t0, d.id)
+    if best is None or best[1] == "pass":
+        return best
+    edit, _, failing = best
+    _write(target, source, edit)  # where is the next bug, with this one repaired?
+    od = copy.deepcopy(o)
+    od.diagnose = True
+    r = check(staged, od)
+    nxt = next((x for x in r.diagnoses if x.location and x.location.line and
+                os.path.realpath(x.location.file or "") == os.path.realpath(target)), None)
+    if nxt is None or nxt.location is None or nxt.location.line in edit.lines:
+        return best
+    second = _best_edit(nxt.location, _applied(source, edit), edit, staged, target, o, failing,
+                        t0, nxt.id)
+    return second if second is not None else best
+
+
+def _best_edit(loc: Location, source: list[str], base: Edit, staged: str, target: str, o,
+               before: list[str], t0: float, diagnosis: str):
+    from bpttcheck.check.engine import check
+    best = None
+    for n, edit in enumerate(candidates(loc, source, diagnosis)):
+        if n >= MAX_TRIES or time.perf_counter() - t0 > BUDGET_S:
+            break
+        both = Edit({**base.lines, **edit.lines}, "; ".join(x for x in (base.why, edit.why) if x))
+        _write(target, source, edit)
+        r = check(staged, o)
+        if r.error is not None:
+            continue
+        failing = _failing(r)
+        if r.verdict == "pass":
+            return both, "pass", []
+        if len(failing) < len(before) and (best is None or len(failing) < len(best[2])):
+            best = (both, r.verdict, failing)
+    return best
+
+
+def _write(target: str, source: list[str], edit: Edit) -> None:
+    with open(target, "w", encoding="utf-8") as f:
+        f.write("".join(_applied(source, edit)))
+
+
+def _applied(source: list[str], edit: Edit) -> list[str]:
+    out = list(source)
+    for n, text in edit.lines.items():
+        end = "\n" if out[n - 1].endswith("\n") else ""
+        out[n - 1] = text.rstrip("\n") + end
+    return out
+
+
+# ---------------------------------------------------------------------------- candidates
+
+# which kinds of edit to try first, by the diagnosis (catalogue id); the rest follow in the
+# order of KINDS
+FIRST = {"gate-derivative-reapplied": "unwrap", "softmax.double-exp": "defining",
+         "softmax.sum-logits": "denominator", "whh-not-transposed": "transpose",
+         "grad.overwrite-not-accumulate": "accumulate", "dh-next-wrong-slice": "slice",
+         "loss.dy-sign": "sign", "loss.mean-grad-sum": "drop", "state-offset": "shift",
+         "cprev-wraparound": "shift", "uses-current-h": "shift", "uses-prev-h": "shift",
+         "tanh-derivative-missing": "factor", "missing-dh-next": "term",
+         "dc-next-missing-forget": "factor"}
+KINDS = ("factor", "term", "shift", "denominator", "transpose", "unwrap", "slice",
+         "accumulate", "sign", "drop", "defining")
+
+
+def candidates(loc: Location, source: list[str], diagnosis: str = "") -> Iterator[Edit]:
+    """Edits of the located line(s), the kind the diagnosis suggests first, without
+    repeats."""
+    first = next((k for pat, k in FIRST.items() if pat in diagnosis), None)
+    order = ([first] if first else []) + [k for k in KINDS if k != first]
+    seen: set[tuple] = set()
+    for kind in order:
+        for edit in _of_kind(kind, loc, source):
+            key = tuple(sorted(edit.lines.items()))
+            if key not in seen:
+                seen.add(key)
+                yield edit
+
+
+def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
+    assert loc.line is not None
+    n = loc.line
+    line = source[n - 1].rstrip("\n")
+    indent = line[: len(line) - len(line.lstrip())]
+    code, comment = _split_comment(line.strip())
+    lhs, op, rhs = _assignment(code)
+
+    def one(pairs) -> Iterator[Edit]:
+        for new, why in pairs:
+            if new != code:
+                yield Edit({n: indent + new + comment}, why)
+
+    if kind == "factor" and loc._key in FACTORS and op:
+        factor = _fill(FACTORS[loc._key], loc._hints)
+        if factor:
+            yield from one([(f"{lhs} {op} {rhs} * {factor}", f"multiply by {factor}")])
+    elif kind == "term" and loc._key in TERMS and op:
+        term = _fill(TERMS[loc._key], loc._hints)
+        if term:
+            yield from one([(f"{lhs} {op} {rhs} + {term}", f"add {term}")])
+    elif kind == "shift":
+        part = _part_of(code, loc.name or "")
+        shifts = list(_index_shifts(code))
+        if part is not None:  # the located variable's own part of `a, b, c = x, y, z` first
+            shifts.sort(key=lambda nw: nw[0][:part[0]] != code[:part[0]]
+                        or nw[0][len(nw[0]) - (len(code) - part[1]):] != code[part[1]:])
+        yield from one(shifts[:1])
+        yield from _block_shifts(n, source)
+        yield from one(shifts[1:])
+    elif kind == "denominator":
+        yield from one(_denominators(code))
+    elif kind == "transpose":
+        yield from one(_transposes(code))
+    elif kind == "unwrap":
+        yield from one(_unwraps(code))
+    elif kind == "slice":
+        yield from one(_slices(code))
+    elif kind == "accumulate" and op == "=":
+        yield from one([(f"{lhs} += {rhs}", "accumulate (+=) instead of assigning")])
+    elif kind == "sign":
+        if op and rhs.startswith("-"):
+            yield from one([(f"{lhs} {op} {rhs[1:].lstrip()}", "flip the sign")])
+        yield from _sign_group(loc, source)
+    elif kind == "drop" and op in ("/=", "*="):
+        yield from one([("pass", f"drop the {op}")])
+    elif kind == "defining":
+        for m, text in [(n, line), *_defining_lines(code, source, n)]:
+            ind = text[: len(text) - len(text.lstrip())]
+            dcode, dcomment = _split_comment(text.strip())
+            for new, why in _unwraps(dcode):
+                yield Edit({m: ind + new + dcomment}, f"line {m}: {why}")
+
+
+def _block_shifts(n: int, source: list[str]) -> Iterator[Edit]:
+    """Every step index one over on the located line and the lines just below it that index
+    the same arrays (``h_t, c_t = h[t], c[t]`` then ``c_prev = c[t-1]``): states read one
+    step off are usually read one step off everywhere."""
+    names = _indexed(source[n - 1])
+    if not names:
+        return
+    block = [n]
+    for m in range(n + 1, min(len(source), n + 3) + 1):
+        if _indexed(source[m - 1]) & names:
+            block.append(m)
+        else:
+            break
+    for by in (1, -1):
+        edit = {}
+        for m in block:
+            text = source[m - 1].rstrip("\n")
+            new = _INDEX.sub(functools.partial(_moved, by=by), text)
+            if new != text:
+                edit[m] = new
+        if edit:
+            yield Edit(edit, f"every step index {'+' if by > 0 else '-'}1 on lines "
+                             f"{block[0]}-{block[-1]}")
+
+
+def _moved(m: re.Match, by: int) -> str:
+    return _form({None: 0, "+": 1, "-": -1}[m.group(1)] + by)
+
+
+def _indexed(text: str) -> set[str]:
+    """The arrays a line indexes by the step: ``h`` and ``C`` in ``h[t], C[t - 1]``."""
+    return {m.group(1) for m in re.finditer(r"(\w+)" + _INDEX.pattern, text)}
+
+
+def _form(k: int) -> str:
+    return "[t]" if k == 0 else f"[t{k:+d}]"
+
+
+def _part_of(code: str, name: str) -> tuple[int, int] | None:
+    """Where, in ``a, b, c = x, y, z``, the expression assigned to ``name`` is (start, end)."""
+    lhs, op, rhs = _assignment(code)
+    targets = [x.strip() for x in lhs.split(",")]
+    if op != "=" or len(targets) < 2 or name not in targets:
+        return None
+    parts, depth, last = [], 0, 0
+    for i, ch in enumerate(rhs):
+        depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append((last, i))
+            last = i + 1
+    parts.append((last, len(rhs)))
+    if len(parts) != len(targets):
+        return None
+    a, b = parts[targets.index(name)]
+    off = len(code) - len(rhs)
+    return off + a, off + b
+
+
+def _defining_lines(code: str, source: list[str], n: int) -> list[tuple[int, str]]:
+    """The lines just above ``n`` (up to 8) that assign a name the located line reads: a
+    value that was already wrong when it reached this line (`e = np.exp(a)` before
+    `softmax(e)`)."""
+    reads = set(re.findall(r"(?<![\w\.])([A-Za-z_]\w*)", _assignment(code)[2] or code))
+    out = []
+    for m in range(n - 1, max(0, n - 9), -1):
+        text = source[m - 1].rstrip("\n")
+        lhs, op, _ = _assignment(text.strip())
+        if op == "=" and lhs.strip() in reads:
+            out.append((m, text))
+            reads.discard(lhs.strip())
+    return out
+
+
+def _denominators(code: str) -> Iterator[tuple[str, str]]:
+    """``A / np.sum(B)`` -> ``A / np.sum(A)``: a normalisation by the sum of something else."""
+    m = re.search(r"([\w\.\[\]'\"]+)\s*/\s*np\.sum\(\s*([^()]+?)\s*\)", code)
+    if m and m.group(1) != m.group(2):
+        yield (code[:m.start(2)] + m.group(1) + code[m.end(2):],
+               f"normalise by the sum of {m.group(1)}")
+
+
+def _fill(template: str, hints: dict[str, str]) -> str | None:
+    names = re.findall(r"\{(\w+)\}", template)
+    alt = {"h_cur": ("h_cur", "h"), "c_cur": ("c_cur", "c"), "f": ("f",),
+           "dh_next": ("dh_next",)}
+    values = {}
+    for k in names:
+        v = next((hints[a] for a in alt.get(k, (k,)) if a in hints), None)
+        if v is None:
+            return None
+        values[k] = v
+    return template.format(**values)
+
+
+def _split_comment(code: str) -> tuple[str, str]:
+    """(code, '  # comment') of one line, a # inside a string left alone."""
+    quote = None
+    for i, ch in enumerate(code):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return code[:i].rstrip(), "  " + code[i:]
+    return code, ""
+
+
+def _assignment(code: str) -> tuple[str, str, str]:
+    m = re.match(r"^(.+?)\s*(\+=|-=|\*=|/=|(?<![=!<>])=(?!=))\s*(.+)$", code)
+    return (m.group(1), m.group(2), m.group(3)) if m else ("", "", "")
+
+
+_INDEX = re.compile(r"\[\s*t\s*(?:([+-])\s*1\s*)?\]")
+
+
+def _index_shifts(code: str) -> Iterator[tuple[str, str]]:
+    """Every [t], [t+1], [t-1] one step over, one at a time and all of one kind together."""
+    hits = list(_INDEX.finditer(code))
+    forms = {None: "[t]", "+": "[t+1]", "-": "[t-1]"}
+    for sign in (None, "+", "-"):
+        same = [m for m in hits if m.group(1) == sign]
+        for other in ("+", None, "-"):
+            if other == sign or not same:
+                continue
+            for group in ([same] if len(same) > 1 else []) + [[m] for m in same]:
+                new, last = [], 0
+                for m in group:
+                    new += [code[last:m.start()], forms[other]]
+                    last = m.end()
+                yield "".join(new) + code[last:], f"{forms[sign]} -> {forms[other]}"
+
+
+def _transposes(code: str) -> Iterator[tuple[str, str]]:
+    for m in re.finditer(r"np\.dot\(\s*([\w\.\[\]'\"]+?)(\.T)?\s*,", code):
+        name, t = m.group(1), m.group(2)
+        repl = f"np.dot({name}{'' if t else '.T'},"
+        yield code[:m.start()] + repl + code[m.end():], f"transpose {name}"
+    for m in re.finditer(r"(?<![\w\.])([A-Za-z_][\w\.\[\]'\"]*?)(\.T)?\s*@", code):
+        name, t = m.group(1), m.group(2)
+        yield (code[:m.start()] + f"{name}{'' if t else '.T'} @" + code[m.end():],
+               f"transpose {name}")
+
+
+def _unwraps(code: str) -> Iterator[tuple[str, str]]:
+    """f(E) -> E for a nonlinearity applied once too often: every call of f at once (a
+    derivative written as sigmoid(a) * (1 - sigmoid(a))), then each alone."""
+    for f in UNWRAP:
+        calls = list(re.finditer(rf"(?<![\w\.]){re.escape(f)}\(", code))
+        if len(calls) > 1:
+            yield _unwrap(code, f, all_calls=True), f"remove every {f}()"
+        for m in calls:
+            end = _closing(code, m.end() - 1)
+            if end is not None:
+                inner = code[m.end():end]
+                yield code[:m.start()] + inner + code[end + 1:], f"remove {f}()"
+
+
+def _unwrap(code: str, f: str, all_calls: bool) -> str:
+    while True:
+        m = re.search(rf"(?<![\w\.]){re.escape(f)}\(", code)
+        end = _closing(code, m.end() - 1) if m else None
+        if m is None or end is None:
+            return code
+        code = code[:m.start()] + code[m.end():end] + code[end + 1:]
+        if not all_calls:
+            return code
+
+
+def _closing(code: str, open_at: int) -> int | None:
+    depth = 0
+    for i in range(open_at, len(code)):
+        depth += {"(": 1, ")": -1}.get(code[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+def _slices(code: str) -> Iterator[tuple[str, str]]:
+    for m in re.finditer(r"\[\s*(-?)(\w+)\s*:\s*\]|\[\s*:\s*(-?)(\w+)\s*\]", code):
+        if m.group(2):  # [N:] or [-N:]
+            n = m.group(2)
+            alts = [f"[:{n}]", f"[:-{n}]"] if m.group(1) else [f"[:{n}]", f"[-{n}:]"]
+        else:  # [:N] or [:-N]
+            n = m.group(4)
+            alts = [f"[-{n}:]", f"[{n}:]"] if not m.group(3) else [f"[-{n}:]", f"[:{n}]"]
+        for a in alts:
+            yield code[:m.start()] + a + code[m.end():], f"slice {a}"
+
+
+def _sign_group(loc: Location, source: list[str]) -> Iterator[Edit]:
+    """A quantity built over two lines with its sign the wrong way (``dy = -p`` then
+    ``dy[y] += 1``): flip both."""
+    lines = loc._lines
+    if len(lines) < 2:
+        return
+    new = {}
+    for n in lines:
+        text = source[n - 1].rstrip("\n")
+        flipped = re.sub(r"(=\s*)-\s*", r"\1", text, count=1) if re.search(r"(?<![+\-*/])=\s*-", text) \
+            else text.replace("+=", "\0").replace("-=", "+=").replace("\0", "-=")
+        if flipped != text:
+            new[n] = flipped
+    if len(new) == len(lines):
+        yield Edit(new, "flip the sign of every line that builds it")
