@@ -12,6 +12,9 @@ from bpttcheck.errors import InterfaceError
 
 GATE_LETTERS = {"lstm": "".join(LSTM_GATES), "gru": "zrn"}
 LETTER_SYNONYMS = {"c": "g", "u": "z", "h": "n"}  # Wc is the candidate gate, Wu the update gate
+# what each gate letter is called in a message
+GATE_WORDS = {"f": "forget gate", "i": "input gate", "g": "candidate", "o": "output gate",
+              "z": "update gate", "r": "reset gate", "n": "candidate"}
 
 
 def gate_order(arch: str, order: str) -> str:
@@ -100,6 +103,57 @@ class Layout:
         if canonical == "__b":
             return self.stacked_names[1]
         return self.names.get(canonical, canonical)
+
+    # ---------------------------------------------------------------- the user's names
+
+    def stacked_block(self, canonical: str) -> tuple[str, int] | None:
+        """(the user's stacked array, the block's position in it) of a gate group stored in a
+        stacked matrix (``Wf`` -> ("W", 1) in order "ifgo"); None for a group of its own."""
+        if (not self.stacked or len(canonical) != 2 or canonical[0] not in "Wb"
+                or canonical[1] not in self.stacked):
+            return None
+        return self.stacked_names[canonical[0] == "b"], self.stacked.index(canonical[1])
+
+    def _split_halves(self, canonical: str) -> tuple[str, str] | None:
+        """The recurrent and input halves of a gate matrix stored split (Whf, Wxf)."""
+        if not self.split or len(canonical) != 2 or canonical[0] != "W" \
+                or canonical[1] not in GATE_WORDS:
+            return None
+        return self.user_name("Wh" + canonical[1]), self.user_name("Wx" + canonical[1])
+
+    def group_name(self, canonical: str, H: int) -> str:
+        """The one name every report gives a canonical group: the user's own array
+        ("W_f"), the rows of their stacked matrix at this H ("W rows 4:8 (forget gate)";
+        "columns" when they store W.T; "b[4:8] (forget gate)" for a bias), or the two
+        halves of a split matrix ("Whf and Wxf")."""
+        block = self.stacked_block(canonical)
+        if block:
+            array, j = block
+            rows = f"{j * H}:{(j + 1) * H}"
+            where = f"{array}[{rows}]" if canonical[0] == "b" else \
+                f"{array} {'columns' if self.transposed else 'rows'} {rows}"
+            return f"{where} ({GATE_WORDS.get(canonical[1], canonical[1] + ' gate')})"
+        halves = self._split_halves(canonical)
+        if halves:
+            return f"{halves[0]} and {halves[1]}"
+        return self.user_name(canonical)
+
+    def code_name(self, canonical: str, grad: bool = False) -> str:
+        """The group as an expression in the user's code, for fix snippets: their array
+        (``W_f``), or its slice of the stacked matrix with H symbolic (``W[H:2*H]``,
+        ``W[:, H:2*H]`` when stored transposed); ``grad``: the gradient's, "d" + that."""
+        d = "d" if grad else ""
+        block = self.stacked_block(canonical)
+        if block:
+            array, j = block
+            lo = "" if j == 0 else "H" if j == 1 else f"{j}*H"
+            hi = "" if j == len(self.stacked) - 1 else "H" if j == 0 else f"{j + 1}*H"
+            cols = ":, " if self.transposed and canonical[0] == "W" else ""
+            return f"{d}{array}[{cols}{lo}:{hi}]"
+        halves = self._split_halves(canonical)
+        if halves:
+            return f"{d}{halves[0]}, {d}{halves[1]}"
+        return d + self.user_name(canonical)
 
     # ---------------------------------------------------------------- user -> canonical
 

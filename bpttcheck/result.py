@@ -25,7 +25,9 @@ class FDResult(BaseModel):
 
 class GroupResult(BaseModel):
     name: str  # canonical name
-    user_name: str  # what the user calls it
+    # what the user calls it: Layout.group_name ("W_f", "W rows 4:8 (forget gate)") or the
+    # unit style's own name; every report shows this, none derives it again
+    user_name: str
     status: Status
     max_abs_error: float
     max_rel_error: float
@@ -133,6 +135,23 @@ class Report(BaseModel):
     parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
     heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
     version: str = ""
+
+    def shown(self, group: str) -> str:
+        """A group (a canonical name, as diagnoses list them) as the user knows it: its
+        GroupResult's user_name when that differs, else the name itself."""
+        for g in self.groups:
+            if g.name == group:
+                return g.user_name
+        return group
+
+    def check_subject(self, check: str) -> str | None:
+        """The user's name of the group a per-group check (``grad.Wf``, ``fd.Wf``) is about,
+        when it differs from the canonical one; None for any other check."""
+        family, _, group = check.partition(".")
+        if family not in ("grad", "fd"):
+            return None
+        shown = self.shown(group)
+        return shown if shown != group else None
 
     @property
     def exit_code(self) -> int:
