@@ -138,6 +138,40 @@ class Layout:
             return f"{halves[0]} and {halves[1]}"
         return self.user_name(canonical)
 
+    def groups_named(self, name: str, param_names) -> list[str]:
+        """The canonical groups (of ``param_names``) a user's name stands for, group_name's
+        inverse for keys such as [points]': their own array ("W_f" -> ["Wf"]); a stacked
+        array, every gate block of it ("W" -> ["Wi", "Wf", ...]) or one block by its gate's
+        letter or word ("W[forget]", "W[f]"). [] for anything else: a split half (Whf) is
+        part of a group, not one."""
+        base, bracket, sel = name.partition("[")
+        if self.stacked and base in self.stacked_names:
+            p = "Wb"[self.stacked_names.index(base)]
+            gates = [g for g in self.stacked if p + g in param_names]
+            if not bracket:
+                return [p + g for g in gates]
+            want = sel.removesuffix("]").strip().lower()
+            want = LETTER_SYNONYMS.get(want, want)
+            return [p + g for g in gates
+                    if want in (g, GATE_WORDS[g], GATE_WORDS[g].split()[0])][:1]
+        if bracket:
+            return []
+        return [k for k in param_names if self.user_name(k) == name
+                and not self.stacked_block(k) and not self._split_halves(k)]
+
+    def user_keys(self, param_names) -> list[str]:
+        """The names groups_named knows that differ from the canonical ones, one per group
+        or stacked array (and each stacked gate block)."""
+        out: list[str] = []
+        for k in param_names:
+            block = self.stacked_block(k)
+            if block:
+                word = GATE_WORDS[k[1]].split()[0]
+                out += [n for n in (block[0], f"{block[0]}[{word}]") if n not in out]
+            elif not self._split_halves(k) and self.user_name(k) != k:
+                out.append(self.user_name(k))
+        return out
+
     def code_name(self, canonical: str, grad: bool = False) -> str:
         """The group as an expression in the user's code, for fix snippets: their array
         (``W_f``), or its slice of the stacked matrix with H symbolic (``W[H:2*H]``,

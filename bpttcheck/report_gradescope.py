@@ -62,7 +62,8 @@ def render(r: Report, points: dict[str, float] | None = None, visibility: str = 
     lines = [f"**bpttcheck verdict: {r.verdict}**"
              + (f" ({r.arch}, {r.dtype})" if r.arch and r.dtype else "")]
     for d in r.diagnoses[:3]:
-        lines.append(f"\n### `{d.id}` — {d.title} (confidence {d.confidence:.2f})\n\n{d.evidence}"
+        lines.append(f"\n### `{d.id}` — {d.title} (confidence {d.confidence:.2f})\n\n"
+                     + (f"Groups: {r.groups_shown(d)}\n\n" if d.groups else "") + f"{d.evidence}"
                      f"\n\nFix:\n\n```\n{d.fix}\n```")
     for d in r.warnings:
         lines.append(f"\n### warning `{d.id}` — {d.title}\n\n{d.evidence}"

@@ -20,8 +20,8 @@ def render(r: Report) -> str:
         err = ET.SubElement(case, "error", message=r.error.message[:500], type=r.error.kind)
         err.text = "\n".join(x for x in (r.error.message, r.error.line or "", r.error.output) if x)
         cases.append(case)
-    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}\n{d.evidence}\nfix:\n{d.fix}"
-                       for d in r.diagnoses[:3])
+    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}; {r.groups_shown(d) or '-'}): "
+                       f"{d.title}\n{d.evidence}\nfix:\n{d.fix}" for d in r.diagnoses[:3])
     warn = "\n\n".join(f"{d.id}: {d.title}\n{d.evidence}\nfix:\n{d.fix}" for d in r.warnings)
     for c in r.checks:
         case = ET.Element("testcase", classname=f"bpttcheck.{name}", name=c.name, time=f"{c.seconds:.3f}")

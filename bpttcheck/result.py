@@ -144,14 +144,9 @@ class Report(BaseModel):
                 return g.user_name
         return group
 
-    def check_subject(self, check: str) -> str | None:
-        """The user's name of the group a per-group check (``grad.Wf``, ``fd.Wf``) is about,
-        when it differs from the canonical one; None for any other check."""
-        family, _, group = check.partition(".")
-        if family not in ("grad", "fd"):
-            return None
-        shown = self.shown(group)
-        return shown if shown != group else None
+    def groups_shown(self, d: Diagnosis) -> str:
+        """A diagnosis' groups as the user knows them, for a report's text."""
+        return ", ".join(self.shown(g) for g in d.groups)
 
     @property
     def exit_code(self) -> int:
