@@ -79,7 +79,8 @@ def _reference_names() -> dict[str, str]:
     diagnosis's first group, ``{zero_grads}`` a line zeroing its gradients."""
     from bpttcheck.archmeta import META
     out = {"T": "", "WT": ".T", "G": "W", "dG": "dW",
-           "zero_grads": "dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)"}
+           "zero_grads": "dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)",
+           "gate_grads": "dWf, dWi, dWg, dWo"}
     for m in META.values():
         for k in m.param_names:
             out[k], out["d" + k] = k, "d" + k
@@ -96,8 +97,15 @@ def user_names(layout, groups: list[str]) -> dict[str, str]:
     named stands for itself)."""
     out = {"T": ".T" if layout.transposed else "", "WT": "" if layout.transposed else ".T"}
     for k in REFERENCE_NAMES:
-        if k not in ("T", "WT", "G", "dG", "zero_grads") and not k.startswith("d"):
+        if k not in ("T", "WT", "G", "dG", "zero_grads", "gate_grads") and k[0] != "d":
             out[k], out["d" + k] = layout.code_name(k), layout.code_name(k, grad=True)
+    gates: list[str] = []  # the LSTM's gate weights' gradients: a stacked array once
+    for k in ("Wf", "Wi", "Wg", "Wo"):
+        block = layout.stacked_block(k)
+        name = "d" + block[0] if block else layout.code_name(k, grad=True)
+        if name not in gates:
+            gates.append(name)
+    out["gate_grads"] = ", ".join(gates)
     arrays: list[str] = []
     for k in groups:
         block = layout.stacked_block(k)
@@ -225,7 +233,7 @@ BUGS: list[Bug] = [
                          'c_prev = c[t]  # (dicts with hs[-1] = hprev: hs[t], cs[t] and cs[t-1])\n'
                          '{dWy} += np.outer(dy, h_t){T}  # the state the logits of step t came from\n'
                          'dc = dc_next + dh * o * (1 - np.tanh(c_t) ** 2)  # and the cell state they came through\n'
-                         '# {dWf}, {dWi}, {dWg}, {dWo} follow from dc, c_prev and v = [h[t]; x[t]]',
+                         '# {gate_grads} follow from dc, c_prev and v = [h[t]; x[t]]',
                'c': 'const float *h_t = h + (t+1)*H, *c_t = c + (t+1)*H, *c_prev = c + t*H;'},
         variants=('', 'shifted')),
     Bug('lstm.cprev-wraparound', ('lstm',),
@@ -259,7 +267,7 @@ BUGS: list[Bug] = [
                'c': 'for (i = 0; i < H; i++) dh_next[i] = dv[i];   /* v = [h; x]: first H */'},
         variants=('hx', 'xh')),
     Bug('layout.gate-order', ('lstm', 'gru'),
-        'Gates in another order than declared',
+        'Gate blocks of the stacked matrix in the wrong order',
         fixes={'python': '# declare the order your stacked matrix really uses, e.g. in the spec:\n'
                          '# [layout] gate_order = "figo"'},
         planted=False),

@@ -72,7 +72,8 @@ def diagnosis(m: Matcher, declared: str | None) -> Diagnosis | None:
         facts.append(f"your loss equals the reference's ({o.loss:.10g}) only when {W} is read in "
                      f"gate order {forward!r}, not the declared {declared!r}: your forward takes "
                      + ", ".join(f"the {GATE_WORDS[g]} from {axis} {_rows(forward, g, H)}"
-                                 f" (declared: {_rows(declared, g, H)})" for g in moved))
+                                 f" (the declared order has it in {axis} "
+                                 f"{_rows(declared, g, H)})" for g in moved))
         a = f"v @ {W} + {b}" if lay.transposed else f"{W} @ v + {b}"
         steps.append(f"in your forward, slice the gates out of a = {a} in the "
                      f"declared order {declared!r}:\n    {_slices(declared)}")
@@ -80,11 +81,12 @@ def diagnosis(m: Matcher, declared: str | None) -> Diagnosis | None:
     # gradient matched, else unknown (another bug: the planted search names it)
     back = written or (None if m.failing else forward)
     moved_back = [g for g in target if back and back.index(g) != target.index(g)]
-    if moved_back:
-        where = "declared" if declared else "your forward took the gate from"
+    if back and moved_back:
+        where = "the declared order has it in" if declared else \
+            "your forward takes the gate from"
         facts.append(f"your backward writes into d{W} and d{b} "
                      + ", ".join(f"the {GATE_WORDS[g]}'s gradient at {axis} "
-                                 f"{_rows(back, g, H)} ({where}: {_rows(target, g, H)})"
+                                 f"{_rows(back, g, H)} ({where} {axis} {_rows(target, g, H)})"
                                  for g in moved_back))
         steps.append(f"in your backward, put the gates' pre-activation gradients together "
                      f"in the order {target!r} (swap those {axis} of d{W} and d{b}), e.g. "
@@ -96,6 +98,9 @@ def diagnosis(m: Matcher, declared: str | None) -> Diagnosis | None:
     if declared:
         fix += (f"\nIf {forward!r} is the order the assignment means, the declaration is what "
                 f"is wrong: [layout] gate_order = \"{forward}\" in the spec (or BPTTCHECK).")
-    groups = [k for g in target for k in (f"W{g}", f"b{g}") if k in m.names]
+    out_of_place = {g for g in target if forward.index(g) != target.index(g)}
+    out_of_place |= set(moved_back)
+    groups = [k for g in target if g in out_of_place for k in (f"W{g}", f"b{g}")
+              if k in m.names]
     return diag("layout.gate-order", 0.97, groups, "; ".join(facts) + ".", exact=True,
                 fix=fix)

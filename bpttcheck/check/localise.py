@@ -113,4 +113,5 @@ def _t1_probe(m: Matcher) -> str | None:
     if not bad:
         return ("with T = 1 every gradient is right: the bug is in what flows between time steps "
                 "(dh_next / dc_next, the recurrent matrix, accumulation)")
-    return f"already wrong with T = 1 (in {', '.join(bad)}): the bug is inside a single step"
+    return (f"already wrong with T = 1 (in {', '.join('d' + m.shown(k) for k in bad)}): the bug "
+            f"is inside a single step")
