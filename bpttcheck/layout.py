@@ -26,6 +26,13 @@ def gate_order(arch: str, order: str) -> str:
     return norm
 
 
+def block_slice(j: int, n: int) -> str:
+    """Block j of n stacked H-wide blocks as a slice with H symbolic: ":H", "H:2*H", "3*H:"."""
+    lo = "" if j == 0 else "H" if j == 1 else f"{j}*H"
+    hi = "" if j == n - 1 else "H" if j == 0 else f"{j + 1}*H"
+    return f"{lo}:{hi}"
+
+
 @dataclass(frozen=True)
 class Layout:
     names: dict[str, str] = field(default_factory=dict)  # canonical -> user key
@@ -178,12 +185,10 @@ class Layout:
         ``W[:, H:2*H]`` when stored transposed); ``grad``: the gradient's, "d" + that."""
         d = "d" if grad else ""
         block = self.stacked_block(canonical)
-        if block:
+        if block and self.stacked:
             array, j = block
-            lo = "" if j == 0 else "H" if j == 1 else f"{j}*H"
-            hi = "" if j == len(self.stacked) - 1 else "H" if j == 0 else f"{j + 1}*H"
             cols = ":, " if self.transposed and canonical[0] == "W" else ""
-            return f"{d}{array}[{cols}{lo}:{hi}]"
+            return f"{d}{array}[{cols}{block_slice(j, len(self.stacked))}]"
         halves = self._split_halves(canonical)
         if halves:
             return f"{d}{halves[0]}, {d}{halves[1]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 from bpttcheck.check.matching import Matcher, diag, same_values
-from bpttcheck.layout import GATE_WORDS
+from bpttcheck.layout import GATE_WORDS, block_slice
 from bpttcheck.result import Diagnosis
 
 
@@ -42,13 +42,8 @@ def _rows(order: str, gate: str, H: int) -> str:
 
 def _slices(order: str) -> str:
     """The forward's slicing of the stacked pre-activation in ``order``, H symbolic."""
-    n, out = len(order), []
-    for j, g in enumerate(order):
-        lo = "" if j == 0 else "H" if j == 1 else f"{j}*H"
-        hi = "" if j == n - 1 else "H" if j == 0 else f"{j + 1}*H"
-        act = "np.tanh" if g in "gn" else "sigmoid"
-        out.append(f"{g} = {act}(a[{lo}:{hi}])")
-    return "; ".join(out)
+    return "; ".join(f"{g} = {'np.tanh' if g in 'gn' else 'sigmoid'}"
+                     f"(a[{block_slice(j, len(order))}])" for j, g in enumerate(order))
 
 
 def diagnosis(m: Matcher, declared: str | None) -> Diagnosis | None:
