@@ -127,8 +127,9 @@ def canonical_points(points: dict[str, float], arch: str | None, style: str | No
         elif family in ("grad", "fd") and rest:
             groups = layout.groups_named(rest, params)
             if not groups and arch and "+" not in arch:
-                found = canonical_for(arch, rest)
-                groups = [found] if found else []
+                found = canonical_for(arch, rest)  # not a block of a stacked array
+                groups = [found] if found and layout.groups_named(
+                    layout.user_name(found), params) == [found] else []
             checks = [f"{family}.{g}" for g in groups if f"{family}.{g}" in known]
         else:
             checks = []

@@ -221,8 +221,17 @@ def in_user_names(fix: str, nm: Names) -> str:
     """A layer fix (written in the layer API's names and its x @ Wx orientation) for a style
     with names of its own: a first line says which of the user's arrays each name it uses
     is (`dWh` is your `dWaa`); the code stays the API's, whose orientation it assumes."""
-    pairs = [(g, nm.grad(g).rpartition(".")[2]) for g in nm.grads
-             if nm.grad(g).rpartition(".")[2] != g and re.search(rf"\b{re.escape(g)}\b", fix)]
+    pairs: list[tuple[str, str]] = []
+    for g in nm.grads:
+        mine = nm.grad(g).rpartition(".")[2]
+        if g.startswith("d") and not mine.startswith("d"):  # a gradient kept under the
+            mine = f"gradient of {mine}"                     # parameter's name (dlfs2)
+        # the gradient, and the parameter it belongs to (dWh is dWaa: Wh is Waa)
+        both = g.startswith("d") and mine.startswith("d") and mine[1:].isidentifier()
+        for api, theirs in ((g, mine), (g[1:], mine[1:])) if both else ((g, mine),):
+            if api != theirs and re.search(rf"\b{re.escape(api)}\b", fix) \
+                    and (api, theirs) not in pairs:
+                pairs.append((api, theirs))
     if not pairs:
         return fix
     return ("# in the layer API's names: "
