@@ -48,9 +48,11 @@ class Bug:
 
 
 def _fill(text: str, names: dict[str, str]) -> str:
+    filled = text
     for k, v in names.items():  # not str.format: C snippets have braces of their own
-        text = text.replace("{" + k + "}", v)
-    return _align_comments(text)
+        filled = filled.replace("{" + k + "}", v)
+    # names of other lengths than their placeholders: the comments line up again
+    return filled if filled == text else _align_comments(filled)
 
 
 def _align_comments(text: str) -> str:

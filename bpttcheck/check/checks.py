@@ -390,7 +390,7 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     for k, dc in zip(names, checks[1:], strict=False):
         g = next(g for g in r.groups if g.name == k)
         status = "skip" if k in f.truncated_groups else None
-        g.fd, message = fd_result(dc, "d" + g.user_name, status=status)
+        g.fd, message = fd_result(dc, g.user_name, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message + where)
 
@@ -404,7 +404,7 @@ def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
         if not dc.passed:
             f.failing_groups.append(k)
         shown = o.layout.group_name(k, o.case.dims.H)
-        fd, message = fd_result(dc, "d" + shown)
+        fd, message = fd_result(dc, shown)
         rel = dc.error / max(abs(dc.numeric), abs(dc.analytic), 1e-300)
         rec.report.groups.append(GroupResult(
             name=k, user_name=shown, status="pass" if dc.passed else "fail",
