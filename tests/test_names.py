@@ -154,7 +154,9 @@ def test_a_backward_that_swaps_gate_blocks_is_told_which_slices_to_swap(backward
     assert set(d.groups) == {"Wf", "Wi", "bf", "bi"}
     assert ("the forget gate's gradient at columns 0:4 (your forward takes the gate from "
             "columns 4:8)") in d.evidence
-    assert d.fix.startswith("in your backward") and "swap those columns of dW and db" in d.fix
+    assert d.fix.startswith("in your backward, write each gate's gradient into the columns "
+                            "of dW and db your forward takes the gate from")
+    assert "the forget gate's: columns 0:4 -> 4:8" in d.fix
     assert "gate_order" not in d.fix  # nothing was declared wrong: nothing to declare
 
 

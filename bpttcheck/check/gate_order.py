@@ -83,9 +83,13 @@ def diagnosis(m: Matcher, declared: str | None) -> Diagnosis | None:
                      + ", ".join(f"the {GATE_WORDS[g]}'s gradient at {axis} "
                                  f"{_rows(back, g, H)} ({where} {axis} {_rows(target, g, H)})"
                                  for g in moved_back))
-        steps.append(f"in your backward, put the gates' pre-activation gradients together "
-                     f"in the order {target!r} (swap those {axis} of d{W} and d{b}), e.g. "
-                     f"da = np.concatenate([{', '.join('d' + g for g in target)}])")
+        home = "the declared order puts it in" if declared else \
+            "your forward takes the gate from"
+        moves = "\n".join(f"    the {GATE_WORDS[g]}'s: {axis} {_rows(back, g, H)} -> "
+                          f"{_rows(target, g, H)}" for g in moved_back)
+        steps.append(f"in your backward, write each gate's gradient into the {axis} of d{W} "
+                     f"and d{b} {home}:\n{moves}\n    e.g. da = np.concatenate("
+                     f"[{', '.join('d' + g for g in target)}])  # the order {target!r}")
     elif declared and back:
         facts.append("your backward writes each gradient where your forward took the gate "
                      "from, so finite differences agree with it")
