@@ -280,3 +280,26 @@ def test_a_unit_style_fix_says_which_of_the_students_arrays_it_means():
                 Options())
     assert api.diagnoses[0].id == "rnn.whh-not-transposed"
     assert "in the layer API's names" not in api.diagnoses[0].fix  # their names are the API's
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("written", ["oifg", "ifgo"])
+def test_any_permutation_of_the_backwards_gate_blocks_is_named(tmp_module, written):
+    """A 3-cycle (i, f, o written as o, i, f) and a swap of the last two blocks: each gate that
+    is out of place is told where its gradient goes; the others are left alone."""
+    src = (NAMED / "lstm_stacked_cs231n.py").read_text()
+    plain = "        dW += np.outer(v, da)\n        db += da"
+    assert plain in src
+    blocks = ", ".join(f"da[{'ifog'.index(g)} * H:{'ifog'.index(g) + 1} * H]" for g in written)
+    bug = (f"        da_w = np.concatenate([{blocks}])\n"
+           "        dW += np.outer(v, da_w)\n        db += da_w")
+    r = check(tmp_module(src.replace(plain, bug)), Options())
+    d = r.diagnoses[0]
+    assert d.id == "layout.gate-order", [(x.id, x.evidence) for x in r.diagnoses]
+    moved = [g for j, g in enumerate("ifog") if written[j] != g]
+    assert set(d.groups) == {f"{p}{g}" for g in moved for p in "Wb"}
+    H = r.sizes["H"]
+    for g in moved:
+        wrote, home = written.index(g), "ifog".index(g)
+        assert (f"the {GATE_WORDS[g]}'s: columns {wrote * H}:{(wrote + 1) * H} -> "
+                f"{home * H}:{(home + 1) * H}") in d.fix
