@@ -12,6 +12,9 @@ from bpttcheck.errors import InterfaceError
 
 GATE_LETTERS = {"lstm": "".join(LSTM_GATES), "gru": "zrn"}
 LETTER_SYNONYMS = {"c": "g", "u": "z", "h": "n"}  # Wc is the candidate gate, Wu the update gate
+# what each gate letter is called in a message
+GATE_WORDS = {"f": "forget gate", "i": "input gate", "g": "candidate", "o": "output gate",
+              "z": "update gate", "r": "reset gate", "n": "candidate"}
 
 
 def gate_order(arch: str, order: str) -> str:
@@ -21,6 +24,13 @@ def gate_order(arch: str, order: str) -> str:
         raise InterfaceError(
             f"gate order {order!r} is not a permutation of {GATE_LETTERS[arch]!r} for {arch}")
     return norm
+
+
+def block_slice(j: int, n: int) -> str:
+    """Block j of n stacked H-wide blocks as a slice with H symbolic: ":H", "H:2*H", "3*H:"."""
+    lo = "" if j == 0 else "H" if j == 1 else f"{j}*H"
+    hi = "" if j == n - 1 else "H" if j == 0 else f"{j + 1}*H"
+    return f"{lo}:{hi}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,89 @@ class Layout:
         if canonical == "__b":
             return self.stacked_names[1]
         return self.names.get(canonical, canonical)
+
+    # ---------------------------------------------------------------- the user's names
+
+    def stacked_block(self, canonical: str) -> tuple[str, int] | None:
+        """(the user's stacked array, the block's position in it) of a gate group stored in a
+        stacked matrix (``Wf`` -> ("W", 1) in order "ifgo"); None for a group of its own."""
+        if (not self.stacked or len(canonical) != 2 or canonical[0] not in "Wb"
+                or canonical[1] not in self.stacked):
+            return None
+        return self.stacked_names[canonical[0] == "b"], self.stacked.index(canonical[1])
+
+    def _split_halves(self, canonical: str) -> tuple[str, str] | None:
+        """The recurrent and input halves of a gate matrix stored split (Whf, Wxf)."""
+        if not self.split or len(canonical) != 2 or canonical[0] != "W" \
+                or canonical[1] not in GATE_WORDS:
+            return None
+        return self.user_name("Wh" + canonical[1]), self.user_name("Wx" + canonical[1])
+
+    def group_name(self, canonical: str, H: int) -> str:
+        """The one name every report gives a canonical group: the user's own array
+        ("W_f"), the rows of their stacked matrix at this H ("W rows 4:8 (forget gate)";
+        "columns" when they store W.T; "b[4:8] (forget gate)" for a bias), or the two
+        halves of a split matrix ("Whf and Wxf")."""
+        block = self.stacked_block(canonical)
+        if block:
+            array, j = block
+            rows = f"{j * H}:{(j + 1) * H}"
+            where = f"{array}[{rows}]" if canonical[0] == "b" else \
+                f"{array} {'columns' if self.transposed else 'rows'} {rows}"
+            return f"{where} ({GATE_WORDS.get(canonical[1], canonical[1] + ' gate')})"
+        halves = self._split_halves(canonical)
+        if halves:
+            return f"{halves[0]} and {halves[1]}"
+        return self.user_name(canonical)
+
+    def groups_named(self, name: str, param_names) -> list[str]:
+        """The canonical groups (of ``param_names``) a user's name stands for, group_name's
+        inverse for keys such as [points]': their own array ("W_f" -> ["Wf"]); a stacked
+        array, every gate block of it ("W" -> ["Wi", "Wf", ...]) or one block by its gate's
+        letter or word ("W[forget]", "W[f]"). [] for anything else: a split half (Whf) is
+        part of a group, not one."""
+        base, bracket, sel = name.partition("[")
+        if self.stacked and base in self.stacked_names:
+            p = "Wb"[self.stacked_names.index(base)]
+            gates = [g for g in self.stacked if p + g in param_names]
+            if not bracket:
+                return [p + g for g in gates]
+            want = sel.removesuffix("]").strip().lower()
+            want = LETTER_SYNONYMS.get(want, want)
+            return [p + g for g in gates
+                    if want in (g, GATE_WORDS[g], GATE_WORDS[g].split()[0])][:1]
+        if bracket:
+            return []
+        return [k for k in param_names if self.user_name(k) == name
+                and not self.stacked_block(k) and not self._split_halves(k)]
+
+    def user_keys(self, param_names) -> list[str]:
+        """The names groups_named knows that differ from the canonical ones, one per group
+        or stacked array (and each stacked gate block)."""
+        out: list[str] = []
+        for k in param_names:
+            block = self.stacked_block(k)
+            if block:
+                word = GATE_WORDS[k[1]].split()[0]
+                out += [n for n in (block[0], f"{block[0]}[{word}]") if n not in out]
+            elif not self._split_halves(k) and self.user_name(k) != k:
+                out.append(self.user_name(k))
+        return out
+
+    def code_name(self, canonical: str, grad: bool = False) -> str:
+        """The group as an expression in the user's code, for fix snippets: their array
+        (``W_f``), or its slice of the stacked matrix with H symbolic (``W[H:2*H]``,
+        ``W[:, H:2*H]`` when stored transposed); ``grad``: the gradient's, "d" + that."""
+        d = "d" if grad else ""
+        block = self.stacked_block(canonical)
+        if block and self.stacked:
+            array, j = block
+            cols = ":, " if self.transposed and canonical[0] == "W" else ""
+            return f"{d}{array}[{cols}{block_slice(j, len(self.stacked))}]"
+        halves = self._split_halves(canonical)
+        if halves:
+            return f"{d}{halves[0]}, {d}{halves[1]}"
+        return d + self.user_name(canonical)
 
     # ---------------------------------------------------------------- user -> canonical
 

@@ -145,6 +145,8 @@ def _view(r: Report) -> dict[str, Any]:
         "version": r.version,
         "withheld": " and ".join(r.withheld),  # left out by the assignment's spec
     }
+    for d in v["diagnoses"] + v["warnings"]:  # the groups in the user's names
+        d["groups"] = [r.shown(g) for g in d["groups"]]
     for key, title in (("error", "Error"), ("diagnoses", "Diagnosis"), ("warnings", "Warnings"),
                        ("notes", "Notes"),
                        ("groups", "Gradients"), ("heatmaps", "Heatmaps"),

@@ -27,7 +27,7 @@ def render(r: Report) -> str:
         err = ET.SubElement(case, "error", message=r.error.message[:500], type=r.error.kind)
         err.text = "\n".join(x for x in (r.error.message, r.error.line or "", r.error.output) if x)
         cases.append(case)
-    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}): {d.title}{_body(d)}"
+    diag = "\n\n".join(f"{d.id} (confidence {d.confidence:.2f}; {r.groups_shown(d) or '-'}): {d.title}{_body(d)}"
                        for d in r.diagnoses[:3])
     warn = "\n\n".join(f"{d.id}: {d.title}{_body(d)}" for d in r.warnings)
     for c in r.checks:

@@ -48,8 +48,8 @@ def render(r: Report, verbose: bool = False) -> str:
         out.append("")
         for c in bad:
             out.append(f"  {MARK[c.status]} {c.name}: {c.message}")
-    # unit styles with names of their own: groups as the table shows them
-    shown = {g.name: g.user_name for g in r.groups if _label(g) == g.user_name != g.name}
+    # groups in the user's names, as the table shows them
+    shown = {g.name: _label(g, bare=True) for g in r.groups}
     # a warning is shown like a diagnosis (evidence and fix); it does not fail the run
     for head, d in [("DIAGNOSIS", d) for d in r.diagnoses[:3]] + [("WARNING", d) for d in r.warnings]:
         groups = ", ".join(shown.get(g, g) for g in d.groups) or "-"
@@ -87,11 +87,13 @@ def _case(r: Report) -> str:
     return f"seed {r.seed}" if r.seed is not None else f"hidden case {r.case_tag}"
 
 
-def _label(g) -> str:
-    if "." in g.name and "." in g.user_name:  # a unit style with names of its own: theirs
+def _label(g, bare: bool = False) -> str:
+    """A group's row label: the user's name (GroupResult.user_name, from Layout.group_name)
+    after the canonical one, ``bare``: the user's alone."""
+    if "." in g.name:  # layer units: a style's own qualified names, else the layer API's
+        return g.user_name if "." in g.user_name else g.name
+    if g.user_name == g.name or bare:
         return g.user_name
-    if g.user_name == g.name or "(" in g.user_name:
-        return g.name
     return f"{g.name}={g.user_name}"
 
 

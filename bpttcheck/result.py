@@ -26,7 +26,9 @@ class FDResult(BaseModel):
 
 class GroupResult(BaseModel):
     name: str  # canonical name
-    user_name: str  # what the user calls it
+    # what the user calls it: Layout.group_name ("W_f", "W rows 4:8 (forget gate)") or the
+    # unit style's own name; every report shows this, none derives it again
+    user_name: str
     status: Status
     max_abs_error: float
     max_rel_error: float
@@ -207,6 +209,18 @@ class Report(BaseModel):
     # the assignment's feedback controls (spec [assignment] title, [feedback]; feedback.py)
     title: str = ""
     withheld: list[str] = Field(default_factory=list)  # "fix", "evidence": left out by the spec
+
+    def shown(self, group: str) -> str:
+        """A group (a canonical name, as diagnoses list them) as the user knows it: its
+        GroupResult's user_name when that differs, else the name itself."""
+        for g in self.groups:
+            if g.name == group:
+                return g.user_name
+        return group
+
+    def groups_shown(self, d: Diagnosis) -> str:
+        """A diagnosis' groups as the user knows them, for a report's text."""
+        return ", ".join(self.shown(g) for g in d.groups)
 
     @property
     def exit_code(self) -> int:

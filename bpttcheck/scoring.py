@@ -77,3 +77,81 @@ def score(r: Report, points: dict[str, float] | None = None, arch: str | None = 
     worth = check_points(r, points, arch, style)
     got = sum(worth[c.name] for c in r.checks if c.status in ("pass", "skip", "warn"))
     return got, top
+
+
+# check families (the part of a check's name before the first dot) that can carry points
+FAMILIES = ("forward", "grad", "fd", "behaviour", "probe", "layout", "implemented", "runs")
+
+
+def known_checks(arch: str | None, style: str | None = None) -> list[str]:
+    """Every check a submission of this architecture and style can have (any built-in
+    architecture and the layer style when ``arch`` is None; an architecture's layer units
+    too unless the style says it is a sequence style)."""
+    from bpttcheck.archmeta import concat_weights, meta
+    from bpttcheck.layer_api import UNITS
+    archs = [arch] if arch else list(BUILT_IN)
+    out: list[str] = []
+    for a in archs:
+        if style != "layers" and "+" not in a:
+            m = meta(a)
+            out += scored_checks(a, style)
+            out += [f"fd.{p}" for p in m.param_names]
+            out += ["layout.gate-order"] if concat_weights(m) else []
+        families = set(a.split("+"))
+        if style in (None, "layers") and families & {u.family for u in UNITS}:
+            out += scored_checks("+".join(sorted(families)), "layers")
+            out += [f"{w}.{u.name}" for u in UNITS if u.family in families
+                    for w in ("implemented", "runs")]
+    return list(dict.fromkeys(out))
+
+
+def canonical_points(points: dict[str, float], arch: str | None, style: str | None,
+                     layout) -> dict[str, float]:
+    """A spec's [points] with the student's names (``layout``: the spec's bpttcheck.layout
+    Layout) turned into check names: ``grad.W_f`` is ``grad.Wf``; a stacked ``grad.W``
+    gives each of its gate blocks' checks the points, ``grad.W[forget]`` one of them; an
+    alias the architecture knows counts too. A key naming one check outranks one naming
+    several; ValueError for a key that names no check (``grad.all`` included: only
+    ``fd.all`` exists), listing the valid ones."""
+    from bpttcheck.archmeta import meta
+    from bpttcheck.names import canonical_for
+    known = known_checks(arch, style)
+    params = [p for a in ([arch] if arch else BUILT_IN) if "+" not in a
+              for p in meta(a).param_names]
+    single: dict[str, tuple[str, float]] = {}
+    several: dict[str, float] = {}
+    for key, value in points.items():
+        family, _, rest = key.partition(".")
+        if key == "default" or (rest == "*" and family in FAMILIES) or key in known:
+            checks = [key]
+        elif family in ("grad", "fd") and rest:
+            groups = layout.groups_named(rest, params)
+            if not groups and arch and "+" not in arch:
+                found = canonical_for(arch, rest)  # not a block of a stacked array
+                groups = [found] if found and layout.groups_named(
+                    layout.user_name(found), params) == [found] else []
+            checks = [f"{family}.{g}" for g in groups if f"{family}.{g}" in known]
+        else:
+            checks = []
+        if not checks:
+            raise ValueError(_no_check(key, known, layout.user_keys(params)))
+        for c in checks:
+            if len(checks) > 1:
+                several.setdefault(c, value)
+            elif c in single and single[c][1] != value:
+                raise ValueError(f"points keys {single[c][0]!r} and {key!r} both name {c!r} "
+                                 f"with different points ({single[c][1]:g}, {value:g})")
+            else:
+                single[c] = (key, value)
+    return {**several, **{c: v for c, (_, v) in single.items()}}
+
+
+def _no_check(key: str, known: list[str], user_keys: list[str]) -> str:
+    groups = [k.removeprefix("grad.") for k in known if k.startswith("grad.")]
+    others = [k for k in known if not k.startswith(("grad.", "fd."))]
+    return (f"points key {key!r} names no check. Valid keys: \"default\"; a family's "
+            f"\"<family>.*\" ({', '.join(FAMILIES)}); a check's full name: "
+            f"{', '.join(others)}; \"grad.<group>\" and \"fd.<group>\" for the groups "
+            f"{', '.join(groups)}" + ("; \"fd.all\"" if "fd.all" in known else "")
+            + (f"; your names under \"grad.\" or \"fd.\": {', '.join(user_keys)}"
+               if user_keys else ""))

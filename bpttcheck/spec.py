@@ -1,15 +1,25 @@
 """Assignment specs (CONTRACT 2.4): TOML, validated by pydantic, errors that name the field."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import tomllib
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from bpttcheck import scoring
 from bpttcheck.check.cases import DEFAULT_DIMS
-from bpttcheck.errors import SpecError
+from bpttcheck.errors import InterfaceError, SpecError
+from bpttcheck.layout import Layout, gate_order
 from bpttcheck.sandbox.limits import Limits as WorkerLimits
 
 
@@ -114,14 +124,13 @@ class Spec(_Strict):
 
     @field_validator("points")
     @classmethod
-    def _non_negative(cls, v):
+    def _non_negative(cls, v, info: ValidationInfo):
         for k, p in v.items():
             if p < 0:
                 raise ValueError(f"points for {k!r} must not be negative")
-            problem = _unknown_check(k)
-            if problem:
-                raise ValueError(problem)
-        return v
+        # keys in the student's names become check names (README, "Points")
+        a = info.data.get("assignment") or Assignment()
+        return scoring.canonical_points(v, a.arch, a.style, _layout_of(info.data, a.arch))
 
     @field_validator("checks")
     @classmethod
@@ -155,30 +164,28 @@ class Spec(_Strict):
         return o
 
 
-# check families (the part of a check's name before the first dot) that can carry points
-FAMILIES = ("forward", "grad", "fd", "behaviour", "probe", "layout", "implemented", "runs")
-
-
 def _unknown_check(key: str) -> str | None:
-    """Why a [points] key names no check, or None. Keys: "default", "<family>.*", or a check's
-    full name; a gradient check's group must be a known parameter or layer-style group."""
-    from bpttcheck.archmeta import META
-    from bpttcheck.layer_api import UNITS
-    if key == "default":
-        return None
-    family, _, rest = key.partition(".")
-    if family not in FAMILIES or not rest:
-        return (f"points key {key!r} names no check: use \"default\", a family such as "
-                f"\"grad.*\" (families: {', '.join(FAMILIES)}) or a check's full name such as "
-                f"\"grad.Whh\"")
-    if family in ("grad", "fd") and rest not in ("*", "all"):
-        groups = {n for m in META.values() for n in m.param_names}
-        groups |= {f"{u.name}.{g}" for u in UNITS for g in u.grads}
-        if rest not in groups:
-            return (f"points key {key!r}: {rest!r} is not a parameter group (RNN: Wxh, Whh, Why, "
-                    f"bh, by; LSTM: Wf, Wi, Wg, Wo, bf, bi, bg, bo, Wy, by; layer style: "
-                    f"rnn_step.dx, lstm.dWh, ...)")
+    """Why a key names no check of any architecture or style, or None (for [checks] keys,
+    check/severity.py)."""
+    try:
+        scoring.canonical_points({key: 0.0}, None, None, Layout())
+    except ValueError as e:
+        return str(e)
     return None
+
+
+def _layout_of(data: dict, arch: str | None) -> Layout:
+    """The layout a spec declares (its names, stacked arrays, split halves), for the keys
+    that use the student's names; a gate order that is no permutation is left for the
+    adapter to report."""
+    lay, names = data.get("layout") or LayoutSpec(), data.get("names") or {}
+    stacked = None
+    if lay.stacked and lay.gate_order:
+        with contextlib.suppress(InterfaceError):
+            stacked = gate_order(arch or ("gru" if len(lay.gate_order) == 3 else "lstm"),
+                                 lay.gate_order)
+    return Layout(names=dict(names), stacked=stacked, stacked_names=tuple(lay.stacked_names),
+                  split=lay.split, transposed=lay.transposed)
 
 
 # what the checker keeps of one set of parameters at once, besides the per-step contributions:

@@ -22,7 +22,8 @@ class Bug:
 
     @property
     def fix(self) -> str:
-        return self.fixes["python"]
+        """The Python fix in the reference's names."""
+        return self.fix_in("python")
 
     def mutants(self, arch: str) -> list[str]:
         if arch not in self.archs or not self.planted:
@@ -36,8 +37,10 @@ class Bug:
 
     def fix_in(self, language: str, **names: str) -> str:
         """The fix in ``language`` ("python", "c" or "layers"; else the Python one), with the
-        user's function names filled in where it names them."""
-        return _fill(self.fixes.get(language) or self.fix, names)
+        user's names filled in where it names them (``user_names`` makes them for a layout;
+        functions: ``backward``, ``forward``, ``unit``); a name not given is the reference's."""
+        return _fill(_fill(self.fixes.get(language) or self.fixes["python"], names),
+                     REFERENCE_NAMES)
 
     def title_in(self, language: str, **names: str) -> str:
         return _fill(self.layer_title if language == "layers" and self.layer_title
@@ -45,9 +48,79 @@ class Bug:
 
 
 def _fill(text: str, names: dict[str, str]) -> str:
+    filled = text
     for k, v in names.items():  # not str.format: C snippets have braces of their own
-        text = text.replace("{" + k + "}", v)
-    return text
+        filled = filled.replace("{" + k + "}", v)
+    # names of other lengths than their placeholders: the comments line up again
+    return filled if filled == text else _align_comments(filled)
+
+
+def _align_comments(text: str) -> str:
+    """Line up the trailing comments of a snippet's code lines (names filled in have
+    changed their lengths); a comment line, or a comment that goes on on a line of its own,
+    keeps its place."""
+    lines = text.split("\n")
+    parts = [ln.partition("  # ") if "  # " in ln and ln.strip()[:1] != "#" else None
+             for ln in lines]
+    width = max((len(p[0].rstrip()) for p in parts if p), default=0)
+    out = []
+    for ln, p in zip(lines, parts, strict=True):
+        if p:
+            out.append(f"{p[0].rstrip():<{width}}  # {p[2]}")
+        elif ln[:1] == " " and ln.strip()[:1] == "#" and width:  # a comment going on
+            out.append(" " * (width + 2) + ln.strip())
+        else:
+            out.append(ln)
+    return "\n".join(out)
+
+
+def _reference_names() -> dict[str, str]:
+    """What the placeholders of the Python fixes stand for in the reference's own names:
+    ``{Whh}`` a parameter, ``{dWhh}`` its gradient, ``{T}`` the transpose an outer product
+    needs in x @ W storage, ``{WT}`` the one a backward product needs, ``{G}``/``{dG}`` the
+    diagnosis's first group, ``{zero_grads}`` a line zeroing its gradients."""
+    from bpttcheck.archmeta import META
+    out = {"T": "", "WT": ".T", "G": "W", "dG": "dW",
+           "zero_grads": "dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)",
+           "gate_grads": "dWf, dWi, dWg, dWo"}
+    for m in META.values():
+        for k in m.param_names:
+            out[k], out["d" + k] = k, "d" + k
+    return out
+
+
+REFERENCE_NAMES = _reference_names()
+
+
+def user_names(layout, groups: list[str]) -> dict[str, str]:
+    """The placeholders of a Python fix in the user's code (``layout``: a bpttcheck.layout
+    Layout): each group as their array or its slice (``dW[H:2*H]``), the transposes their
+    storage needs, and the diagnosis's ``groups`` (a stacked array whose every gate block is
+    named stands for itself)."""
+    out = {"T": ".T" if layout.transposed else "", "WT": "" if layout.transposed else ".T"}
+    for k in REFERENCE_NAMES:
+        if k not in ("T", "WT", "G", "dG", "zero_grads", "gate_grads") and k[0] != "d":
+            out[k], out["d" + k] = layout.code_name(k), layout.code_name(k, grad=True)
+    gates: list[str] = []  # the LSTM's gate weights' gradients: a stacked array once
+    for k in ("Wf", "Wi", "Wg", "Wo"):
+        block = layout.stacked_block(k)
+        name = "d" + block[0] if block else layout.code_name(k, grad=True)
+        if name not in gates:
+            gates.append(name)
+    out["gate_grads"] = ", ".join(gates)
+    arrays: list[str] = []
+    for k in groups:
+        block = layout.stacked_block(k)
+        whole = block and all(f"{k[0]}{g}" in groups for g in layout.stacked)
+        name = block[0] if block and whole else layout.code_name(k)
+        if name not in arrays:
+            arrays.append(name)
+    if arrays:
+        out["G"], out["dG"] = arrays[0], "d" + arrays[0]
+        two = arrays[:2]
+        out["zero_grads"] = (", ".join("d" + a for a in two) + " = "
+                             + ", ".join(f"np.zeros_like({a})" for a in two))
+    return out
 
 
 ALL = ("rnn", "lstm", "gru")
@@ -94,19 +167,19 @@ BUGS: list[Bug] = [
         variants=('grads', 'both')),
     Bug('rnn.dwhy-uses-prev-h', ('rnn',),
         'dWhy built from the previous hidden state h[t]',
-        fixes={'python': 'dWhy += np.outer(dy, h[t + 1])   # the state the logits came from (h[0] holds h0;\n'
+        fixes={'python': '{dWhy} += np.outer(dy, h[t + 1]){T}   # the state the logits came from (h[0] holds h0;\n'
                        "                                 # in Karpathy's hs[-1] = hprev indexing, hs[t])",
                'c': 'dWhy[i*H + j] += dy[i] * h[(t+1)*H + j];   /* the state the logits came from */'}),
     Bug('rnn.dwhh-uses-current-h', ('rnn',),
         'dWhh built from the current hidden state h[t+1]',
-        fixes={'python': 'dWhh += np.outer(dhraw, h_prev)  # the state that went INTO step t: hs[t-1] in\n'
+        fixes={'python': '{dWhh} += np.outer(dhraw, h_prev){T}  # the state that went INTO step t: hs[t-1] in\n'
                        "                                  # Karpathy's indexing, h[t] with h[0] = h0",
                'c': 'dWhh[i*H + j] += draw[i] * h[t*H + j];   /* the state that went into step t */',
                'layers': 'dWh = prev_h.T @ dz                             # (H, H) the state that went into the step'},
         units=('rnn_step', 'rnn')),
     Bug('rnn.missing-dh-next', ('rnn',),
         'Gradient from later time steps (dh_next) not added',
-        fixes={'python': 'dh = Why.T @ dy + dh_next         # later steps reach h[t+1] through dh_next',
+        fixes={'python': 'dh = {Why}{WT} @ dy + dh_next         # later steps reach h[t+1] through dh_next',
                'c': 'dh[i] = dh_next[i];  for (k = 0; k < Y; k++) dh[i] += Why[k*H + i] * dy[k];',
                'layers': 'dprev_h = np.zeros_like(h0)                     # (N, H)\n'
                          'for t in reversed(range(T)):\n'
@@ -114,7 +187,7 @@ BUGS: list[Bug] = [
         units=('rnn', 'gru')),
     Bug('lstm.missing-dh-next', ('lstm',),
         'LSTM dh lacks the gradient from later time steps (dh_next)',
-        fixes={'python': 'dh = Wy.T @ dy + dh_next          # h[t+1] also feeds step t+1: add what came back from it\n'
+        fixes={'python': 'dh = {Wy}{WT} @ dy + dh_next          # h[t+1] also feeds step t+1: add what came back from it\n'
                          'dh_next = dv[:H]                  # ...and keep passing it back (dc_next too)',
                'c': 'for (i = 0; i < H; i++) { dh[i] = dh_next[i];   /* not 0: later steps reach h[t+1] */\n'
                     '    for (k = 0; k < Y; k++) dh[i] += Wy[k*H + i] * dy[k]; }',
@@ -124,7 +197,7 @@ BUGS: list[Bug] = [
         units=('lstm',)),
     Bug('rnn.whh-not-transposed', ('rnn',),
         'dh_next uses Whh instead of Whh.T',
-        fixes={'python': 'dh_next = Whh.T @ dhraw           # back through h[t+1] = tanh(Whh @ h[t] + ...)',
+        fixes={'python': 'dh_next = {Whh}{WT} @ dhraw           # back through h[t+1] = tanh({Whh} @ h[t] + ...)',
                'c': 'dh_next[j] += Whh[i*H + j] * draw[i];   /* Whh^T: sum over i, the row */',
                'layers': 'dprev_h = dz @ Wh.T                             # (N, H) next_h used prev_h @ Wh'},
         units=('rnn_step', 'rnn')),
@@ -136,7 +209,7 @@ BUGS: list[Bug] = [
         units=('rnn_step', 'rnn')),
     Bug('grad.overwrite-not-accumulate', ALL,
         'Gradient assigned (=) instead of accumulated (+=)',
-        fixes={'python': 'dW += ...   # parameters are shared by every time step: sum their contributions',
+        fixes={'python': '{dG} += ...   # parameters are shared by every time step: sum their contributions',
                'c': 'dW[i*n + j] += ...;   /* +=: every time step contributes */',
                'layers': 'dWx += dWx_t; dWh += dWh_t; db += db_t           # every step adds its share'},
         planted=False),
@@ -152,14 +225,17 @@ BUGS: list[Bug] = [
         planted=False),
     Bug('grad.not-reset', ALL,
         'Gradient accumulators (or dh_next) not reset between calls',
-        fixes={'python': 'dWxh, dWhh = np.zeros_like(Wxh), np.zeros_like(Whh)  # at the start of every call\n'
+        fixes={'python': '{zero_grads}  # at the start of every call\n'
                          'dh_next = np.zeros_like(h0)',
                'c': 'memset(grads[g], 0, n_g * sizeof(float));   /* every gradient, before the loop */'},
         planted=False),
     Bug('lstm.state-offset', ('lstm',),
         'Backward uses h[t]/c[t] as the current state',
-        fixes={'python': 'h_t, c_t = h[t+1], c[t+1]         # lists start with the initial state:\n'
-                         'c_prev = c[t]                     # index t+1 is the state after step t',
+        fixes={'python': 'h_t, c_t = h[t+1], c[t+1]  # h[0], c[0] hold the initial state: index t+1 is step t\'s\n'
+                         'c_prev = c[t]  # (dicts with hs[-1] = hprev: hs[t], cs[t] and cs[t-1])\n'
+                         '{dWy} += np.outer(dy, h_t){T}  # the state the logits of step t came from\n'
+                         'dc = dc_next + dh * o * (1 - np.tanh(c_t) ** 2)  # and the cell state they came through\n'
+                         '# {gate_grads} follow from dc, c_prev and v = [h[t]; x[t]]',
                'c': 'const float *h_t = h + (t+1)*H, *c_t = c + (t+1)*H, *c_prev = c + t*H;'},
         variants=('', 'shifted')),
     Bug('lstm.cprev-wraparound', ('lstm',),
@@ -193,7 +269,7 @@ BUGS: list[Bug] = [
                'c': 'for (i = 0; i < H; i++) dh_next[i] = dv[i];   /* v = [h; x]: first H */'},
         variants=('hx', 'xh')),
     Bug('layout.gate-order', ('lstm', 'gru'),
-        'Gates in another order than declared',
+        'Gate blocks of the stacked matrix in the wrong order',
         fixes={'python': '# declare the order your stacked matrix really uses, e.g. in the spec:\n'
                          '# [layout] gate_order = "figo"'},
         planted=False),
@@ -203,7 +279,7 @@ BUGS: list[Bug] = [
                          'dh_prev = dh * z + ...                       # the direct path'}),
     Bug('gru.reset-after', ('gru',),
         'Reset gate applied after the recurrent product',
-        fixes={'python': 'n = np.tanh(Wn @ np.concatenate([r * h, x]) + bn)  # reset h BEFORE multiplying'}),
+        fixes={'python': 'n = np.tanh({Wn} @ np.concatenate([r * h, x]) + {bn})  # reset h BEFORE multiplying'}),
     Bug('gru.gate-derivative-reapplied', ('gru',),
         'GRU gate derivative applies sigmoid again',
         fixes={'python': 'dz_raw = dz * z * (1 - z)          # z is already sigmoid(...)'},

@@ -115,9 +115,10 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool
         clipped_groups = []
     for k in probe.arch.param_names:
         cmp, clipped = cmps[k], (clip if k in clipped_groups else None)
-        what = f"d{k}" + (f" (against BPTT truncated at {f.truncated} steps)"
-                          if k in f.truncated_groups else "")
-        g, message = group_result(k, o.layout.user_name(k), cmp, what, clipped)
+        shown = o.layout.group_name(k, d.H)
+        what = f"d{shown}" + (f" (against BPTT truncated at {f.truncated} steps)"
+                              if k in f.truncated_groups else "")
+        g, message = group_result(k, shown, cmp, what, clipped)
         passed = cmp.passed and k not in doubts
         if k in doubts:
             g.status = "fail"
@@ -171,7 +172,7 @@ def _confirm_clipping(probe: Probe, f: Findings, clip: float, rtol: float,
         if not cmp.passed:
             idx = ",".join(map(str, cmp.worst_index))
             doubts[k] = (f"on a second case whose gradients all lie within ±{clip / 10:g} "
-                         f"(nothing to clip) d{k} differs from the reference: worst [{idx}] "
+                         f"(nothing to clip) d{o.layout.group_name(k, case.dims.H)} differs from the reference: worst [{idx}] "
                          f"yours {cmp.worst_user:.6g} vs reference {cmp.worst_ref:.6g}, "
                          f"{cmp.n_bad} of {cmp.n} entries out of tolerance")
     if not probe.loss_matches(obs.loss, ref.loss, f.dtype, case):
@@ -248,7 +249,7 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
         if agrees(tr):
             f.truncated, f.truncated_groups = k, changed
             o.ref = tr
-            names = ", ".join("d" + o.layout.user_name(n) for n in changed)
+            names = ", ".join("d" + o.layout.group_name(n, o.case.dims.H) for n in changed)
             rec.note("bptt.truncated", f"Truncated BPTT of depth {k}",
                      f"your {names} equal backpropagation through time truncated at {k} "
                      f"step(s): each step's loss is back-propagated through at most {k} "
@@ -281,7 +282,7 @@ def check_behaviour(rec: Recorder, w, f: Findings) -> None:
     rec.add("behaviour.repeat", same,
             "a second call on the same case gave the same loss and gradients" if same else
             f"a second call on the same case gave different results: loss {o.loss:.10g} then "
-            f"{loss2:.10g}; d{worst} differs by up to {diffs[worst]:.3g}. Something is kept "
+            f"{loss2:.10g}; d{o.layout.group_name(worst, o.case.dims.H)} differs by up to {diffs[worst]:.3g}. Something is kept "
             f"between calls (gradient accumulators or dh_next not reset to zero)")
 
 
@@ -305,7 +306,7 @@ def check_large_logits(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if bad:
         f.large_logit_evidence = (
             f"on a case whose largest logit is about {top:.0f} (the reference stays finite: loss "
-            f"{ref.loss:.6g}), your gradients {', '.join('d' + k for k in bad)} contain NaN or "
+            f"{ref.loss:.6g}), your gradients {', '.join('d' + o.layout.group_name(k, case.dims.H) for k in bad)} contain NaN or "
             f"inf and your loss is {loss:.6g}: exp(z) overflows above z = 709")
     rec.add("probe.large-logits", not bad,
             f.large_logit_evidence or f"logits up to about {top:.0f}: your gradients stay finite")
@@ -394,7 +395,7 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     for k, dc in zip(names, checks[1:], strict=False):
         g = next(g for g in r.groups if g.name == k)
         status = "skip" if k in f.truncated_groups else None
-        g.fd, message = fd_result(dc, k, status=status)
+        g.fd, message = fd_result(dc, g.user_name, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message + where)
 
@@ -407,14 +408,15 @@ def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
         f.fd_checks[k] = dc
         if not dc.passed:
             f.failing_groups.append(k)
-        fd, message = fd_result(dc, k)
+        shown = o.layout.group_name(k, o.case.dims.H)
+        fd, message = fd_result(dc, shown)
         rel = dc.error / max(abs(dc.numeric), abs(dc.analytic), 1e-300)
         rec.report.groups.append(GroupResult(
-            name=k, user_name=o.layout.user_name(k), status="pass" if dc.passed else "fail",
+            name=k, user_name=shown, status="pass" if dc.passed else "fail",
             max_abs_error=dc.error, max_rel_error=rel, worst_index=[],
             worst_user=dc.analytic, worst_ref=dc.numeric, tolerance=dc.tolerance,
             scale=abs(dc.numeric), n_bad=0 if dc.passed else 1, n=1, fd=fd))
-        rec.add(f"grad.{k}", False, f"d{k}: not compared with the standard model (your "
+        rec.add(f"grad.{k}", False, f"d{shown}: not compared with the standard model (your "
                 f"forward differs from it); fd.{k} judges this group").status = "skip"
         rec.add(f"fd.{k}", dc.passed, message)
 

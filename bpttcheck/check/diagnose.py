@@ -11,16 +11,17 @@ import itertools
 
 import numpy as np
 
-from bpttcheck.check import catalogue
+from bpttcheck.check import catalogue, gate_order
 from bpttcheck.check.findings import Findings
 from bpttcheck.check.localise import localise
 from bpttcheck.check.matching import Matcher, diag, same_values
 from bpttcheck.check.probe import Probe
+from bpttcheck.layout import Layout
 from bpttcheck.result import Diagnosis
 
 
 def diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
-    ds = _in_language(_diagnose(probe, f), probe.caps["language"])
+    ds = _in_language(_diagnose(probe, f), probe.caps["language"], f.observation.layout)
     _point_at_line(probe, f, ds)
     return ds
 
@@ -49,13 +50,9 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
     m = Matcher(probe, f)
     o = f.observation
     out: list[Diagnosis] = []
-    if f.gate_order_mismatch:
-        declared, actual = f.gate_order_mismatch
-        out.append(diag("layout.gate-order", 0.97, m.names[:8],
-                        f"your loss equals the reference's ({o.loss:.10g}) only when the stacked "
-                        f"matrix is read in gate order {actual!r}; with the declared order "
-                        f"{declared!r} it does not. Forward and backward agree with each other.",
-                        exact=True))
+    gates = gate_order.diagnosis(m, f.gate_order_mismatch[0] if f.gate_order_mismatch else None)
+    if gates:
+        out.append(gates)
     if f.failed("probe.large-logits"):
         alone = not (m.failing or m.loss_bad)  # else another bug is the first thing to fix
         out.append(diag("softmax.unstable", 0.95 if alone else 0.5,
@@ -71,8 +68,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
     if poisoned:
         out.append(poisoned)
         return _rank(out)
-    if not (m.failing or m.loss_bad) or f.gate_order_mismatch:
-        return _rank(out)
+    if not (m.failing or m.loss_bad) or (gates and gate_order.backward_order(m)):
+        return _rank(out)  # nothing fails, or the gate blocks' order explains what does
     if f.first_call_clean and out:
         return _rank(out)  # the first call was right: the findings above are the whole story
     if f.nonstandard:  # no standard model to plant bugs in: what finite differences say
@@ -122,7 +119,8 @@ def _planted(m: Matcher, bugs: list[str], worst: float, changed: list[str]) -> l
               f"all {len(m.names)} gradients equal yours to within {max(worst, worst_all):.1e} "
               f"(tolerance {m.rtol:.1e} relative) on {n_ok} of {n} cases")
         if worst_g:
-            ev += (f"; the correct d{worst_g} differs from yours by up to {diffs[worst_g]:.3g}")
+            ev += (f"; the correct d{m.shown(worst_g)} differs from yours by up to "
+                   f"{diffs[worst_g]:.3g}")
         if m.loss_bad:
             ev += f"; your loss {o.loss:.10g} vs the correct {tr.loss:.10g}"
         if variant:
@@ -141,12 +139,14 @@ def against_own_loss(f: Findings) -> Diagnosis:
     d = f.observation.case.dims
     ratios = {k: f.fd_checks[k].analytic / f.fd_checks[k].numeric for k in failing
               if f.fd_checks[k].numeric != 0 and np.isfinite(f.fd_checks[k].analytic)}
-    facts = "; ".join(f"d{k}: yours {f.fd_checks[k].analytic:.6g} along a random direction, "
+    def shown(k: str) -> str:
+        return "d" + f.observation.layout.group_name(k, d.H)
+    facts = "; ".join(f"{shown(k)}: yours {f.fd_checks[k].analytic:.6g} along a random direction, "
                       f"finite differences {f.fd_checks[k].numeric:.6g}" for k in failing)
     c = next(iter(ratios.values()), None)
     if c is not None and len(ratios) == len(failing) and all(
             abs(x - c) <= 1e-4 * abs(c) for x in ratios.values()):
-        said = (f"every failing gradient ({', '.join('d' + k for k in failing)}) is exactly "
+        said = (f"every failing gradient ({', '.join(shown(k) for k in failing)}) is exactly "
                 f"{c:.6g} x the derivative of the loss your code returns")
         for factor, bid, why in ((d.T, "loss.mean-grad-sum", f"T = {d.T}: the loss is averaged "
                                   "over time but the gradients are summed"),
@@ -258,19 +258,21 @@ def _overwritten_steps(m: Matcher) -> dict[str, int]:
 
 def _overwrite_diag(m: Matcher, steps: dict[str, int]) -> Diagnosis:
     T = m.o.case.dims.T
-    parts = [f"d{k} equals step t={t}'s contribution alone" for k, t in steps.items()]
+    parts = [f"d{m.shown(k)} equals step t={t}'s contribution alone" for k, t in steps.items()]
     ev = (f"{'; '.join(parts)} (to within {m.rtol:.1e} relative); the correct gradient sums all "
           f"{T} steps. Every other group matches the reference.")
     return diag("grad.overwrite-not-accumulate", 0.95, sorted(steps, key=m.names.index), ev,
                 exact=True)
 
 
-def _in_language(ds: list[Diagnosis], language: str) -> list[Diagnosis]:
-    """Fix snippets in the user's language, where the catalogue has the fix in it."""
+def _in_language(ds: list[Diagnosis], language: str, layout: Layout) -> list[Diagnosis]:
+    """Fix snippets in the user's language, where the catalogue has the fix in it, and in
+    their names (C: the ABI's, which are the reference's)."""
     for d in ds:
         bug = catalogue.BY_ID[d.id]
         if d.fix == bug.fix:
-            d.fix = bug.fix_in(language)
+            names = {} if language == "c" else catalogue.user_names(layout, d.groups)
+            d.fix = bug.fix_in(language, **names)
     return ds
 
 

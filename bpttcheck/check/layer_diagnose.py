@@ -4,12 +4,15 @@ accumulation mistakes measured directly; a sequence function that only inherits 
 bug is reported with the step. Reads only the LayerFindings."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from bpttcheck.check import catalogue
 from bpttcheck.check.layers import (
     LayerFindings,
     N,
+    Names,
     T,
     UnitCase,
     UnitRun,
@@ -40,7 +43,7 @@ def diagnose(f: LayerFindings) -> list[Diagnosis]:
                                f"{f.of(step.unit.name).backward} ({f.user_groups(gnames)} "
                                f"match the reference with the same bug).")
             else:
-                found.setdefault(bid, _known(bid, gnames, evidence))
+                found.setdefault(bid, _known(bid, gnames, evidence, f.of(run.unit.name)))
             explained.update(gnames)
     out = list(found.values())
     unmatched: dict[str, Diagnosis] = {}
@@ -208,10 +211,31 @@ def _unmatched(f: LayerFindings, run: UnitRun, groups: list[str]) -> Diagnosis:
                        backward=nm.backward, forward=nm.forward)
 
 
-def _known(bid: str, groups: list[str], evidence: str) -> Diagnosis:
+def _known(bid: str, groups: list[str], evidence: str, nm: Names) -> Diagnosis:
     b = catalogue.BY_ID[bid]
     return Diagnosis(id=bid, confidence=0.99, groups=groups, title=b.title, evidence=evidence,
-                     fix=b.fix_in("layers"), exact=True)
+                     fix=in_user_names(b.fix_in("layers"), nm), exact=True)
+
+
+def in_user_names(fix: str, nm: Names) -> str:
+    """A layer fix (written in the layer API's names and its x @ Wx orientation) for a style
+    with names of its own: a first line says which of the user's arrays each name it uses
+    is (`dWh` is your `dWaa`); the code stays the API's, whose orientation it assumes."""
+    pairs: list[tuple[str, str]] = []
+    for g in nm.grads:
+        mine = nm.grad(g).rpartition(".")[2]
+        if g.startswith("d") and not mine.startswith("d"):  # a gradient kept under the
+            mine = f"gradient of {mine}"                     # parameter's name (dlfs2)
+        # the gradient, and the parameter it belongs to (dWh is dWaa: Wh is Waa)
+        both = g.startswith("d") and mine.startswith("d") and mine[1:].isidentifier()
+        for api, theirs in ((g, mine), (g[1:], mine[1:])) if both else ((g, mine),):
+            if api != theirs and re.search(rf"\b{re.escape(api)}\b", fix) \
+                    and (api, theirs) not in pairs:
+                pairs.append((api, theirs))
+    if not pairs:
+        return fix
+    return ("# in the layer API's names: "
+            + ", ".join(f"{g} is your {mine}" for g, mine in pairs) + "\n" + fix)
 
 
 def _layer_diag(bid: str, conf: float, groups: list[str] | str, evidence: str,

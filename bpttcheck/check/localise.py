@@ -18,31 +18,32 @@ def localise(m: Matcher) -> Diagnosis:
     facts, step_weights = [], {}
     for k in m.failing:
         u, r = o.grads[k], o.ref.grads[k]
+        dk = "d" + m.shown(k)
         if not np.all(np.isfinite(u)):
-            facts.append(f"d{k} contains NaN or inf")
+            facts.append(f"{dk} contains NaN or inf")
             continue
         if not np.any(u):
-            facts.append(f"d{k} is all zeros (never accumulated?)")
+            facts.append(f"{dk} is all zeros (never accumulated?)")
             continue
         a = exact_multiple(u, r)
         if a is not None:
-            facts.append(f"d{k} is exactly {a:.6g} x the correct gradient")
+            facts.append(f"{dk} is exactly {a:.6g} x the correct gradient")
             continue
         if u.ndim == 2 and u.shape[0] == u.shape[1] and np.allclose(u, r.T, rtol=1e-6, atol=1e-12):
-            facts.append(f"d{k} is the transpose of the correct gradient")
+            facts.append(f"{dk} is the transpose of the correct gradient")
             continue
         C = o.ref.contrib[k].reshape(o.case.dims.T, -1).T  # (entries, T)
         coef, *_ = np.linalg.lstsq(C, u.ravel(), rcond=None)
         # a fit with fewer entries than steps is always exact and says nothing
         if u.size >= 2 * o.case.dims.T and np.linalg.norm(C @ coef - u.ravel()) <= 1e-6 * np.linalg.norm(u):
             w = [round(float(c), 3) + 0.0 for c in coef]  # + 0.0: no -0.0 in the message
-            facts.append(f"d{k} is a weighted sum of the per-step contributions with weights "
+            facts.append(f"{dk} is a weighted sum of the per-step contributions with weights "
                          f"{w} (correct: all 1)")
             if np.allclose(coef, np.round(coef), atol=1e-6):
                 step_weights[k] = [round(float(c)) for c in coef]
             continue
-        facts.append(f"d{k} is off by up to {float(np.max(np.abs(u - r))):.3g}")
-    steps = _step_pattern(step_weights)
+        facts.append(f"{dk} is off by up to {float(np.max(np.abs(u - r))):.3g}")
+    steps = _step_pattern({m.shown(k): w for k, w in step_weights.items()})
     if steps:
         facts.insert(0, steps)
     depth = _truncation_depth(m)
@@ -112,4 +113,5 @@ def _t1_probe(m: Matcher) -> str | None:
     if not bad:
         return ("with T = 1 every gradient is right: the bug is in what flows between time steps "
                 "(dh_next / dc_next, the recurrent matrix, accumulation)")
-    return f"already wrong with T = 1 (in {', '.join(bad)}): the bug is inside a single step"
+    return (f"already wrong with T = 1 (in {', '.join('d' + m.shown(k) for k in bad)}): the bug "
+            f"is inside a single step")

@@ -42,6 +42,10 @@ class Matcher:
         self.loss_bad = f.loss_failed
         self.extra: list[Observation] | None = None
 
+    def shown(self, group: str) -> str:
+        """A group as the user knows it (Layout.group_name), for evidence."""
+        return self.o.layout.group_name(group, self.o.case.dims.H)
+
     def trace(self, obs, bugs, reduction=None):
         return self.probe.reference(obs.case, self.dtype, reduction or obs.reduction,
                                     frozenset(bugs))
