@@ -14,6 +14,7 @@ class Settings:
     opts: Options
     points: dict[str, float] = field(default_factory=dict)
     entry: str | None = None  # the file to check inside a student's folder (spec: assignment.file)
+    title: str = ""  # the assignment's title (spec: assignment.title), on grade's index page
 
 
 def _hide_environment() -> None:
@@ -47,6 +48,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         opts.checks = dict(sp.checks)
         opts.require_standard = sp.assignment.model == "standard"
         s.points, s.entry = dict(sp.points), sp.assignment.file
+        s.title = getattr(sp.assignment, "title", "") or ""
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())
         spec_limits = sp.limits.model_dump()
