@@ -178,7 +178,7 @@ def model_in_folder(student: str, folder: str, entry: str | None) -> Submission:
         found += [os.path.join(root, n) for n in sorted(names) if n.endswith(CODE)
                   and not n.startswith(("test_", "_", "."))]
     models = [p for p in found if _looks_like_model(p)]
-    mains = [p for p in models if p not in _helpers(found)] if len(models) > 1 else models
+    mains = [p for p in models if p not in _helpers(models)] if len(models) > 1 else models
     one = found[0] if len(found) == 1 else mains[0] if len(mains) == 1 else None
     if entry:
         named = [p for p in found if os.path.basename(p) == entry]
