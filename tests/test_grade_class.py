@@ -4,6 +4,7 @@ class at a glance (problems, per-check breakdown, title, a CSV spreadsheets read
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def test_every_submission_has_the_assignments_maximum(lstm_class):
 
 @pytest.mark.slow
 def test_the_report_and_the_index_show_the_score_and_each_checks_points(lstm_class):
-    s, rows, out = lstm_class
+    s, _, out = lstm_class
     page = (out / "gateorder" / "report.html").read_text()
     top = f"{scoring.max_score(s.points, 'lstm'):g}"
     assert f"Score <b>{float(top) - 1:g}</b> of {top} points" in page
@@ -215,7 +216,7 @@ def test_regrade_usage_errors_say_what_to_do(small_class, tmp_path):
     """Folders with nothing to run: the errors come before any submission is checked."""
     out = tmp_path / "out"
     s = settings(arch="rnn")
-    with pytest.raises(UsageError, match="holds no grades.json"):
+    with pytest.raises(UsageError, match=r"holds no grades\.json"):
         grade(str(small_class), s, str(out), progress=False, only=["amy"])
     from bpttcheck.grade import settings_key
     out.mkdir()
@@ -234,7 +235,7 @@ def test_regrade_usage_errors_say_what_to_do(small_class, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.py").write_text("x = 1\n")
-    with pytest.raises(UsageError, match="holds the grades of .*class, not of"):
+    with pytest.raises(UsageError, match=r"holds the grades of .*class, not of"):
         grade(str(other), s, str(out), progress=False, failed=True)
 
 
@@ -392,7 +393,6 @@ def test_most_common_problems_count_unmatched_and_every_error_kind():
     ]
     page = report_html.render_index(entries, "t")
     chart = page[page.index('<svg class="hbarchart"'):]
-    import re
     bars = re.findall(r'class="id">([^<]+)</text>\s*<rect class="hbar"[^>]*/>\s*'
                       r'<text[^>]*>(\d+) of 4', chart)
     assert bars == [("unmatched", "2"), ("error: syntax", "1"), ("error: timeout", "1")]
