@@ -395,7 +395,7 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     book = read_gradebook(out)
     kept: list[Row] = []
     if only is not None or failed:
-        subs, kept = _regrade(subs, book, folder, out, s, only or [], failed, say)
+        subs, kept = _regrade(subs, book, folder, out, s, only or [], failed, say, html)
         if not subs:
             say(f"every row of {os.path.join(out, 'grades.csv')} passes: nothing to regrade")
             return kept
@@ -437,7 +437,7 @@ def _write_class(folder: str, s: Settings, out: str, html: bool, new: list[Row],
         if r.max_score != before[id(r)] or unknown:
             _rescore(r, s, out, html, arch)
     rows.sort(key=lambda r: natural_key(r.student))
-    write_gradebook(out, folder, s, rows, csv_bom)
+    write_gradebook(out, folder, s, rows, csv_bom, html)
     write_atomic(os.path.join(out, "grades.csv"), (BOM if csv_bom else "") + _csv(rows))
     if html:
         from bpttcheck import report_html
@@ -523,16 +523,17 @@ def read_gradebook(out: str) -> dict | None:
     return book
 
 
-def write_gradebook(out: str, folder: str, s: Settings, rows: list[Row], csv_bom: bool) -> None:
+def write_gradebook(out: str, folder: str, s: Settings, rows: list[Row], csv_bom: bool,
+                    html: bool = True) -> None:
     from bpttcheck import __version__
     book = {"bpttcheck": __version__, "folder": os.path.realpath(folder),
-            "title": s.title, "settings": settings_key(s), "csv_bom": csv_bom,
+            "title": s.title, "settings": settings_key(s), "csv_bom": csv_bom, "html": html,
             "rows": [asdict(r) for r in rows]}
     write_atomic(os.path.join(out, GRADEBOOK), json.dumps(book, indent=1, ensure_ascii=False) + "\n")
 
 
 def _regrade(subs: list[Submission], book: dict | None, folder: str, out: str, s: Settings,
-             only: list[str], failed: bool, say: Callable[[str], None]
+             only: list[str], failed: bool, say: Callable[[str], None], html: bool = True
              ) -> tuple[list[Submission], list[Row]]:
     """The submissions to check again and the rows to keep, or a usage error that says why a
     regrade into ``out`` cannot merge."""
@@ -553,6 +554,10 @@ def _regrade(subs: list[Submission], book: dict | None, folder: str, out: str, s
         raise UsageError(f"the spec or options differ from the grading in {out} "
                          f"({', '.join(differ)}): a regrade grades like the rows it joins; to "
                          f"change them, {again}")
+    if book.get("html", True) != html:
+        had = "with HTML reports" if book.get("html", True) else "with --no-html"
+        raise UsageError(f"{out} was graded {had}: regrade the same way, so that every "
+                         f"student's report and the index stay of one kind")
     by_name = {x.student: x for x in subs}
     chosen: list[Submission | None] = [_named(n, subs) for n in only]
     unknown = [n for n, x in zip(only, chosen, strict=True) if x is None]

@@ -232,6 +232,8 @@ def test_regrade_usage_errors_say_what_to_do(small_class, tmp_path):
     msg = str(e.value)
     assert "--only 'amyy': no submission of that name" in msg and "close: amy" in msg
     assert "--only 'zz'" in msg and "'bob'" not in msg
+    with pytest.raises(UsageError, match="graded with HTML reports: regrade the same way"):
+        grade(str(small_class), s, str(out), progress=False, only=["amy"], html=False)
     other = tmp_path / "other"
     other.mkdir()
     (other / "x.py").write_text("x = 1\n")
