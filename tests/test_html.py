@@ -346,7 +346,7 @@ def test_warning_report(warn_report):
     assert "checks passed, 1 with a warning" in text
     assert 'id="warnings"' in page and 'id="diagnoses"' not in page
     assert 'data-id="softmax.unstable"' in page and warn_report.warnings[0].fix in text
-    assert '<tr class="warn"><td class="cname">probe.large-logits' in page
+    assert '<tr class="warn" data-check="probe.large-logits"><td class="cname">probe.large-logits' in page
 
 
 @pytest.mark.slow
