@@ -64,6 +64,7 @@ class Row:
     top_title: str
     note: str = ""  # e.g. the spec's file was missing and the one code file there was graded
     arch: str | None = None  # the architecture the check found (None: it stopped before)
+    style: str | None = None  # the style the check found (None: it stopped before)
     checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not run" too
 
 
@@ -303,7 +304,7 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
               seconds=round(time.perf_counter() - t0, 3), report=href,
               diagnoses=[x.id for x in report.diagnoses if x.confidence >= 0.5],
               top_title=top.title if top else (_clip(report.error.message) if report.error else ""),
-              note=sub.note, arch=report.arch)
+              note=sub.note, arch=report.arch, style=report.style)
     return _scored(row, report)
 
 
@@ -430,12 +431,12 @@ def _write_class(folder: str, s: Settings, out: str, html: bool, new: list[Row],
     before = {id(r): r.max_score for r in new + kept}
     rows = one_maximum(new + kept, s)
     top = rows[0].max_score if rows else 0.0
-    arch = s.opts.arch or _class_arch(rows, before, top)
+    arch, style = _class_model(rows, before, top)
     fresh = {id(r) for r in new}
     for r in rows:
-        unknown = id(r) in fresh and r.arch is None and arch and not s.opts.arch
+        unknown = id(r) in fresh and r.arch is None and (arch or style)
         if r.max_score != before[id(r)] or unknown:
-            _rescore(r, s, out, html, arch)
+            _rescore(r, s, out, html, arch, style)
     rows.sort(key=lambda r: natural_key(r.student))
     write_gradebook(out, folder, s, rows, csv_bom, html)
     write_atomic(os.path.join(out, "grades.csv"), (BOM if csv_bom else "") + _csv(rows))
@@ -454,18 +455,24 @@ def _write_class(folder: str, s: Settings, out: str, html: bool, new: list[Row],
     return rows
 
 
-def _class_arch(rows: list[Row], before: dict[int, float], top: float) -> str | None:
-    """The architecture of the class maximum: the one most checked submissions out of that
-    maximum have (None when no submission was checked)."""
-    archs = [r.arch for r in rows if r.arch and not r.error_kind and before[id(r)] == top]
-    return max(sorted(set(archs)), key=archs.count) if archs else None
+def _class_model(rows: list[Row], before: dict[int, float], top: float
+                 ) -> tuple[str | None, str | None]:
+    """The architecture and style of the class maximum: those most checked submissions out of
+    that maximum have (None when no submission was checked)."""
+    seen = [(r.arch, r.style) for r in rows if r.arch and not r.error_kind
+            and before[id(r)] == top]
+    if not seen:
+        return None, None
+    return max(sorted(set(seen), key=str), key=seen.count)
 
 
-def _rescore(r: Row, s: Settings, out: str, html: bool, arch: str | None) -> None:
+def _rescore(r: Row, s: Settings, out: str, html: bool, arch: str | None,
+             style: str | None) -> None:
     """A row whose maximum is the class's, not its own (no assignment arch: an error before
     the architecture was seen, or a class mixing architectures): its report's score card made
     over again, for the class's architecture when its own is not known, scaled to the class
-    maximum, and the report rewritten, so the student reads what the gradebook says."""
+    maximum, and the report rewritten, so the student reads what the gradebook says. A
+    report that stopped before its architecture or style was seen is scored as the class's."""
     from bpttcheck import scoring
     from bpttcheck.result import Report
     if not r.report:
@@ -476,7 +483,8 @@ def _rescore(r: Row, s: Settings, out: str, html: bool, arch: str | None) -> Non
             report = Report.model_validate_json(f.read())
     except (OSError, ValueError):
         return  # a pool process died before writing it: the row's numbers stand alone
-    card = scoring.scorecard(report, s.points, s.opts.arch or report.arch or arch, s.opts.style)
+    card = scoring.scorecard(report, s.points, s.opts.arch or report.arch or arch,
+                             s.opts.style or report.style or style)
     if card.possible != r.max_score:
         card = scoring.rescaled(card, r.max_score, (
             f"scaled by {r.max_score:g}/{card.possible:g} to the class's maximum, the one most "

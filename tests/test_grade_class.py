@@ -163,6 +163,21 @@ def test_without_a_spec_arch_an_error_is_scored_as_the_class(tmp_path):
     assert "class&#39;s maximum" in (out / "cho" / "report.html").read_text()
 
 
+@pytest.mark.slow
+def test_an_error_in_a_class_of_layer_files_gets_the_layer_styles_card(tmp_path):
+    k = tmp_path / "class"
+    k.mkdir()
+    shutil.copy(ROOT / "reference" / "layers" / "rnn_layers.py", k / "ann.py")
+    (k / "bob.py").write_text("def rnn_step_forward(:\n")
+    out = tmp_path / "out"
+    rows = {r.student: r for r in grade(str(k), settings(), str(out), jobs=2, progress=False)}
+    assert rows["ann"].verdict == "pass" and rows["bob"].error_kind == "syntax"
+    bob, ann = card(out, "bob"), card(out, "ann")
+    assert bob["possible"] == ann["possible"] == rows["bob"].max_score
+    assert [x["name"] for x in bob["checks"]] == [x["name"] for x in ann["checks"]]
+    assert "grad.rnn_step.dx" in {x["name"] for x in bob["checks"]} and not bob["note"]
+
+
 # ---------------------------------------------------------------------------- regrading
 
 @pytest.fixture
