@@ -141,6 +141,30 @@ def test_a_score_card_counts_what_ran_before_an_error_and_not_what_did_not():
 
 
 @pytest.mark.slow
+def test_a_timeout_after_the_first_calls_keeps_what_they_earned(tmp_path):
+    """A correct LSTM that hangs from its third call on: the checks of the first two calls
+    earn their points, the ones after the timeout are listed as not run."""
+    from bpttcheck.check.engine import Options, check
+    from bpttcheck.sandbox.limits import Limits
+    late = tmp_path / "late.py"
+    late.write_text((REF / "lstm_functional.py").read_text().replace(
+        "def loss_and_grads(params, inputs, targets, state):\n",
+        "CALLS = [0]\n\n\ndef loss_and_grads(params, inputs, targets, state):\n"
+        "    CALLS[0] += 1\n    if CALLS[0] > 2:\n        import time\n        time.sleep(60)\n"))
+    r = check(str(late), Options(limits=Limits(call_timeout=2.0)))
+    assert r.verdict == "error" and r.error.kind == "timeout"
+    c = scoring.scorecard(r, {}, "lstm")
+    status = {x.name: x.status for x in c.checks}
+    ran = {x.name for x in r.checks}
+    assert all(status[n] == "pass" for n in ran if n in status)
+    assert {n for n, st in status.items() if st == "not run"} == set(status) - ran - {
+        "layout.gate-order"}
+    assert 0 < c.earned < c.possible == scoring.max_score({}, "lstm")
+    page = report_html.render(r.model_copy(update={"score": c}))
+    assert "scored checks did not run" in page or "scored check did not run" in page
+
+
+@pytest.mark.slow
 def test_without_a_spec_arch_an_error_is_scored_as_the_class(tmp_path):
     """No assignment arch: a syntax error's card names the class's RNN checks, and an LSTM
     among RNNs is scaled to the class maximum, its percentage and the card's sum kept."""
