@@ -39,9 +39,10 @@ def run(
     from bpttcheck.output import write_atomic
     from bpttcheck.settings import settings
 
+    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
+    note = ""
     if os.path.isdir(path):
-        raise UsageError(f"{path} is a folder: give the file that defines your model (.py, .c or "
-                         f".so), or grade a class folder with `bpttcheck grade {path}`")
+        path, note = _model_in(path, s.entry)
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     if not path.endswith((".py", ".ipynb", ".c", ".so")):
@@ -57,13 +58,18 @@ def run(
         outputs.append(write_fixed)
     if os.path.abspath(path) in map(os.path.abspath, outputs):
         raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
-    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
     opts, points = s.opts, s.points
     opts.views = bool(html)
     opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
     report = engine.check(path, opts)
     from bpttcheck import repair
     repair.attach(report, path, opts, write_fixed)
+    if note:
+        from bpttcheck.result import Note
+        report.notes.insert(0, Note(id="run.folder", title="The model file was chosen in the "
+                                    "folder", evidence=note))
+    from bpttcheck import scoring
+    scoring.attach(report, points, opts.arch, opts.style)
     # what the student may see (spec [feedback]): every report below renders this copy
     report = for_student(report, s.feedback)
     if json_out:
@@ -83,9 +89,29 @@ def run(
     raise typer.Exit(report.exit_code)
 
 
+def _model_in(folder: str, entry: str | None) -> tuple[str, str]:
+    """`run FOLDER`: the model file in the folder, chosen as `grade` chooses it in a student's
+    folder (the spec's assignment.file, else the one model file, helpers it imports aside);
+    the folder is copied whole, so the model imports its helpers as `python FILE` would."""
+    from bpttcheck.grade import model_in_folder
+    name = os.path.basename(os.path.abspath(folder))
+    sub = model_in_folder(name, folder, entry)
+    if sub.path is None:
+        raise UsageError(f"{folder} is a folder, and bpttcheck cannot tell which file is the "
+                         f"model: {sub.problem}. Give the file (bpttcheck run "
+                         f"{os.path.join(folder, 'model.py')}), or grade a class folder with "
+                         f"`bpttcheck grade {folder} --out graded`")
+    note = sub.note or (f"{folder} is a folder: checked {os.path.relpath(sub.path, folder)}, "
+                        f"the file in it that defines the model; the other files of the folder "
+                        f"are importable as for `python {sub.path}`")
+    sys.stderr.write(f"bpttcheck: {note}\n")
+    return sub.path, note
+
+
 @app.command()
 def grade(
     folder: str = typer.Argument(..., help="The class folder: one .py/.c/.so file or one folder per student."),
+    names: list[str] | None = typer.Argument(None, show_default=False, metavar="[NAME...]", help="More students for --only (--only alice bob)."),  # noqa: B008 - typer's way
     out: str = typer.Option(..., "--out", help="Folder for the reports, index.html and grades.csv."),
     spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML): sizes, layout, points, limits, assignment.file."),
     jobs: int | None = typer.Option(None, "--jobs", "-j", help="Submissions checked at once (default: number of cores)."),
@@ -97,8 +123,11 @@ def grade(
     no_html: bool = typer.Option(False, "--no-html", help="Write JSON reports and the CSV only (faster)."),
     fail_under: float | None = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    only: list[str] | None = typer.Option(None, "--only", help="Regrade only these students (grades.csv's student column) and merge them into the grades already in --out: --only alice bob."),  # noqa: B008 - typer's way
+    failed: bool = typer.Option(False, "--failed", help="Regrade the students whose row in --out's grades.csv is not pass (and any new submission), merged as with --only."),
+    csv_bom: bool = typer.Option(False, "--csv-bom", help="Start grades.csv with a UTF-8 byte-order mark, so Excel reads non-ASCII names right."),
 ) -> None:
-    """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written."""
+    """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written."""
     from bpttcheck.grade import grade as run_grade
     from bpttcheck.settings import settings
 
@@ -108,10 +137,18 @@ def grade(
         raise UsageError(f"--fail-under is a percentage from 0 to 100, not {fail_under:g}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file: give a folder (it is created if missing)")
+    if names and not only:
+        raise UsageError(f"unexpected name(s) after the class folder: {' '.join(names)}; to "
+                         f"regrade some students, give them after --only (--only "
+                         f"{' '.join(names)})")
+    picked = [*(only or []), *(names or [])] or None
     s = settings(spec, arch, style, seed, timeout, memory_mb)
-    rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet)
+    rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet, only=picked,
+                     failed=failed, csv_bom=csv_bom)
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}
-    typer.echo(f"graded {len(rows)} submissions: {counts['pass']} pass, {counts['fail']} fail, "
+    what = f"{len(rows)} rows after the regrade" if picked or failed else \
+        f"graded {len(rows)} submissions"
+    typer.echo(f"{what}: {counts['pass']} pass, {counts['fail']} fail, "
                f"{counts['error']} error; wrote {os.path.join(out, 'grades.csv')}"
                + ("" if no_html else f" and {os.path.join(out, 'index.html')}"))
     if fail_under is not None:

@@ -2,18 +2,22 @@
 an index page and a CSV gradebook. A crashing or hanging submission costs only its own limits."""
 from __future__ import annotations
 
+import ast
 import csv
+import difflib
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TextIO
 
 from bpttcheck.errors import UsageError
@@ -27,7 +31,9 @@ ENTRY_HINTS = ("def lossFun", "def loss_and_grads", "def loss_fun", "def forward
                "bpttcheck_", "lossFun", "def rnn_cell_forward", "def lstm_cell_forward",
                "def rnn_backward", "def bptt", "class TimeRNN", "class TimeLSTM")
 CSV_FIELDS = ("student", "file", "verdict", "score", "max_score", "percent", "top_diagnosis",
-              "confidence", "error_kind", "seconds", "report")
+              "confidence", "error_kind", "seconds", "report", "note")
+GRADEBOOK = "grades.json"  # every row as data, and what the run was: what a regrade merges into
+BOM = "\ufeff"  # --csv-bom: how spreadsheet programs on Windows recognise UTF-8
 
 
 @dataclass
@@ -38,6 +44,7 @@ class Submission:
     flat: bool = False  # a file at the top of the class folder, not a folder of its own
     kind: str = "missing"  # why path is None: "missing", "ambiguous" or "forbidden"
     folder: str = ""  # its report folder under --out: distinct for every submission
+    note: str = ""  # how the file was chosen, when it is not the one the spec names
 
 
 @dataclass
@@ -55,6 +62,10 @@ class Row:
     report: str
     diagnoses: list
     top_title: str
+    note: str = ""  # e.g. the spec's file was missing and the one code file there was graded
+    arch: str | None = None  # the architecture the check found (None: it stopped before)
+    style: str | None = None  # the style the check found (None: it stopped before)
+    checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not run" too
 
 
 def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
@@ -98,7 +109,7 @@ def _name_folders(subs: list[Submission]) -> None:
     for s in subs:
         base = _safe(s.student)
         taken[base.casefold()] = taken.get(base.casefold(), 0) + 1
-    used = {"grades.csv", "index.html"}  # the class's own files beside the report folders
+    used = {"grades.csv", "index.html", GRADEBOOK}  # the class's own files beside the report folders
     for s in subs:
         base = _safe(s.student)
         name = base
@@ -152,26 +163,44 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
         more = f" (and {len(links) - 1} more)" if len(links) > 1 else ""
         return Submission(student, None, _link_problem(first, links[0], f"{student}/") + more,
                           kind="forbidden")
+    return model_in_folder(student, folder, entry)
+
+
+def model_in_folder(student: str, folder: str, entry: str | None) -> Submission:
+    """The file to check in a student's folder (also `bpttcheck run FOLDER`): ``entry`` (the
+    spec's assignment.file) when it is there; else the one code file; else the one that
+    defines a known entry point, leaving out helpers when several do (a .py file another code
+    file of the folder imports). When ``entry`` is missing and one file is so found, that
+    file is checked and ``note`` says so."""
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")) and
                          root.count(os.sep) - folder.count(os.sep) < 2)
         found += [os.path.join(root, n) for n in sorted(names) if n.endswith(CODE)
                   and not n.startswith(("test_", "_", "."))]
+    models = [p for p in found if _looks_like_model(p)]
+    mains = [p for p in models if p not in _helpers(models)] if len(models) > 1 else models
+    one = found[0] if len(found) == 1 else mains[0] if len(mains) == 1 else None
     if entry:
         named = [p for p in found if os.path.basename(p) == entry]
         if named:
             return Submission(student, named[0])
-        return Submission(student, None, f"no file named {entry} in {student}/ "
-                                         f"(the spec's assignment.file)")
-    if len(found) == 1:
-        return Submission(student, found[0])
-    models = [p for p in found if _looks_like_model(p)]
-    if len(models) == 1:
-        return Submission(student, models[0])
+        if one:
+            rel = os.path.relpath(one, folder)
+            why = "the one code file there" if len(found) == 1 else (
+                f"the one of its {len(found)} code files that defines an entry point"
+                + (" and no other imports" if len(models) > 1 else ""))
+            return Submission(student, one, note=(
+                f"no {entry} (the spec's assignment.file) in {student}/: graded {rel}, {why}"))
+        listed = ", ".join(os.path.relpath(p, folder) for p in found[:8]) or "none"
+        return Submission(student, None, f"no file named {entry} in {student}/ (the spec's "
+                                         f"assignment.file); code files there: {listed}")
+    if one:
+        return Submission(student, one)
     if models:
-        listed = ", ".join(os.path.relpath(p, folder) for p in models)
-        return Submission(student, None, f"{len(models)} files in {student}/ define an entry "
+        amb = mains or models  # models that import each other: none is only a helper
+        listed = ", ".join(os.path.relpath(p, folder) for p in amb)
+        return Submission(student, None, f"{len(amb)} files in {student}/ define an entry "
                                          f"point ({listed}): bpttcheck will not guess which one "
                                          f"is meant; name it in the spec (assignment.file)",
                           kind="ambiguous")
@@ -180,6 +209,42 @@ def _in_folder(student: str, folder: str, entry: str | None) -> Submission:
     return Submission(student, None, f"{len(found)} code files in {student}/ and none defines a "
                                      f"known entry point; name the file in the spec "
                                      f"(assignment.file)")
+
+
+def _helpers(paths: list[str]) -> set[str]:
+    """The .py files among ``paths`` that another of them imports (read, never run): a helper
+    module beside the model (``from utils import softmax``, ``from . import layers``) is not a
+    submission of its own."""
+    by_module = {os.path.splitext(os.path.basename(p))[0]: p for p in paths if p.endswith(".py")}
+    out: set[str] = set()
+    for p in paths:
+        if not p.endswith(".py"):
+            continue
+        for name in _imports(p):
+            q = by_module.get(name)
+            if q and q != p:
+                out.add(q)
+    return out
+
+
+def _imports(path: str) -> set[str]:
+    """Module names a Python file imports, the relative ones included (``from .x import y``:
+    x; ``from . import x``: x)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(1_000_000))
+    except (OSError, SyntaxError, ValueError, RecursionError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.module:
+                names.add(node.module.split(".")[0])
+            elif node.level:
+                names |= {a.name for a in node.names}
+    return names
 
 
 def _looks_like_model(path: str) -> bool:
@@ -203,10 +268,10 @@ def _safe(name: str) -> str:
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     """Check one submission and write its reports (runs in a pool process)."""
-    from bpttcheck import report_json, scoring
+    from bpttcheck import scoring
     from bpttcheck.check import engine
     from bpttcheck.feedback import for_student
-    from bpttcheck.result import ErrorInfo, Report
+    from bpttcheck.result import ErrorInfo, Note, Report
 
     t0 = time.perf_counter()
     if sub.path is None:
@@ -227,26 +292,45 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
                             error=ErrorInfo(kind="internal",
                                             message=f"bpttcheck failed on this submission: "
                                                     f"{type(e).__name__}: {e}"))
+    if sub.note:
+        report.notes.insert(0, Note(id="grade.other-file", title="Not the file the spec names",
+                                    evidence=sub.note))
+    scoring.attach(report, s.points, s.opts.arch, s.opts.style)
     report = for_student(report, s.feedback)  # the student's reports show what the spec lets
     folder = sub.folder or _safe(sub.student)
+    href = _write_reports(report, out, folder, html)
+    top = report.diagnoses[0] if report.diagnoses else None
+    row = Row(student=sub.student, file=sub.path or "", verdict=report.verdict,
+              score=0.0, max_score=0.0, percent=0.0,
+              top_diagnosis=top.id if top else "",
+              confidence=f"{top.confidence:.2f}" if top else "",
+              error_kind=report.error.kind if report.error else "",
+              seconds=round(time.perf_counter() - t0, 3), report=href,
+              diagnoses=[x.id for x in report.diagnoses if x.confidence >= 0.5],
+              top_title=top.title if top else (_clip(report.error.message) if report.error else ""),
+              note=sub.note, arch=report.arch, style=report.style)
+    return _scored(row, report)
+
+
+def _write_reports(report, out: str, folder: str, html: bool) -> str:
+    """A student's report.json (and report.html), atomically; the href the index links."""
+    from bpttcheck import report_json
     d = os.path.join(out, folder)
     write_atomic(os.path.join(d, "report.json"), report_json.render(report))
-    href = f"{folder}/report.json"
-    if html:
-        from bpttcheck import report_html
-        write_atomic(os.path.join(d, "report.html"), report_html.render(report))
-        href = f"{folder}/report.html"
-    score, max_score = scoring.score(report, s.points, s.opts.arch, s.opts.style)
-    top = report.diagnoses[0] if report.diagnoses else None
-    return Row(student=sub.student, file=sub.path or "", verdict=report.verdict,
-               score=round(score, 3), max_score=round(max_score, 3),
-               percent=round(100 * score / max_score, 1) if max_score else 0.0,
-               top_diagnosis=top.id if top else "",
-               confidence=f"{top.confidence:.2f}" if top else "",
-               error_kind=report.error.kind if report.error else "",
-               seconds=round(time.perf_counter() - t0, 3), report=href,
-               diagnoses=[x.id for x in report.diagnoses if x.confidence >= 0.5],
-               top_title=top.title if top else (_clip(report.error.message) if report.error else ""))
+    if not html:
+        return f"{folder}/report.json"
+    from bpttcheck import report_html
+    write_atomic(os.path.join(d, "report.html"), report_html.render(report))
+    return f"{folder}/report.html"
+
+
+def _scored(row: Row, report) -> Row:
+    """The row's score, maximum, percentage and per-check statuses from the report's card."""
+    card = report.score
+    row.score, row.max_score = round(card.earned, 3), round(card.possible, 3)
+    row.percent = card.percent
+    row.checks = {c.name: c.status for c in card.checks}
+    return row
 
 
 class Progress:
@@ -294,7 +378,15 @@ def _printable(text: str) -> str:
 
 
 def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: bool = True,
-          progress: bool = True) -> list[Row]:
+          progress: bool = True, only: list[str] | None = None, failed: bool = False,
+          csv_bom: bool = False, tell: Callable[[str], None] | None = None) -> list[Row]:
+    """Grade the class in ``folder`` into ``out``; return every row of its grades.csv.
+
+    ``only`` (student names) and ``failed`` (the rows of out's grades.csv that are not pass)
+    regrade those submissions and merge them into the grades, index and report folders already
+    in ``out``, every other row kept as it was. A plain run replaces what ``out`` held, and
+    says so through ``tell`` (default: standard error) when that was another class folder or
+    had students who are no longer there."""
     if not os.path.isdir(folder):
         raise UsageError(f"{folder} is not a folder of submissions")
     if os.path.realpath(out) == os.path.realpath(folder):
@@ -304,6 +396,17 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     if not subs:
         raise UsageError(f"{folder} holds no submissions (.py, .c or .so files, or one folder "
                          f"per student)")
+    say = tell or _to_stderr
+    book = read_gradebook(out)
+    kept: list[Row] = []
+    if only is not None or failed:
+        subs, kept = _regrade(subs, book, folder, out, s, only or [], failed, say, html)
+        if not subs:
+            say(f"every row of {os.path.join(out, 'grades.csv')} passes: nothing to regrade")
+            return kept
+        csv_bom = csv_bom or bool(book and book.get("csv_bom"))
+    else:
+        _replacing(book, subs, folder, out, say)
     os.makedirs(out, exist_ok=True)
     jobs = max(1, jobs or os.cpu_count() or 1)
     # C builds of this run go to a folder only this run writes (mode 0700, removed at the
@@ -322,19 +425,220 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     finally:
         shutil.rmtree(so_cache, ignore_errors=True)
 
-    rows = one_maximum(rows, s)
+    return _write_class(folder, s, out, html, rows, kept, csv_bom)
+
+
+def _write_class(folder: str, s: Settings, out: str, html: bool, new: list[Row],
+                 kept: list[Row], csv_bom: bool) -> list[Row]:
+    """One maximum over the new and the kept rows, the reports whose score that changed
+    rewritten, then grades.json, grades.csv and index.html."""
+    before = {id(r): r.max_score for r in new + kept}
+    rows = one_maximum(new + kept, s)
+    top = rows[0].max_score if rows else 0.0
+    arch, style = _class_model(rows, before, top)
+    fresh = {id(r) for r in new}
+    for r in rows:
+        unknown = id(r) in fresh and r.arch is None and (arch or style)
+        if r.max_score != before[id(r)] or unknown:
+            _rescore(r, s, out, html, arch, style)
     rows.sort(key=lambda r: natural_key(r.student))
-    write_atomic(os.path.join(out, "grades.csv"), _csv(rows))
+    write_gradebook(out, folder, s, rows, csv_bom, html)
+    write_atomic(os.path.join(out, "grades.csv"), (BOM if csv_bom else "") + _csv(rows))
     if html:
         from bpttcheck import report_html
         entries = [{"student": r.student, "report": r.report, "verdict": r.verdict,
                     "score": r.score, "max_score": r.max_score,
                     "top_diagnosis": r.top_diagnosis or None, "top_title": r.top_title or None,
                     "diagnoses": r.diagnoses, "error_kind": r.error_kind or None,
-                    "seconds": r.seconds} for r in rows]
-        write_atomic(os.path.join(out, "index.html"),
-                     report_html.render_index(entries, f"bpttcheck: {os.path.basename(os.path.abspath(folder))}"))
+                    "seconds": r.seconds, "note": r.note or None, "checks": r.checks}
+                   for r in rows]
+        name = os.path.basename(os.path.abspath(folder))
+        write_atomic(os.path.join(out, "index.html"), report_html.render_index(
+            entries, s.title or f"bpttcheck: {name}",
+            subtitle=f"bpttcheck: {name}" if s.title else None))
     return rows
+
+
+def _class_model(rows: list[Row], before: dict[int, float], top: float
+                 ) -> tuple[str | None, str | None]:
+    """The architecture and style of the class maximum: those most checked submissions out of
+    that maximum have (None when no submission was checked)."""
+    seen = [(r.arch, r.style) for r in rows if r.arch and not r.error_kind
+            and before[id(r)] == top]
+    if not seen:
+        return None, None
+    return max(sorted(set(seen), key=str), key=seen.count)
+
+
+def _rescore(r: Row, s: Settings, out: str, html: bool, arch: str | None,
+             style: str | None) -> None:
+    """A row whose maximum is the class's, not its own (no assignment arch: an error before
+    the architecture was seen, or a class mixing architectures): its report's score card made
+    over again, for the class's architecture when its own is not known, scaled to the class
+    maximum, and the report rewritten, so the student reads what the gradebook says. A
+    report that stopped before its architecture or style was seen is scored as the class's."""
+    from bpttcheck import scoring
+    from bpttcheck.result import Report
+    if not r.report:
+        return
+    folder = os.path.dirname(r.report)
+    try:
+        with open(os.path.join(out, folder, "report.json"), encoding="utf-8") as f:
+            report = Report.model_validate_json(f.read())
+    except (OSError, ValueError):
+        return  # a pool process died before writing it: the row's numbers stand alone
+    card = scoring.scorecard(report, s.points, s.opts.arch or report.arch or arch,
+                             s.opts.style or report.style or style)
+    if card.possible != r.max_score:
+        card = scoring.rescaled(card, r.max_score, (
+            f"scaled by {r.max_score:g}/{card.possible:g} to the class's maximum, the one most "
+            f"checked submissions have (a spec's assignment.arch scores every submission "
+            f"against the assignment's architecture)"))
+    report.score = card
+    _write_reports(report, out, folder, html)
+    _scored(r, report)
+
+
+def _to_stderr(message: str) -> None:
+    sys.stderr.write(f"bpttcheck: {_printable(message)}\n")
+
+
+# ---------------------------------------------------------------- regrading and the gradebook
+
+def settings_key(s: Settings) -> dict:
+    """What decides a row's grade besides the submission (limits aside: a regrade may allow a
+    slow submission more time): a regrade must match the run it merges into."""
+    o = s.opts
+    key = {"points": s.points, "arch": o.arch, "style": o.style,
+           "seed": None if o.secret else o.seed, "hidden_cases": bool(o.secret),
+           "sizes": asdict(o.dims) if o.dims else None, "layout": o.adapter_options,
+           "checks": o.checks, "model": "standard" if o.require_standard else "any",
+           "file": s.entry}
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def read_gradebook(out: str) -> dict | None:
+    """OUT/grades.json as written by write_gradebook, its rows as Row; None when there is none;
+    {"broken": reason} when it cannot be read."""
+    path = os.path.join(out, GRADEBOOK)
+    if not os.path.isfile(path):
+        return None
+    names = {f.name for f in fields(Row)}
+    try:
+        with open(path, encoding="utf-8") as f:
+            book = json.load(f)
+        book["rows"] = [Row(**{k: v for k, v in x.items() if k in names}) for x in book["rows"]]
+        if not isinstance(book.get("folder"), str):
+            raise ValueError("no class folder")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return {"broken": f"{type(e).__name__}: {e}"[:200]}
+    return book
+
+
+def write_gradebook(out: str, folder: str, s: Settings, rows: list[Row], csv_bom: bool,
+                    html: bool = True) -> None:
+    from bpttcheck import __version__
+    book = {"bpttcheck": __version__, "folder": os.path.realpath(folder),
+            "title": s.title, "settings": settings_key(s), "csv_bom": csv_bom, "html": html,
+            "rows": [asdict(r) for r in rows]}
+    write_atomic(os.path.join(out, GRADEBOOK), json.dumps(book, indent=1, ensure_ascii=False) + "\n")
+
+
+def _regrade(subs: list[Submission], book: dict | None, folder: str, out: str, s: Settings,
+             only: list[str], failed: bool, say: Callable[[str], None], html: bool = True
+             ) -> tuple[list[Submission], list[Row]]:
+    """The submissions to check again and the rows to keep, or a usage error that says why a
+    regrade into ``out`` cannot merge."""
+    again = f"grade the whole class: bpttcheck grade {folder} --out {out}"
+    if book is None:
+        raise UsageError(f"--only and --failed merge into an earlier grading, and {out} holds "
+                         f"no {GRADEBOOK} from one; {again}")
+    if "broken" in book:
+        raise UsageError(f"{os.path.join(out, GRADEBOOK)} cannot be read ({book['broken']}); "
+                         f"{again}")
+    if book["folder"] != os.path.realpath(folder):
+        raise UsageError(f"{out} holds the grades of {book['folder']}, not of {folder}: regrade "
+                         f"with that folder, or grade {folder} into another --out")
+    now = settings_key(s)
+    differ = sorted(k for k in set(now) | set(book.get("settings") or {})
+                    if now.get(k) != (book.get("settings") or {}).get(k))
+    if differ:
+        raise UsageError(f"the spec or options differ from the grading in {out} "
+                         f"({', '.join(differ)}): a regrade grades like the rows it joins; to "
+                         f"change them, {again}")
+    if book.get("html", True) != html:
+        had = "with HTML reports" if book.get("html", True) else "with --no-html"
+        raise UsageError(f"{out} was graded {had}: regrade the same way, so that every "
+                         f"student's report and the index stay of one kind")
+    by_name = {x.student: x for x in subs}
+    chosen: list[Submission | None] = [_named(n, subs) for n in only]
+    unknown = [n for n, x in zip(only, chosen, strict=True) if x is None]
+    if unknown:
+        raise UsageError(_no_such(unknown, subs, folder))
+    picked = [x for x in chosen if x is not None]
+    if failed:
+        prev = {r.student: r for r in book["rows"]}
+        picked += [x for x in subs if x.student not in prev or prev[x.student].verdict != "pass"]
+    names = list(dict.fromkeys(x.student for x in picked))
+    kept = [r for r in book["rows"] if r.student not in names]
+    if names:
+        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        say(f"regrading {len(names)} of {len(subs)} submissions ({shown}); the other "
+            f"{len(kept)} rows of {os.path.join(out, 'grades.csv')} are kept as they were")
+    gone = [r.student for r in kept if r.student not in by_name]
+    if gone:
+        say(f"{len(gone)} row(s) kept whose submission is no longer in {folder}: "
+            + ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""))
+    return [by_name[n] for n in names], kept
+
+
+def _named(name: str, subs: list[Submission]) -> Submission | None:
+    """The submission a --only name means: its student name exactly, else the one whose name,
+    report folder or file name matches it ignoring case."""
+    for x in subs:
+        if x.student == name:
+            return x
+    hits = [x for x in subs if name.casefold() in (
+        x.student.casefold(), x.folder.casefold(), os.path.basename(x.path or "").casefold())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _no_such(names: list[str], subs: list[Submission], folder: str) -> str:
+    students = [x.student for x in subs]
+    lines = []
+    for n in names:
+        close = difflib.get_close_matches(n, students, n=5, cutoff=0.6)
+        close += [x for x in students if n.casefold() in x.casefold() and x not in close][:5]
+        lines.append(f"--only {n!r}: no submission of that name in {folder}"
+                     + (f"; close: {', '.join(close[:5])}" if close else ""))
+    lines.append(f"the names are grades.csv's student column ({len(students)} submissions, "
+                 f"e.g. {', '.join(students[:3])})")
+    return "\n".join(_printable(x) for x in lines)
+
+
+def _replacing(book: dict | None, subs: list[Submission], folder: str, out: str,
+               say: Callable[[str], None]) -> None:
+    """A plain run replaces the grades in ``out``; say so when they were another class's or
+    name students this run does not have."""
+    if not book:
+        return
+    if "broken" in book:
+        say(f"{os.path.join(out, GRADEBOOK)} could not be read ({book['broken']}): replaced")
+        return
+    old = book["rows"]
+    if book["folder"] != os.path.realpath(folder):
+        say(f"{out} held the grades of {book['folder']} ({len(old)} rows): replaced by the "
+            f"grades of {folder}")
+    now = {x.student for x in subs}
+    gone = [r for r in old if r.student not in now]
+    if gone:
+        folders = sorted({os.path.dirname(r.report) for r in gone if r.report})
+        say(f"{len(gone)} student(s) graded in {out} before are not in {folder} now ("
+            + ", ".join(r.student for r in gone[:10]) + (" ..." if len(gone) > 10 else "")
+            + "): their rows leave grades.csv and index.html; their report folders ("
+            + ", ".join(folders[:10]) + (" ..." if len(folders) > 10 else "")
+            + ") are left in place, linked from nowhere; to regrade some students and keep "
+              "the others, use --only or --failed")
 
 
 def _collect(futures: dict, bar: Progress | None) -> list[Row]:

@@ -22,40 +22,41 @@ def score(r: Report, points: dict[str, float] | None = None, arch: str | None = 
 
 def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | None,
            style: str | None) -> list[dict]:
+    """A test per scored check (its points from the score card, the ones that did not run
+    included), per unscored check that ran and failed or passed (0 points), and, when the code
+    could not be run to the end, a 0-point test first that says why."""
     tests = []
+    card = scoring.scorecard(r, points, arch, style)
     if r.error:
         e = r.error
-        total = scoring.max_score(points, scoring.assignment_arch(r, arch), style or r.style)
-        tests.append({"name": "bpttcheck: run your code", "score": 0.0, "max_score": total,
+        tests.append({"name": "bpttcheck: run your code", "score": 0.0, "max_score": 0.0,
                       "status": "failed", "visibility": visibility, "output_format": "md",
                       "output": f"**{e.kind}**: {e.message}"
                                 + (f"\n\nat `{e.line}`" if e.line else "")
                                 + (f"\n\n```\n{e.output[-3000:]}\n```" if e.output.strip() else "")})
-        return tests
-    # a per-group finite-difference check runs on small or failing models only: scoring it
-    # would change the maximum with the result, so it is shown but carries no points
-    worth = scoring.check_points(r, points, arch, style)
+    worth = {c.name: c for c in card.checks}
     for i, c in enumerate(r.checks, 1):
-        p = worth[c.name]
+        sc = worth.pop(c.name, None)
+        p = sc.possible if sc else 0.0
         if c.status == "skip" and not p:
             continue
         ok = c.status != "fail"  # a skipped scored check does not apply here: its points count
         # a warned check keeps its points; its output says what to fix
         warning = "".join(f"\n\n**warning `{d.id}`**: {d.title}." + _body(d)
                           for d in r.warnings) if c.status == "warn" else ""
-        tests.append({"name": c.name, "number": str(i), "score": p if ok else 0.0,
+        tests.append({"name": c.name, "number": str(i), "score": sc.earned if sc else 0.0,
                       "max_score": p, "status": "passed" if ok else "failed",
                       "visibility": visibility, "output_format": "md",
                       "output": c.message + (" (skipped: does not apply, points given)"
                                              if c.status == "skip" else "") + warning})
-    a = scoring.assignment_arch(r, arch)
-    ran = {c.name for c in r.checks}
-    for name in scoring.scored_checks(a, style or r.style) if a else ():
-        if name not in ran:  # scored, but the check could not run on this code
-            p = scoring.points_of(points, name)
-            tests.append({"name": name, "score": 0.0, "max_score": p, "status": "failed",
-                          "visibility": visibility, "output_format": "md",
-                          "output": "not run on your code (see the notes)"})
+    for sc in worth.values():  # scored, but not among the checks that ran
+        ok = sc.status != "not run"
+        tests.append({"name": sc.name, "score": sc.earned, "max_score": sc.possible,
+                      "status": "passed" if ok else "failed",
+                      "visibility": visibility, "output_format": "md",
+                      "output": "passed: your gate order is the declared one" if ok else
+                      "not run on your code" + (" (it stopped first: see the error)"
+                                                if r.error else " (see the notes)")})
     return tests
 
 

@@ -136,8 +136,8 @@ def _view(r: Report) -> dict[str, Any]:
                      for d in r.warnings],
         "notes": [{"id": x.id, "title": x.title, "evidence": x.evidence} for x in r.notes],
         "groups": [_group_row(g) for g in r.groups],
-        "checks": [{"name": c.name, "status": c.status, "message": c.message,
-                    "seconds": _secs(c.seconds) if c.seconds else ""} for c in r.checks],
+        "checks": _checks(r),
+        "score": _score(r),
         "n_checks": n, "n_fail": n_fail,
         "heatmaps": _heatmaps(r.heatmaps, groups),
         "flow": _flow(r),
@@ -158,6 +158,43 @@ def _view(r: Report) -> dict[str, Any]:
     v["title"] = f"bpttcheck {r.verdict.upper()}: {v['file']}" + (f" ({r.title})" if r.title else "")
     v["assignment"] = r.title  # the spec's [assignment] title
     return v
+
+
+def pts(x: float) -> str:
+    """Points as a reader writes them: 2, 0.5, 0.688 (scaled points keep three decimals)."""
+    return f"{round(x, 3):g}"
+
+
+def _score(r: Report) -> dict | None:
+    if r.score is None:
+        return None
+    sc = r.score
+    not_run = [c.name for c in sc.checks if c.status == "not run"]
+    return {"earned": pts(sc.earned), "possible": pts(sc.possible), "percent": f"{sc.percent:g}%",
+            "note": sc.note or None, "not_run": not_run}
+
+
+def _checks(r: Report) -> list[dict]:
+    """The checks that ran, each with its points (earned / possible) when the report has a
+    score card, then the scored checks that did not run, marked so."""
+    card = {c.name: c for c in r.score.checks} if r.score else {}
+    rows = []
+    for c in r.checks:
+        sc = card.pop(c.name, None)
+        rows.append({"name": c.name, "status": c.status, "label": c.status,
+                     "message": c.message, "seconds": _secs(c.seconds) if c.seconds else "",
+                     "points": None if r.score is None else
+                     (f"{pts(sc.earned)} / {pts(sc.possible)}" if sc else "0 / 0")})
+    for sc in card.values():
+        ran = sc.status != "not run"
+        rows.append({"name": sc.name, "status": sc.status if ran else "notrun",
+                     "label": sc.status, "seconds": "",
+                     "message": "passed: the gate order is the declared one (or the gates are "
+                                "matrices of their own)" if ran else
+                     "did not run on your code" + (f" (it stopped first: {r.error.kind})"
+                                                   if r.error else ""),
+                     "points": f"{pts(sc.earned)} / {pts(sc.possible)}"})
+    return rows
 
 
 def _loss(r: Report) -> dict | None:
@@ -650,11 +687,12 @@ def _href(h: str | None) -> str | None:
     return quote(h.replace(os.sep, "/"), safe="/")
 
 
-def render_index(entries: list[dict], title: str) -> str:
-    """The class page of `bpttcheck grade`: summary, the diagnoses the class hit most, and a
-    table of students (sorted by student; a click on a header re-sorts it where JavaScript
-    runs). Each entry: student, report (relative path of the student's report), verdict, score,
-    max_score, top_diagnosis, top_title, diagnoses, error_kind, seconds."""
+def render_index(entries: list[dict], title: str, subtitle: str | None = None) -> str:
+    """The class page of `bpttcheck grade`: summary, the problems the class hit most, how many
+    students failed each scored check, and a table of students (sorted by student; a click on a
+    header re-sorts it where JavaScript runs). Each entry: student, report (relative path of
+    the student's report), verdict, score, max_score, top_diagnosis, top_title, diagnoses,
+    error_kind, seconds, and optionally note and checks (scored check -> status)."""
     es = sorted(entries, key=lambda e: natural_key(str(e.get("student", ""))))
     counts = {"pass": 0, "fail": 0, "error": 0}
     for e in es:
@@ -673,7 +711,7 @@ def render_index(entries: list[dict], title: str) -> str:
             mean = f"{sum(float(e['score']) for e in scored) / len(scored):.2f}"
     hits: dict[str, int] = {}
     for e in es:
-        for d in set(e.get("diagnoses") or []):
+        for d in _problems(e):
             hits[d] = hits.get(d, 0) + 1
     ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = []
@@ -685,18 +723,54 @@ def render_index(entries: list[dict], title: str) -> str:
             "student": str(e.get("student", "")), "href": _href(e.get("report")),
             "verdict": e.get("verdict", "error"),
             "verdict_rank": {"pass": 0, "fail": 1, "error": 2}.get(str(e.get("verdict")), 3),
-            "score": "\u2014" if sc is None else (f"{float(sc):g}" + ("" if mx is None else
-                                                                    f" / {float(mx):g}")),
+            "score": "\u2014" if sc is None else (pts(float(sc)) + ("" if mx is None else
+                                                                    f" / {pts(float(mx))}")),
             "score_key": "" if sc is None else (float(sc) / float(mx) if mx else float(sc)),
             "top": top or (f"error: {e['error_kind']}" if e.get("error_kind") else None),
             "top_is_error": not top and bool(e.get("error_kind")),
             "top_title": e.get("top_title"),
             "others": [d for d in (e.get("diagnoses") or []) if d != top],
+            "note": e.get("note"),
             "seconds": f"{secs:.2f} s", "seconds_key": secs, "order": i,
         })
     return _env().get_template("index.html.j2").render(
-        title=title, rows=rows, counts=counts, n=len(es), mean=mean,
-        n_scored=len(scored), chart=_hbar_chart(ranked, len(es)))
+        title=title, subtitle=subtitle, rows=rows, counts=counts, n=len(es), mean=mean,
+        n_scored=len(scored), chart=_hbar_chart(ranked, len(es)), per_check=_per_check(es))
+
+
+def _problems(e: dict) -> set[str]:
+    """What a student's row counts towards "most common problems": every diagnosis named with
+    confidence, the top diagnosis whatever its confidence (``unmatched`` too), and an error
+    as ``error: <kind>``."""
+    out = set(e.get("diagnoses") or [])
+    if e.get("top_diagnosis"):
+        out.add(str(e["top_diagnosis"]))
+    if e.get("error_kind"):
+        out.add(f"error: {e['error_kind']}")
+    return out
+
+
+def _per_check(es: list[dict]) -> list[dict] | None:
+    """Per scored check, in the order the reports list them: how many students failed it, how
+    many it did not run for, and how many passed it."""
+    order: dict[str, dict[str, int]] = {}
+    for e in es:
+        for name, status in (e.get("checks") or {}).items():
+            c = order.setdefault(name, {"fail": 0, "not run": 0, "pass": 0})
+            key = status if status in ("fail", "not run") else "pass"
+            c[key] += 1
+    if not order:
+        return None
+    n = len(es)
+    out = []
+    for name, c in order.items():
+        c["not run"] = n - c["fail"] - c["pass"]  # a row without the check did not run it
+        out.append({"name": name, "fail": c["fail"], "not_run": c["not run"], "pass": c["pass"],
+                    "fail_w": f"{100 * c['fail'] / max(n, 1):.1f}%",
+                    "not_run_w": f"{100 * c['not run'] / max(n, 1):.1f}%",
+                    "title": f"{name}: {c['fail']} failed, {c['not run']} not run, "
+                             f"{c['pass']} passed of {n} students"})
+    return out
 
 
 def _hbar_chart(items: list[tuple[str, int]], total: int) -> dict | None:

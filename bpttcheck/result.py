@@ -179,6 +179,29 @@ class Heatmap(BaseModel):
     fd_tolerance: float | None = None  # what the entry-wise differences themselves carry
 
 
+class CheckScore(BaseModel):
+    """What one scored check earned. ``status`` "not run": the check is part of the assignment
+    but did not run on this code (it failed to load, timed out before it, returned no state)."""
+
+    name: str
+    status: Literal["pass", "fail", "skip", "warn", "not run"]
+    earned: float
+    possible: float
+
+
+class Score(BaseModel):
+    """The score of a run (bpttcheck/scoring.py): ``possible`` is the assignment's maximum, the
+    same for every submission; ``checks`` lists every check that carries points, in report
+    order, the ones that did not run included. ``note`` says how the maximum was decided when
+    the assignment does not fix it (no architecture known, or a class's maximum)."""
+
+    earned: float
+    possible: float
+    percent: float
+    checks: list[CheckScore] = Field(default_factory=list)
+    note: str = ""
+
+
 class Report(BaseModel):
     verdict: Literal["pass", "fail", "error"]
     arch: str | None = None
@@ -205,6 +228,7 @@ class Report(BaseModel):
     flow: Flow | None = None
     parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
     heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
+    score: Score | None = None  # `run` and `grade` fill it in (scoring.attach)
     version: str = ""
     # the assignment's feedback controls (spec [assignment] title, [feedback]; feedback.py)
     title: str = ""

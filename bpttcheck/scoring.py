@@ -1,16 +1,24 @@
-"""Points: what each check is worth, and the maximum score of an assignment.
+"""Points: what each check is worth, the maximum score of an assignment, and the score card of
+a run (what each scored check earned, the ones that did not run included).
 
 Every submission of an assignment has the same maximum, whatever happened to it: the maximum
 is the sum of the points of the checks a checked submission of the assignment's architecture
 and style has (the *scored checks*), not of the checks that happened to run. A check outside
-that set (a per-group finite-difference check, which runs on failing models only, or
-`layout.gate-order`, which appears only when it fails) is shown but carries no points."""
+that set (a per-group finite-difference check, which runs on small or failing models only) is
+shown but carries no points; a scored check that did not run earns none of its points."""
 from __future__ import annotations
 
-from bpttcheck.result import Report
+from bpttcheck.result import CheckScore, Report, Score
 
 # the built-in architectures, for the rule when no architecture is known (README, "Points")
 BUILT_IN = ("rnn", "lstm", "gru")
+# recorded only when it fails: a run that settled its layout without recording it passed it
+# (the gate order is the declared one, or the gates are matrices of their own)
+SILENT = ("layout.gate-order",)
+# errors after which nothing the code answered is trusted: it broke the sandbox's rules or
+# wrote to the worker's reply pipe (CONTRACT 7), so the checks before it earn nothing either
+FORFEIT = ("forbidden", "protocol")
+EARNS = ("pass", "skip", "warn")  # a skipped check does not apply; a warning is no failure
 
 
 def points_of(points: dict[str, float], check: str) -> float:
@@ -34,8 +42,10 @@ def scored_checks(arch: str, style: str | None = None) -> tuple[str, ...]:
                 names += [f"fd.{u.name}.{g}" for g in u.grads]
         return tuple(names)
     from bpttcheck.archmeta import meta
+    from bpttcheck.layout import GATE_LETTERS
     m = meta(arch)
-    return ("forward.loss", *(f"forward.last_{s}" for s in m.state_names),
+    gated = ("layout.gate-order",) if arch in GATE_LETTERS else ()
+    return (*gated, "forward.loss", *(f"forward.last_{s}" for s in m.state_names),
             *(f"grad.{p}" for p in m.param_names),
             "behaviour.inputs-unchanged", "behaviour.repeat", "probe.large-logits", "fd.all")
 
@@ -45,14 +55,73 @@ def max_score(points: dict[str, float], arch: str | None, style: str | None = No
     the code failed before its architecture was seen): the largest maximum of the built-in
     architectures, so that an error is never out of fewer points than a checked submission."""
     if not arch:
-        return max(max_score(points, a, style if style == "layers" else None) for a in BUILT_IN)
+        return max_score(points, largest(points, style), style if style == "layers" else None)
     return sum(points_of(points, c) for c in scored_checks(arch, style))
+
+
+def largest(points: dict[str, float], style: str | None = None) -> str:
+    """The built-in architecture with the largest maximum (the first on a tie)."""
+    st = style if style == "layers" else None
+    return max(BUILT_IN, key=lambda a: (max_score(points, a, st), -BUILT_IN.index(a)))
 
 
 def assignment_arch(r: Report, arch: str | None) -> str | None:
     """The architecture that sets the maximum: the assignment's (spec or --arch), else the
     one the check found."""
     return arch or r.arch or None
+
+
+def scorecard(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
+              style: str | None = None) -> Score:
+    """What each scored check of the assignment earned on this run, out of the assignment's
+    maximum. A scored check that passed, was skipped because it does not apply (fd.all when
+    the gradients are truncated BPTT) or only warned earns its points; one that failed, or did
+    not run (an error stopped the run before it, no last state was returned), earns none. The
+    checks an error left behind keep what they earned, except after an error of FORFEIT."""
+    points = points or {}
+    st = style or r.style
+    a = assignment_arch(r, arch)
+    note = ""
+    if not a:
+        a = largest(points, st)
+        note = (f"no architecture known (the code stopped before it was seen, and the spec sets "
+                f"no assignment.arch): scored out of the largest built-in maximum, the "
+                f"{a.upper()}'s")
+        st = st if st == "layers" else None
+    ran: dict[str, str] = {c.name: c.status for c in r.checks}
+    forfeit = bool(r.error and r.error.kind in FORFEIT)
+    rows = []
+    for name in scored_checks(a, st):
+        possible = points_of(points, name)
+        status = ran.get(name) or (
+            "pass" if name in SILENT and r.layout is not None else "not run")
+        earned = possible if status in EARNS and not forfeit else 0.0
+        rows.append(CheckScore.model_validate({"name": name, "status": status, "earned": earned,
+                                               "possible": possible}))
+    got = sum(c.earned for c in rows)
+    top = sum(c.possible for c in rows)
+    return Score(earned=round(got, 6), possible=round(top, 6),
+                 percent=round(100 * got / top, 1) if top else 0.0, checks=rows, note=note)
+
+
+def rescaled(s: Score, top: float, why: str) -> Score:
+    """The score card out of another maximum (a class's): every check's points scaled by the
+    same factor, so the percentage stays and the checks still add up to the total."""
+    if s.possible == top:
+        return s
+    f = top / s.possible if s.possible else 0.0
+    checks = [c.model_copy(update={"earned": round(c.earned * f, 6),
+                                   "possible": round(c.possible * f, 6)}) for c in s.checks]
+    earned = round(s.earned * f, 6) if s.possible else 0.0
+    return Score(earned=earned, possible=top, percent=s.percent if s.possible else 0.0,
+                 checks=checks, note="; ".join(x for x in (s.note, why) if x))
+
+
+def attach(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
+           style: str | None = None) -> Report:
+    """The report with its score card (the JSON's ``score``, the HTML report's points)."""
+    r.score = scorecard(r, points, arch, style)
+    return r
 
 
 def check_points(r: Report, points: dict[str, float], arch: str | None = None,
@@ -65,18 +134,9 @@ def check_points(r: Report, points: dict[str, float], arch: str | None = None,
 
 def score(r: Report, points: dict[str, float] | None = None, arch: str | None = None,
           style: str | None = None) -> tuple[float, float]:
-    """(score, maximum) of a run: the points of the scored checks that passed, out of the
-    assignment's maximum. A skipped check (it does not apply, e.g. fd.all when your gradients
-    are truncated BPTT) counts as passed, and so does a warned one (the softmax overflows on
-    large logits: a warning, not a failure); a scored check that did not run earns nothing."""
-    points = points or {}
-    a = assignment_arch(r, arch)
-    top = max_score(points, a, style or r.style)
-    if r.error:
-        return 0.0, top
-    worth = check_points(r, points, arch, style)
-    got = sum(worth[c.name] for c in r.checks if c.status in ("pass", "skip", "warn"))
-    return got, top
+    """(score, maximum) of a run: the score card's total (see scorecard)."""
+    s = scorecard(r, points, arch, style)
+    return s.earned, s.possible
 
 
 # check families (the part of a check's name before the first dot) that can carry points

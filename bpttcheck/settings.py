@@ -17,6 +17,7 @@ class Settings:
     entry: str | None = None  # the file to check inside a student's folder (spec: assignment.file)
     # what the student is shown: apply with feedback.for_student before writing any report
     feedback: Feedback = field(default_factory=Feedback)
+    title: str = ""  # the assignment's title (spec: assignment.title), on grade's index page
 
 
 def _hide_environment() -> None:
@@ -52,6 +53,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         s.points, s.entry = dict(sp.points), sp.assignment.file
         s.feedback = Feedback(title=sp.assignment.title, **sp.feedback.model_dump())
         opts.tolerances = {k: v for k, v in sp.tolerances.model_dump().items() if v is not None}
+        s.title = sp.assignment.title or ""
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())
         spec_limits = sp.limits.model_dump()

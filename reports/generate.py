@@ -51,8 +51,10 @@ def build(name: str) -> tuple[str, str]:
     from bpttcheck.result import Report
 
     src, _ = EXAMPLES[name]
+    from bpttcheck import scoring
     report = check(str(ROOT / src), Options(views=True))
     report.path = src  # relative: the example reads the same on every machine
+    scoring.attach(report)  # as `bpttcheck run` scores it: a point a check, the arch found
     text = report_json.render(report)
     return text, report_html.render(Report.model_validate(json.loads(text)))
 

@@ -18,6 +18,7 @@ from bpttcheck import report_html
 from bpttcheck.result import (
     CheckResult,
     Diagnosis,
+    ErrorInfo,
     FDResult,
     Flow,
     GroupResult,
@@ -345,7 +346,7 @@ def test_warning_report(warn_report):
     assert "checks passed, 1 with a warning" in text
     assert 'id="warnings"' in page and 'id="diagnoses"' not in page
     assert 'data-id="softmax.unstable"' in page and warn_report.warnings[0].fix in text
-    assert '<tr class="warn"><td class="cname">probe.large-logits' in page
+    assert '<tr class="warn" data-check="probe.large-logits"><td class="cname">probe.large-logits' in page
 
 
 @pytest.mark.slow
@@ -410,7 +411,7 @@ def test_index_summary_chart_and_links():
     chart = page[page.index('<svg class="hbarchart"'):]
     bars = re.findall(r'class="id">([^<]+)</text>\s*<rect class="hbar"[^>]*/>\s*'
                       r'<text[^>]*>(\d+) of 5', chart)
-    assert bars == [("loss.dy-sign", "2"), ("rnn.missing-dh-next", "2")]
+    assert bars == [("loss.dy-sign", "2"), ("rnn.missing-dh-next", "2"), ("error: timeout", "1")]
     # links: relative, encoded so that no scheme can sneak in
     hrefs = [a["href"] for t, a in tags(page) if t == "a"]
     assert "student2/report.html" in hrefs
@@ -595,6 +596,70 @@ def test_index_in_chromium_sorts_on_click(browser, tmp_path):
         page.click("th[data-key=student]")
         assert students() == INDEX_ORDER[::-1]
         assert dialogs == []  # the student's name never ran as a script
+        assert_not_blank(page.screenshot(full_page=True))
+    finally:
+        page.close()
+
+
+def scored_index_entries() -> list[dict]:
+    """INDEX_ENTRIES with each student's scored checks (what `grade` passes)."""
+    checks = {"student10": {"grad.Whh": "pass", "fd.all": "pass"},
+              "student2": {"grad.Whh": "fail", "fd.all": "pass"},
+              "alice": {"grad.Whh": "not run", "fd.all": "not run"}}
+    return [dict(e, checks=checks.get(e["student"], {"grad.Whh": "fail", "fd.all": "fail"}))
+            for e in INDEX_ENTRIES]
+
+
+@needs_chromium
+def test_score_and_points_in_chromium(browser, tmp_path):
+    """The score in the banner, each check's points in the checks table, the scored checks
+    that did not run marked so, on a failing report and on one whose code stopped early."""
+    from bpttcheck import scoring
+
+    fail = scoring.attach(synthetic_report(), {"grad.*": 2})
+    stopped = scoring.attach(Report(
+        verdict="error", path="x.py", arch="rnn", layout="hx",
+        checks=[CheckResult(name="forward.loss", status="pass", message="ok")],
+        error=ErrorInfo(kind="timeout", message="one call took longer than 10 s")))
+    for name, r in (("fail", fail), ("stopped", stopped)):
+        path = tmp_path / f"{name}.html"
+        path.write_text(report_html.render(r), encoding="utf-8")
+        page, outside = open_page(browser, path)
+        try:
+            assert outside == []
+            for sel in ("#verdict .score", "#checks td.points"):
+                assert_visible(page, sel)
+            banner = page.inner_text("#verdict .score")
+            assert banner.startswith(f"Score {r.score.earned:g} of {r.score.possible:g} points")
+            points = page.eval_on_selector_all(
+                "#checks tr[data-check]", "rs => rs.map(r => [r.dataset.check, "
+                "r.querySelector('td.points').textContent])")
+            worth = {c.name: f"{c.earned:g} / {c.possible:g}" for c in r.score.checks}
+            assert {k: v for k, v in points if k in worth} == worth
+            if name == "stopped":
+                assert_visible(page, "#checks tr.notrun .badge.notrun",
+                               len(scoring.scored_checks("rnn")) - 1)
+                assert "did not run" in banner
+        finally:
+            page.close()
+
+
+@needs_chromium
+def test_index_per_check_breakdown_in_chromium(browser, tmp_path):
+    path = tmp_path / "index.html"
+    path.write_text(report_html.render_index(scored_index_entries(), "Homework 3", "bpttcheck: hw3"),
+                    encoding="utf-8")
+    page, outside = open_page(browser, path)
+    try:
+        assert outside == []
+        for sel in ("#checks table.per-check", "#checks tr[data-check='grad.Whh'] .bar.fail",
+                    "#checks tr[data-check='fd.all'] .bar.notrun"):
+            assert_visible(page, sel)
+        cells = page.eval_on_selector_all(
+            "#checks tr[data-check='grad.Whh'] td.num", "tds => tds.map(t => t.textContent)")
+        assert cells == ["3", "1", "1"]  # failed, not run, passed of 5
+        assert page.inner_text("h1") == "Homework 3"
+        assert "4 / 10" in page.inner_text("#students-table")
         assert_not_blank(page.screenshot(full_page=True))
     finally:
         page.close()
