@@ -82,7 +82,9 @@ def test_run_autograder_says_why_an_error_scored_zero(tmp_path):
     bad.write_text("import numpy as np\n\ndef loss_and_grads(params, inputs, targets, state)\n"
                    "    return 0\n")
     res, _ = _autograder(tmp_path / "a", {"lstm.py": bad}, COMMENTED_SPEC)
-    assert res["score"] == 0 and res["tests"][0]["max_score"] > 0
+    # the same maximum as a passing submission: the error's own test, then the scored checks
+    assert res["score"] == 0 and sum(t["max_score"] for t in res["tests"]) > 0
+    assert "syntax error" in res["tests"][0]["output"]
     head = res["output"].splitlines()[2]  # after the title: the headline
     assert "verdict: error" in head and "could not be run (syntax): syntax error" in head and "lstm.py:3" in head
     # a spec the autograder cannot use is the staff's problem, and says what is wrong
