@@ -41,6 +41,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
                         exact=True))
     if f.failed("behaviour.repeat"):
         out.append(_not_reset(f, m))
+    if f.failed("behaviour.numerical-gradients") and f.numerical:
+        out.append(diag("grad.numerical", 0.97, m.names[:8], f.numerical, exact=True))
     if f.failed("behaviour.inputs-unchanged"):
         moved = _params_modified(f, m)
         if moved:

@@ -52,6 +52,9 @@ class Findings:
     # clipping accepted (checks.check_groups): the second case, where no gradient is clipped,
     # and the user's results there; the finite differences are taken on it
     unclipped: Observation | None = None
+    # gradients computed numerically (check/numgrad.py, forbid_numerical_gradients): what was
+    # measured
+    numerical: str | None = None
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

@@ -74,6 +74,10 @@ class SequenceChecker:
                 check_behaviour(rec, self.w, f)
             with rec.shared():
                 check_large_logits(rec, self.w, self.probe, f)
+            if opts.forbid_numerical_gradients:
+                from bpttcheck.check.numgrad import check_numerical
+                with rec.shared():
+                    check_numerical(rec, self.w, self.probe, f)
         with rec.timed("finite_differences"), rec.shared():
             check_fd(rec, self.w, self.probe, f)
         r.flow = views.flow(obs.ref.dh, obs.ref.loss_steps)

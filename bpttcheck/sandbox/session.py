@@ -350,6 +350,20 @@ class WorkerSession:
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return float(hdr["loss"]), grads, last, hdr
 
+    def traced_call(self, case, layout):
+        """``call`` measured in the worker (calltrace.py): (loss, grads, last_state, info,
+        trace) with trace = {"lines", "calls": [[name, n]], "complex", "tampered"}. Tracing
+        slows the user's code, so the call may take up to three call timeouts."""
+        from bpttcheck.sandbox import protocol
+        hdr, arrs = self.request({"op": "call", "trace": True, **self._case_header(case, layout)},
+                                 self._case_arrays(case), 3 * self.limits.call_timeout)
+        trace = _trace_fields(hdr.get("trace"))
+        if trace is None:
+            self._forged("call", "its measurement of the call is not what the worker sends")
+        grads = protocol.unpack_params("G", arrs)
+        last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
+        return float(hdr["loss"]), grads, last, hdr, trace
+
     def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
                entries: list[tuple[str, int, float]] | None = None):
         """The user's loss at params + s * directions[j] for each (j, s) in offsets, then at
@@ -458,3 +472,18 @@ class WorkerSession:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _trace_fields(t) -> dict | None:
+    """The worker's measurement of a traced call (calltrace.CallTrace.summary), or None when it
+    is not that shape: a reply forged by the user's code must not pass for one."""
+    if not isinstance(t, dict):
+        return None
+    calls = t.get("calls")
+    ok = (isinstance(t.get("lines"), int) and not isinstance(t.get("lines"), bool)
+          and isinstance(calls, list)
+          and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                  and isinstance(c[1], int) for c in calls)
+          and isinstance(t.get("complex"), (str, type(None)))
+          and isinstance(t.get("tampered"), bool))
+    return t if ok else None

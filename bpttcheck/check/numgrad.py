@@ -1,0 +1,145 @@
+"""Gradients that no backward pass computed (spec ``[assignment] forbid_numerical_gradients``):
+finite differences or the complex step of the user's own forward, returned as if hand-written.
+
+Call cost cannot tell them apart from every correct backward: a backward written entry by entry
+(as C would be) runs as many Python lines as finite differences over a vectorised forward, and
+finite differences batched into one forward run few lines at all. Two measurements can:
+
+1. **A dormant hidden unit.** Every weight and bias feeding unit ``j`` is scaled by
+   ``DORMANT`` (1e-20) and its initial state set to 0, so ``h[j] ~ 1e-20`` at every step. The
+   gradients of the weights that read ``h[j]`` (the output layer's column ``j``, the recurrent
+   weights' column ``j``) are then ~1e-20, products a backward pass computes to full relative
+   precision. Moving such a weight by any step finite differences use changes the loss by far
+   less than the loss's own rounding (1e-25 against ~1e-15), so every real-step scheme
+   (central, Richardson, batched, float32 or float64) returns 0 or rounding noise there.
+2. **Complex arrays in the call** (sandbox/calltrace.py). The complex step, ``Im L(p + ih)/h``,
+   is exact to rounding and passes (1); it needs complex copies of the parameters, which no
+   real-valued RNN computes with.
+
+Together with the counts the trace takes (lines run, calls per function), that is the finding.
+What neither catches is said in docs/CONTRACT.md: a forward-mode AD of the user's own (dual
+numbers), real steps of 1e5 and more chosen per entry, C code using C99 complex numbers."""
+from __future__ import annotations
+
+import numpy as np
+
+from bpttcheck.check.cases import Case
+from bpttcheck.check.findings import Findings, Observation
+from bpttcheck.check.probe import UserProbe
+from bpttcheck.check.recorder import Recorder
+from bpttcheck.oracle.common import Arch
+
+CHECK = "behaviour.numerical-gradients"
+DORMANT = 1e-20  # the scale of a dormant unit's incoming weights
+TINY = 1e-12  # a gradient entry is dormant below TINY x its group's largest magnitude
+WELL_POSED = 0.5  # ... and no cancellation: |reference| >= WELL_POSED x sum_t |contribution|
+AGREE = 1e-2  # relative error allowed there (float32 code computes them to ~1e-6)
+
+
+def output_weight(arch: Arch, case: Case) -> str:
+    """The output layer's weight (Y, H): the last such matrix, as cases.make_case scales it."""
+    d = case.dims
+    return [k for k, s in arch.shapes(d).items() if s == (d.Y, d.H)][-1]
+
+
+def dormant_case(arch: Arch, case: Case, unit: int | None = None) -> tuple[Case, int]:
+    """``case`` with hidden unit ``unit`` (the last one by default) dormant: row ``unit`` of
+    every weight that produces hidden pre-activations and entry ``unit`` of every hidden bias
+    scaled by DORMANT, entry ``unit`` of every initial state 0."""
+    H = case.dims.H
+    j = H - 1 if unit is None else unit
+    out = output_weight(arch, case)
+    params = {}
+    for k, v in case.params.items():
+        v = v.copy()
+        if k != out and v.ndim in (1, 2) and v.shape[0] == H:
+            v[j] *= DORMANT
+        params[k] = v
+    state = tuple(np.where(np.arange(H) == j, 0.0, s) for s in case.state)
+    return Case(case.arch, case.dims, params, case.xs, case.ys, state, case.seed), j
+
+
+def dormant_mismatches(o: Observation, names, skip=()) -> tuple[list[tuple], int]:
+    """The dormant entries (tiny, well-posed gradients of the reference) where the user's
+    gradient is off by more than AGREE of their size: ([(group, index, user, reference)],
+    how many dormant entries there were)."""
+    bad, n = [], 0
+    for k in names:
+        if k in skip or k not in o.grads or k not in o.ref.grads:
+            continue
+        ref, user = o.ref.grads[k], np.asarray(o.grads[k], dtype=np.float64)
+        if user.shape != ref.shape:
+            continue
+        mag = np.abs(o.ref.contrib[k]).sum(axis=0)
+        top = float(mag.max()) if mag.size else 0.0
+        sel = (mag > 0) & (mag <= TINY * top) & (np.abs(ref) >= WELL_POSED * mag)
+        n += int(sel.sum())
+        with np.errstate(invalid="ignore"):
+            off = sel & ~(np.abs(user - ref) <= AGREE * mag)
+        for idx in zip(*np.nonzero(off), strict=True):
+            bad.append((k, tuple(int(i) for i in idx), float(user[idx]), float(ref[idx])))
+    return bad, n
+
+
+def _cost(trace: dict, entry: str, nparams: int) -> str:
+    """What the trace counted, in a sentence."""
+    lines = trace["lines"]
+    if not lines and not trace["calls"]:
+        return ""
+    text = f"one call of {entry} ran {lines:,} lines of your code"
+    others = [(name, n) for name, n in trace["calls"] if name != entry]
+    if others:
+        name, n = others[0]
+        text += f" and called {name} {n:,} time{'s' if n != 1 else ''}"
+    return text + f" (the model has {nparams:,} parameters)"
+
+
+def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
+    """One traced call at a case with a dormant hidden unit: a failed CHECK, and the evidence
+    in ``f.numerical``, when the gradients there are a numerical scheme's."""
+    o = f.observation
+    case, j = dormant_case(probe.arch, o.case)
+    loss, grads, last, info, trace = w.traced_call(case, o.layout)
+    entry = probe.caps.get("entry") or "your gradient function"
+    nparams = sum(v.size for v in case.params.values())
+    cost = _cost(trace, entry, nparams)
+    name = o.layout.user_name
+    problems = []
+    if trace["tampered"]:
+        problems.append(f"your code changed the trace bpttcheck measures the call with "
+                        f"(sys.settrace) while {entry} ran, so the call could not be measured")
+    if trace["complex"]:
+        problems.append(f"{entry} computes with complex numbers (a complex array at "
+                        f"{trace['complex']}): that is complex-step differentiation, "
+                        f"Im L(p + ih) / h, one forward pass per parameter, not a backward pass")
+    checked = 0
+    if not f.nonstandard:  # the dormant entries need the reference of the user's model
+        judged = probe.judge(case, o.layout, (loss, grads, last, info))
+        skip = set(f.failing_groups) | set(f.truncated_groups)
+        bad, checked = dormant_mismatches(judged, probe.arch.param_names, skip)
+        if bad:
+            k, idx, u, r = max(bad, key=lambda b: abs(b[2] - b[3]) / max(abs(b[3]), 1e-300))
+            where = ",".join(map(str, idx))
+            problems.append(
+                f"with hidden unit {j} made dormant (its incoming weights scaled by "
+                f"{DORMANT:g}, so h[{j}] is about {DORMANT:g} at every step), d{name(k)}"
+                f"[{where}] is {u:.3g} where the true gradient is {r:.3g}, and {len(bad)} of "
+                f"{checked} such tiny gradient entries are off by more than {AGREE:g} of "
+                f"their size. A backward pass computes these products exactly; finite "
+                f"differences cannot, because moving {name(k)}[{where}] by any usual step "
+                f"changes your loss by less than the loss's own rounding, so they give 0 or "
+                f"rounding noise")
+    if problems:
+        f.numerical = "; ".join(problems) + (f". Measured: {cost}" if cost else "")
+        rec.add(CHECK, False, "your gradients are computed numerically, not by a "
+                f"hand-written backward (the assignment forbids it): {f.numerical}")
+        return
+    if checked:
+        what = (f"the {checked} gradient entries of a dormant hidden unit (about {DORMANT:g}) "
+                f"are exact, as only a backward pass computes them")
+    elif f.nonstandard:
+        what = "no dormant-unit probe (your model is judged by finite differences of its own loss)"
+    else:
+        what = "no dormant-unit probe (the groups it reads already fail)"
+    rec.add(CHECK, True, f"{what}; no complex arithmetic in the call" + (
+        f"; {cost}" if cost else ""))
