@@ -31,8 +31,12 @@ from bpttcheck.oracle.common import Arch
 
 CHECK = "behaviour.numerical-gradients"
 DORMANT = 1e-20  # the scale of a dormant unit's incoming weights
-TINY = 1e-12  # a gradient entry is dormant below TINY x its group's largest magnitude
-WELL_POSED = 0.5  # ... and no cancellation: |reference| >= WELL_POSED x sum_t |contribution|
+TINY = 1e-12  # a gradient entry is dormant below TINY x the model's largest magnitude
+# ... but not a product of two dormant factors (~1e-40): float32 code meets those as subnormals
+FLOOR = 1e-28
+# ... and little cancellation: |reference| >= WELL_POSED x sum_t |contribution|, so that
+# a 0 is off by more than AGREE
+WELL_POSED = 0.05
 AGREE = 1e-2  # relative error allowed there (float32 code computes them to ~1e-6)
 
 
@@ -44,16 +48,20 @@ def output_weight(arch: Arch, case: Case) -> str:
 
 def dormant_case(arch: Arch, case: Case, unit: int | None = None) -> tuple[Case, int]:
     """``case`` with hidden unit ``unit`` (the last one by default) dormant: row ``unit`` of
-    every weight that produces hidden pre-activations and entry ``unit`` of every hidden bias
-    scaled by DORMANT, entry ``unit`` of every initial state 0."""
+    every weight that produces hidden pre-activations scaled by DORMANT / 10, entry ``unit``
+    of every hidden bias set to DORMANT, entry ``unit`` of every initial state 0."""
     H = case.dims.H
     j = H - 1 if unit is None else unit
     out = output_weight(arch, case)
     params = {}
     for k, v in case.params.items():
         v = v.copy()
-        if k != out and v.ndim in (1, 2) and v.shape[0] == H:
-            v[j] *= DORMANT
+        if k != out and v.ndim == 2 and v.shape[0] == H:
+            v[j] *= DORMANT / 10
+        elif k != out and v.ndim == 1 and v.shape[0] == H:
+            # a positive bias ten times the weights: h[j] keeps one sign, so the sums over
+            # time of the entries it feeds do not cancel
+            v[j] = DORMANT
         params[k] = v
     state = tuple(np.where(np.arange(H) == j, 0.0, s) for s in case.state)
     return Case(case.arch, case.dims, params, case.xs, case.ys, state, case.seed), j
@@ -64,15 +72,14 @@ def dormant_mismatches(o: Observation, names, skip=()) -> tuple[list[tuple], int
     gradient is off by more than AGREE of their size: ([(group, index, user, reference)],
     how many dormant entries there were)."""
     bad, n = [], 0
-    for k in names:
-        if k in skip or k not in o.grads or k not in o.ref.grads:
-            continue
-        ref, user = o.ref.grads[k], np.asarray(o.grads[k], dtype=np.float64)
-        if user.shape != ref.shape:
-            continue
-        mag = np.abs(o.ref.contrib[k]).sum(axis=0)
-        top = float(mag.max()) if mag.size else 0.0
-        sel = (mag > 0) & (mag <= TINY * top) & (np.abs(ref) >= WELL_POSED * mag)
+    groups = [k for k in names if k not in skip and k in o.grads and k in o.ref.grads
+              and np.shape(o.grads[k]) == o.ref.grads[k].shape]
+    mags = {k: np.abs(o.ref.contrib[k]).sum(axis=0) for k in groups}
+    # tiny against the largest gradient of the whole model (with H = 1 a group is all dormant)
+    top = max((float(m.max()) for m in mags.values() if m.size), default=0.0)
+    for k in groups:
+        ref, user, mag = o.ref.grads[k], np.asarray(o.grads[k], dtype=np.float64), mags[k]
+        sel = (mag >= FLOOR * top) & (mag <= TINY * top) & (np.abs(ref) >= WELL_POSED * mag)
         n += int(sel.sum())
         with np.errstate(invalid="ignore"):
             off = sel & ~(np.abs(user - ref) <= AGREE * mag)
@@ -121,7 +128,7 @@ def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
             k, idx, u, r = max(bad, key=lambda b: abs(b[2] - b[3]) / max(abs(b[3]), 1e-300))
             where = ",".join(map(str, idx))
             problems.append(
-                f"with hidden unit {j} made dormant (its incoming weights scaled by "
+                f"with hidden unit {j} made dormant (its incoming weights and bias about "
                 f"{DORMANT:g}, so h[{j}] is about {DORMANT:g} at every step), d{name(k)}"
                 f"[{where}] is {u:.3g} where the true gradient is {r:.3g}, and {len(bad)} of "
                 f"{checked} such tiny gradient entries are off by more than {AGREE:g} of "
