@@ -15,7 +15,8 @@ from __future__ import annotations
 import sys
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 SAMPLE = 64  # scan one line event in SAMPLE (and every call and return)
 MAX_SCANNED = 200_000  # after this many scans, only count: a long call stays affordable
@@ -32,11 +33,13 @@ def _holds_complex(values) -> bool:
         if _complex(v):
             return True
         if isinstance(v, (list, tuple)):
-            if any(_complex(x) for x in v[:NESTED]):
-                return True
+            inner = v[:NESTED]
         elif isinstance(v, dict):
-            if any(_complex(x) for _, x in zip(range(NESTED), v.values())):
-                return True
+            inner = [x for _, x in zip(range(NESTED), v.values(), strict=False)]
+        else:
+            continue
+        if any(_complex(x) for x in inner):
+            return True
     return False
 
 
