@@ -55,6 +55,8 @@ class Findings:
     # gradients computed numerically (check/numgrad.py, forbid_numerical_gradients): what was
     # measured
     numerical: str | None = None
+    # ... and the failing groups it explains (off by finite differences' error, not a bug's)
+    numerical_groups: list[str] = field(default_factory=list)
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

@@ -9,7 +9,9 @@ bpttcheck's own frames cost nothing. Frames are looked at on every call and retu
 on every ``SAMPLE``-th line: a complex copy of the parameters lives for a whole forward pass,
 so sampling misses none, and a slow but correct backward is not slowed by a scan per line.
 A tracer the user's code removes or replaces is reported (``tampered``): the measurement no
-longer holds."""
+longer holds. A profile hook sees the attempt itself (the C call of ``sys.settrace`` or
+``sys.setprofile`` from the user's code), so code that switches the trace off and back on
+is reported too."""
 from __future__ import annotations
 
 import sys
@@ -21,6 +23,7 @@ from typing import Any
 SAMPLE = 64  # scan one line event in SAMPLE (and every call and return)
 MAX_SCANNED = 200_000  # after this many scans, only count: a long call stays affordable
 NESTED = 64  # elements of a list, tuple or dict looked into (one level deep)
+_HOOKS = (sys.settrace, sys.setprofile)  # what switches the measurement off
 
 
 def _complex(v: Any) -> bool:
@@ -54,7 +57,8 @@ class CallTrace:
         self.scans = 0
         self.complex_at: str | None = None
         self.tampered = False
-        self._tracer = self._global  # one bound method: sys.gettrace() is compared with it
+        # one bound method each: sys.gettrace() and sys.getprofile() are compared with them
+        self._tracer, self._watch = self._global, self._profile
 
     def _user(self, filename: str) -> bool:
         known = self._user_files.get(filename)
@@ -87,16 +91,24 @@ class CallTrace:
             self._scan(frame)
         return self._local
 
+    def _profile(self, frame, event, arg):
+        if event == "c_call" and any(arg is f for f in _HOOKS) and self._user(
+                frame.f_code.co_filename):
+            self.tampered = True
+
     def run(self, fn: Callable, *args):
         """``fn(*args)`` traced; threads the call starts are traced too."""
-        previous = sys.gettrace()
+        previous = sys.gettrace(), sys.getprofile()
         threading.settrace(self._tracer)
+        sys.setprofile(self._watch)
         sys.settrace(self._tracer)
         try:
             return fn(*args)
         finally:
-            self.tampered = sys.gettrace() is not self._tracer
-            sys.settrace(previous)
+            if sys.gettrace() is not self._tracer or sys.getprofile() is not self._watch:
+                self.tampered = True
+            sys.settrace(previous[0])
+            sys.setprofile(previous[1])
             threading.settrace(None)  # type: ignore[arg-type]
 
     def summary(self) -> dict:
