@@ -32,7 +32,7 @@ def run(spec: str | None) -> tuple[float, float, int]:
 def main(n: int) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write("[assignment]\nforbid_numerical_gradients = true\n")
-    print("| key | calls | wall s (median of %d) | the check's own s (median) |" % n)
+    print(f"| key | calls | wall s (median of {n}) | the check's own s (median) |")
     print("| --- | --- | --- | --- |")
     for label, spec in (("off", None), ("on", f.name)):
         runs = [run(spec) for _ in range(n)]

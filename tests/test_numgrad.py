@@ -40,20 +40,20 @@ def _status(r, name=numgrad.CHECK):
     return found[0].status if found else None
 
 
-ATTACK_FILES = sorted(p.name for p in ATTACKS.glob("atk_*.py"))
+ATTACK_FILES = sorted(p.name for p in ATTACKS.glob("atk_*") if p.suffix in (".py", ".c"))
 CONTROL_FILES = sorted(p.name for p in ATTACKS.glob("ok_*.py"))
 # the attacks today's float64 tolerances do not already fail: finite differences returned as
 # float32 (judged at float64 plus one float32 rounding, which their 1e-10 error fits in) and
 # the complex step (exact to rounding)
 PASSED_BEFORE = {"atk_k_fd32.py", "atk_l_fd32.py", "atk_k_complex.py", "atk_l_complex.py",
-                 "atk_k_complex_untraced.py", "atk_k_complex_vectorized.py"}
+                 "atk_k_complex_untraced.py", "atk_k_complex_vectorized.py", "atk_c_fd.c"}
 
 
 def test_every_attack_kind_is_there():
     kinds = {n.split("_", 2)[2] for n in ATTACK_FILES}
     assert kinds >= {"fd32.py", "fd64.py", "richardson.py", "complex.py", "vectorized.py",
                      "inlined.py", "complex_untraced.py", "complex_vectorized.py"}
-    assert {n[4] for n in ATTACK_FILES} == {"k", "l"}  # min-char-rnn and functional LSTM
+    assert {n[4] for n in ATTACK_FILES} == {"k", "l", "c"}  # min-char-rnn, functional LSTM, C
 
 
 @pytest.mark.parametrize("name", ATTACK_FILES)
@@ -261,3 +261,39 @@ def test_a_call_that_leaves_the_hooks_alone_is_not_tampering():
     t = CallTrace(_is_here, str)
     t.run(lambda: sum(np.ones(4)))
     assert not t.summary()["tampered"]
+
+
+@pytest.mark.parametrize("name", ["grad_not_reset_dhnext_karpathy.py", "grad_not_reset_module.py"])
+def test_gradients_not_reset_are_not_called_numerical(name):
+    """Accumulators kept between calls: the dormant-unit call is a later call, its gradients
+    hold the earlier calls' too; the bug is named, numerical gradients are not."""
+    from tests.conftest import ZOO
+    r = check(str(ZOO / name), Options(forbid_numerical_gradients=True))
+    assert r.verdict == "fail" and _status(r) == "pass"
+    ids = [d.id for d in r.diagnoses]
+    assert "grad.not-reset" in ids and "grad.numerical" not in ids
+
+
+def test_line_budget_bounds_the_trace(monkeypatch):
+    """Past the budget no line is traced, and complex arrays are still seen at returns."""
+    from bpttcheck.sandbox import calltrace
+    monkeypatch.setattr(calltrace, "LINE_BUDGET", 100)
+
+    def loop():
+        total = 0
+        for i in range(5000):
+            total += i
+        return total
+
+    def late_complex():
+        loop()
+        return complex_helper()
+
+    def complex_helper():
+        z = np.ones(2, dtype=complex)
+        return z
+
+    t = CallTrace(_is_here, str)
+    t.run(late_complex)
+    s = t.summary()
+    assert 100 <= s["lines"] <= 103 and s["complex"]  # one more line per frame still open

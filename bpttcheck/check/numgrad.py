@@ -110,7 +110,9 @@ def _cost(trace: dict, entry: str, nparams: int) -> str:
     lines = trace["lines"]
     if not lines and not trace["calls"]:
         return ""
-    text = f"one call of {entry} ran {lines:,} lines of your code"
+    from bpttcheck.sandbox.calltrace import LINE_BUDGET
+    many = "at least " if lines >= LINE_BUDGET else ""
+    text = f"one call of {entry} ran {many}{lines:,} lines of your code"
     others = [(name, n) for name, n in trace["calls"] if name != entry]
     if others:
         name, n = others[0]
@@ -138,7 +140,10 @@ def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
                         f"{trace['complex']}): that is complex-step differentiation, "
                         f"Im L(p + ih) / h, one forward pass per parameter, not a backward pass")
     checked, near = 0, []
-    if not f.nonstandard:  # the dormant entries need the reference of the user's model
+    # a call that answers differently when repeated (gradients not reset) has no clean later
+    # call to judge: what it returns at the dormant case holds the earlier calls' gradients
+    stateful = "behaviour.repeat" in rec.failed_checks()
+    if not f.nonstandard and not stateful:  # the dormant entries need the user's model
         judged = probe.judge(case, o.layout, (loss, grads, last, info))
         near = near_misses(o, f.failing_groups)
         skip = (set(f.failing_groups) - set(near)) | set(f.truncated_groups)
@@ -164,6 +169,8 @@ def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
     if checked:
         what = (f"the {checked} gradient entries of a dormant hidden unit (about {DORMANT:g}) "
                 f"are exact, as only a backward pass computes them")
+    elif stateful:
+        what = "no dormant-unit probe (your code answers a repeated call differently)"
     elif f.nonstandard:
         what = "no dormant-unit probe (your model is judged by finite differences of its own loss)"
     else:

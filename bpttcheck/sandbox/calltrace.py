@@ -22,6 +22,10 @@ from typing import Any
 
 SAMPLE = 64  # scan one line event in SAMPLE (and every call and return)
 MAX_SCANNED = 200_000  # after this many scans, only count: a long call stays affordable
+# line events followed in all (each costs a few microseconds): past it a frame's lines are no
+# longer traced, calls and returns still are, so a slow correct backward is slowed by at most
+# a few seconds
+LINE_BUDGET = 1_000_000
 NESTED = 64  # elements of a list, tuple or dict looked into (one level deep)
 _HOOKS = (sys.settrace, sys.setprofile)  # what switches the measurement off
 
@@ -80,11 +84,15 @@ class CallTrace:
             return None
         self.calls[frame.f_code.co_name] += 1
         self._scan(frame)
+        if self.lines >= LINE_BUDGET:
+            frame.f_trace_lines = False
         return self._local
 
     def _local(self, frame, event, arg):
         if event == "line":
             self.lines += 1
+            if self.lines >= LINE_BUDGET:
+                frame.f_trace_lines = False  # no more line events here; returns still come
             if self.lines % SAMPLE == 0:
                 self._scan(frame)
         elif event == "return":
@@ -113,5 +121,6 @@ class CallTrace:
 
     def summary(self) -> dict:
         top = self.calls.most_common(8)
+        # "lines" stops at LINE_BUDGET: the call ran at least that many
         return {"lines": self.lines, "calls": [[name, n] for name, n in top],
                 "complex": self.complex_at, "tampered": self.tampered}

@@ -353,10 +353,13 @@ class WorkerSession:
     def traced_call(self, case, layout):
         """``call`` measured in the worker (calltrace.py): (loss, grads, last_state, info,
         trace) with trace = {"lines", "calls": [[name, n]], "complex", "tampered"}. Tracing
-        slows the user's code, so the call may take up to three call timeouts."""
+        slows line-dense Python up to ten times (a few seconds at most, calltrace.LINE_BUDGET):
+        the call may take three call timeouts, or one plus 30 times the fastest call seen."""
         from bpttcheck.sandbox import protocol
+        fastest = self.call_seconds if self.call_seconds < float("inf") else 0.0
+        timeout = max(3 * self.limits.call_timeout, self.limits.call_timeout + 30 * fastest)
         hdr, arrs = self.request({"op": "call", "trace": True, **self._case_header(case, layout)},
-                                 self._case_arrays(case), 3 * self.limits.call_timeout)
+                                 self._case_arrays(case), timeout)
         trace = _trace_fields(hdr.get("trace"))
         if trace is None:
             self._forged("call", "its measurement of the call is not what the worker sends")
