@@ -297,3 +297,18 @@ def test_line_budget_bounds_the_trace(monkeypatch):
     t.run(late_complex)
     s = t.summary()
     assert 100 <= s["lines"] <= 103 and s["complex"]  # one more line per frame still open
+
+
+def test_numerical_gradients_earn_no_gradient_points():
+    """The verdict fails, and so do the gradient checks they passed: grade and Gradescope
+    give them the forward's and behaviour's points only; a control keeps every point."""
+    from bpttcheck.scoring import score
+    r = _check("atk_k_fd32.py", ON)
+    failed = {c.name for c in r.checks if c.status == "fail"}
+    assert {f"grad.{k}" for k in ("Wxh", "Whh", "Why", "bh", "by")} <= failed
+    assert "fd.all" in failed and "forward.loss" not in failed
+    assert [g.status for g in r.groups] == ["pass"] * 5  # the numbers stay as measured
+    got, top = score(r)
+    assert 0 < got < top
+    ok = _check("ok_k_correct.py", ON)
+    assert score(ok)[0] == score(ok)[1]

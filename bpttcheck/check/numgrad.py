@@ -120,9 +120,21 @@ def _cost(trace: dict, entry: str, nparams: int) -> str:
     return text + f" (the model has {nparams:,} parameters)"
 
 
+def _not_earned(rec: Recorder) -> None:
+    """The gradient checks (grad.*, fd.*) judge a backward pass; numerical gradients that pass
+    them earn nothing under an assignment that forbids them, so they fail too (their numbers
+    stay as measured)."""
+    for c in rec.report.checks:
+        if c.status == "pass" and c.name.split(".", 1)[0] in ("grad", "fd"):
+            c.status = "fail"
+            c.message += (f"; not earned: these gradients were computed numerically ({CHECK}), "
+                          "which the assignment forbids")
+
+
 def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
-    """One traced call at a case with a dormant hidden unit: a failed CHECK, and the evidence
-    in ``f.numerical``, when the gradients there are a numerical scheme's."""
+    """One traced call at a case with a dormant hidden unit: a failed CHECK, the evidence in
+    ``f.numerical`` and the gradient checks failed, when the gradients are a numerical
+    scheme's. Runs after every other check of the first case."""
     o = f.observation
     case, j = dormant_case(probe.arch, o.case)
     loss, grads, last, info, trace = w.traced_call(case, o.layout)
@@ -165,6 +177,7 @@ def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
         f.numerical_groups = near
         rec.add(CHECK, False, "your gradients are computed numerically, not by a "
                 f"hand-written backward (the assignment forbids it): {f.numerical}")
+        _not_earned(rec)
         return
     if checked:
         what = (f"the {checked} gradient entries of a dormant hidden unit (about {DORMANT:g}) "
