@@ -312,3 +312,14 @@ def test_numerical_gradients_earn_no_gradient_points():
     assert 0 < got < top
     ok = _check("ok_k_correct.py", ON)
     assert score(ok)[0] == score(ok)[1]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["ok_l_correct.py", "ok_l_slow.py", "ok_l_recompute.py"]),
+       T=st.integers(3, 7), H=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+def test_controls_pass_at_any_size_and_seed(name, T, H, seed):
+    """Each example starts a worker: a small budget. X = 3 <= T covers every token."""
+    r = check(str(ATTACKS / name), Options(forbid_numerical_gradients=True, seed=seed,
+                                           dims=Dims(T=T, X=3, H=H, Y=2)))
+    assert r.verdict == "pass", [(c.name, c.message[:300]) for c in r.checks if c.status != "pass"]
+    assert _status(r) == "pass"
