@@ -46,14 +46,16 @@ CONTROL_FILES = sorted(p.name for p in ATTACKS.glob("ok_*.py"))
 # float32 (judged at float64 plus one float32 rounding, which their 1e-10 error fits in) and
 # the complex step (exact to rounding)
 PASSED_BEFORE = {"atk_k_fd32.py", "atk_l_fd32.py", "atk_k_complex.py", "atk_l_complex.py",
-                 "atk_k_complex_untraced.py", "atk_k_complex_vectorized.py", "atk_c_fd.c"}
+                 "atk_k_complex_untraced.py", "atk_k_complex_vectorized.py", "atk_c_fd.c",
+                 "atk_f_complex_class.py"}
 
 
 def test_every_attack_kind_is_there():
     kinds = {n.split("_", 2)[2] for n in ATTACK_FILES}
     assert kinds >= {"fd32.py", "fd64.py", "richardson.py", "complex.py", "vectorized.py",
                      "inlined.py", "complex_untraced.py", "complex_vectorized.py"}
-    assert {n[4] for n in ATTACK_FILES} == {"k", "l", "c"}  # min-char-rnn, functional LSTM, C
+    # min-char-rnn, functional LSTM, a functional RNN class, C
+    assert {n[4] for n in ATTACK_FILES} == {"k", "l", "f", "c"}
 
 
 @pytest.mark.parametrize("name", ATTACK_FILES)
