@@ -21,7 +21,7 @@ from bpttcheck.layout import Layout
 from bpttcheck.oracle.common import Dims
 from bpttcheck.plugins import architectures
 from bpttcheck.sandbox.calltrace import CallTrace
-from bpttcheck.sandbox.session import _trace_fields
+from bpttcheck.sandbox.session import _measured_fields
 from tests.conftest import REF
 
 ATTACKS = Path(__file__).parent / "attacks" / "numgrad"
@@ -225,9 +225,9 @@ def test_trace_notices_being_switched_off():
                                  {"lines": 1, "calls": [], "complex": 3, "tampered": False},
                                  {"lines": True, "calls": [], "complex": None, "tampered": 0}])
 def test_a_forged_measurement_is_refused(bad):
-    assert _trace_fields(bad) is None
+    assert _measured_fields(bad) is None
     good = {"lines": 3, "calls": [["f", 2]], "complex": None, "tampered": False}
-    assert _trace_fields(good) == good
+    assert _measured_fields(good) == good
 
 
 # ---------------------------------------------------------------- the spec key

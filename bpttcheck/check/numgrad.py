@@ -137,7 +137,7 @@ def check_numerical(rec: Recorder, w, probe: UserProbe, f: Findings) -> None:
     scheme's. Runs after every other check of the first case."""
     o = f.observation
     case, j = dormant_case(probe.arch, o.case)
-    loss, grads, last, info, trace = w.traced_call(case, o.layout)
+    loss, grads, last, info, trace = w.measured_call(case, o.layout)
     entry = probe.caps.get("entry") or "your gradient function"
     nparams = sum(v.size for v in case.params.values())
     cost = _cost(trace, entry, nparams)

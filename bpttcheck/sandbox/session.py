@@ -350,7 +350,7 @@ class WorkerSession:
         last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
         return float(hdr["loss"]), grads, last, hdr
 
-    def traced_call(self, case, layout):
+    def measured_call(self, case, layout):
         """``call`` measured in the worker (calltrace.py): (loss, grads, last_state, info,
         trace) with trace = {"lines", "calls": [[name, n]], "complex", "tampered"}. Tracing
         slows line-dense Python up to ten times (a few seconds at most, calltrace.LINE_BUDGET):
@@ -358,9 +358,9 @@ class WorkerSession:
         from bpttcheck.sandbox import protocol
         fastest = self.call_seconds if self.call_seconds < float("inf") else 0.0
         timeout = max(3 * self.limits.call_timeout, self.limits.call_timeout + 30 * fastest)
-        hdr, arrs = self.request({"op": "call", "trace": True, **self._case_header(case, layout)},
+        hdr, arrs = self.request({"op": "call", "measure": True, **self._case_header(case, layout)},
                                  self._case_arrays(case), timeout)
-        trace = _trace_fields(hdr.get("trace"))
+        trace = _measured_fields(hdr.get("measured"))
         if trace is None:
             self._forged("call", "its measurement of the call is not what the worker sends")
         grads = protocol.unpack_params("G", arrs)
@@ -477,7 +477,7 @@ class WorkerSession:
         self.close()
 
 
-def _trace_fields(t) -> dict | None:
+def _measured_fields(t) -> dict | None:
     """The worker's measurement of a traced call (calltrace.CallTrace.summary), or None when it
     is not that shape: a reply forged by the user's code must not pass for one."""
     if not isinstance(t, dict):

@@ -278,8 +278,8 @@ def serve(w: Worker, rf, wf) -> None:
                 w.adapter.prepare(Dims(**d))
                 if op == "call":
                     w.evaluations += 1
-                    trace = _call_trace(w) if hdr.get("trace") else None
-                    call = trace.run if trace else _direct
+                    measure = _call_measure(w) if hdr.get("measure") else None
+                    call = measure.run if measure else _direct
                     loss, grads, last, changed = w.guarded(
                         "your gradient function", timeout, call, w.adapter.call, P, xs, ys,
                         state, layout, True)
@@ -290,8 +290,8 @@ def serve(w: Worker, rf, wf) -> None:
                             out_arrays[f"S{i}"] = np.asarray(s, dtype=np.float64)
                     reply = {"ok": True, "loss": loss, "modified": changed,
                              "dtype": w.adapter.grad_dtype}
-                    if trace:
-                        reply["trace"] = trace.summary()
+                    if measure:
+                        reply["measured"] = measure.summary()
                 else:
                     dirs = {}
                     losses = []
@@ -341,9 +341,9 @@ def _direct(fn, *args):
     return fn(*args)
 
 
-def _call_trace(w: Worker):
-    """A measurement of one call (calltrace.py: lines, calls, complex arrays) for the
-    request flag "trace" (the spec's forbid_numerical_gradients, check/numgrad.py)."""
+def _call_measure(w: Worker):
+    """A measurement of one call (calltrace.py: lines, calls, complex arrays) for the "call"
+    request's flag "measure" (the spec's forbid_numerical_gradients, check/numgrad.py)."""
     from bpttcheck.sandbox.calltrace import CallTrace
     return CallTrace(w._is_user, lambda f: os.path.basename(w._orig(f)))
 
