@@ -50,6 +50,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         opts.adapter_options = sp.adapter_options()
         opts.checks = dict(sp.checks)
         opts.require_standard = sp.assignment.model == "standard"
+        opts.forbid_numerical_gradients = sp.assignment.forbid_numerical_gradients
         s.points, s.entry = dict(sp.points), sp.assignment.file
         s.feedback = Feedback(title=sp.assignment.title, **sp.feedback.model_dump())
         opts.tolerances = {k: v for k, v in sp.tolerances.model_dump().items() if v is not None}

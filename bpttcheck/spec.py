@@ -77,6 +77,9 @@ class Assignment(_Strict):
     # default): a known variant is checked as that model, any other model by finite
     # differences of its own loss
     model: Literal["any", "standard"] = "any"
+    # gradients computed by finite differences or the complex step of the submission's own
+    # loss fail behaviour.numerical-gradients (check/numgrad.py); off: not measured at all
+    forbid_numerical_gradients: bool = False
 
     @field_validator("arch")
     @classmethod

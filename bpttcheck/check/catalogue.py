@@ -223,6 +223,14 @@ BUGS: list[Bug] = [
                'layers': 'dWx = np.zeros_like(Wx)                         # a new array, not Wx itself\n'
                          '# update parameters outside the backward function'},
         planted=False),
+    Bug('grad.numerical', ALL,
+        'Gradients computed numerically, not by a backward pass',
+        fixes={'python': '# walk the forward backwards, reusing what the forward stored:\n'
+                         'dy = p.copy(); dy[target] -= 1      # dL/dlogits, then dW += np.outer(dy, h), ...\n'
+                         '# keep finite differences for a gradient check in a test, not in the gradient function',
+               'c': '/* compute the gradients in a backward loop over t = T-1 .. 0 from the stored\n'
+                    '   activations; finite differences belong in a test, not in backward() */'},
+        planted=False),
     Bug('grad.not-reset', ALL,
         'Gradient accumulators (or dh_next) not reset between calls',
         fixes={'python': '{zero_grads}  # at the start of every call\n'

@@ -60,6 +60,10 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
                         exact=True))
     if f.failed("behaviour.repeat"):
         out.append(_not_reset(f, m))
+    if f.failed("behaviour.numerical-gradients") and f.numerical:
+        out.append(diag("grad.numerical", 0.97, m.names[:8], f.numerical, exact=True))
+        if set(f.failing_groups) <= set(f.numerical_groups) and not m.loss_bad:
+            return _rank(out)  # the groups that fail are off by finite differences' error
     if f.failed("behaviour.inputs-unchanged"):
         moved = _params_modified(f, m)
         if moved:

@@ -33,6 +33,9 @@ class Options:
     # a forward that is no standard model (nor a variant of one) fails, instead of being
     # judged by finite differences of its own loss (spec: model = "standard")
     require_standard: bool = False
+    # gradients by finite differences or the complex step of the user's own loss fail
+    # behaviour.numerical-gradients (spec: forbid_numerical_gradients; check/numgrad.py)
+    forbid_numerical_gradients: bool = False
     # severity per check or finding id ("probe.large-logits", "softmax.unstable",
     # "bptt.truncated" -> "fail" | "warning"; spec [checks], check/severity.py)
     checks: dict[str, str] = field(default_factory=dict)

@@ -55,6 +55,11 @@ class Findings:
     # a spec's [tolerances] ("loss_rtol", "grad_rtol", "fd_rtol"): replace the dtype's in the
     # checks that decide the verdict (recognising layouts, reductions and bugs keeps the dtype's)
     tolerances: dict[str, float] = field(default_factory=dict)
+    # gradients computed numerically (check/numgrad.py, forbid_numerical_gradients): what was
+    # measured
+    numerical: str | None = None
+    # ... and the failing groups it explains (off by finite differences' error, not a bug's)
+    numerical_groups: list[str] = field(default_factory=list)
 
     def failed(self, check: str) -> bool:
         return check in self.failed_checks

@@ -76,6 +76,10 @@ class SequenceChecker:
                 check_large_logits(rec, self.w, self.probe, f)
         with rec.timed("finite_differences"), rec.shared():
             check_fd(rec, self.w, self.probe, f)
+        if opts.forbid_numerical_gradients:  # last: a finding fails the gradient checks too
+            from bpttcheck.check.numgrad import check_numerical
+            with rec.timed("numerical"), rec.shared():
+                check_numerical(rec, self.w, self.probe, f)
         r.flow = views.flow(obs.ref.dh, obs.ref.loss_steps)
         f.failed_checks = rec.failed_checks()
         if f.failed_checks and opts.diagnose:

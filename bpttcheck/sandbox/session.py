@@ -368,6 +368,24 @@ class WorkerSession:
                 values.append(arrs[f"R{i}"])
         return recs, values, bool(hdr["truncated"])
 
+
+    def measured_call(self, case, layout):
+        """``call`` measured in the worker (calltrace.py): (loss, grads, last_state, info,
+        trace) with trace = {"lines", "calls": [[name, n]], "complex", "tampered"}. Tracing
+        slows line-dense Python up to ten times (a few seconds at most, calltrace.LINE_BUDGET):
+        the call may take three call timeouts, or one plus 30 times the fastest call seen."""
+        from bpttcheck.sandbox import protocol
+        fastest = self.call_seconds if self.call_seconds < float("inf") else 0.0
+        timeout = max(3 * self.limits.call_timeout, self.limits.call_timeout + 30 * fastest)
+        hdr, arrs = self.request({"op": "call", "measure": True, **self._case_header(case, layout)},
+                                 self._case_arrays(case), timeout)
+        trace = _measured_fields(hdr.get("measured"))
+        if trace is None:
+            self._forged("call", "its measurement of the call is not what the worker sends")
+        grads = protocol.unpack_params("G", arrs)
+        last = tuple(arrs.get(f"S{i}") for i in range(len(case.state)))
+        return float(hdr["loss"]), grads, last, hdr, trace
+
     def losses(self, case, layout, directions: list[dict], offsets: list[tuple[int, float]],
                entries: list[tuple[str, int, float]] | None = None):
         """The user's loss at params + s * directions[j] for each (j, s) in offsets, then at
@@ -476,3 +494,18 @@ class WorkerSession:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _measured_fields(t) -> dict | None:
+    """The worker's measurement of a traced call (calltrace.CallTrace.summary), or None when it
+    is not that shape: a reply forged by the user's code must not pass for one."""
+    if not isinstance(t, dict):
+        return None
+    calls = t.get("calls")
+    ok = (isinstance(t.get("lines"), int) and not isinstance(t.get("lines"), bool)
+          and isinstance(calls, list)
+          and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                  and isinstance(c[1], int) for c in calls)
+          and isinstance(t.get("complex"), (str, type(None)))
+          and isinstance(t.get("tampered"), bool))
+    return t if ok else None

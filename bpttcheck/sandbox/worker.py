@@ -278,9 +278,11 @@ def serve(w: Worker, rf, wf) -> None:
                 w.adapter.prepare(Dims(**d))
                 if op == "call":
                     w.evaluations += 1
+                    measure = _call_measure(w) if hdr.get("measure") else None
+                    call = measure.run if measure else _direct
                     loss, grads, last, changed = w.guarded(
-                        "your gradient function", timeout, w.adapter.call, P, xs, ys, state,
-                        layout, True)
+                        "your gradient function", timeout, call, w.adapter.call, P, xs, ys,
+                        state, layout, True)
                     for k, v in grads.items():
                         out_arrays[f"G.{k}"] = np.asarray(v, dtype=np.float64)
                     for i, s in enumerate(last):
@@ -288,6 +290,8 @@ def serve(w: Worker, rf, wf) -> None:
                             out_arrays[f"S{i}"] = np.asarray(s, dtype=np.float64)
                     reply = {"ok": True, "loss": loss, "modified": changed,
                              "dtype": w.adapter.grad_dtype}
+                    if measure:
+                        reply["measured"] = measure.summary()
                 else:
                     dirs = {}
                     losses = []
@@ -357,6 +361,17 @@ def _trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
     reply = {"ok": True, "truncated": int(rec.truncated),
              "records": [[r.file, r.line, r.name, r.step] for r in rec.records]}
     return reply, out
+
+
+def _direct(fn, *args):
+    return fn(*args)
+
+
+def _call_measure(w: Worker):
+    """A measurement of one call (calltrace.py: lines, calls, complex arrays) for the "call"
+    request's flag "measure" (the spec's forbid_numerical_gradients, check/numgrad.py)."""
+    from bpttcheck.sandbox.calltrace import CallTrace
+    return CallTrace(w._is_user, lambda f: os.path.basename(w._orig(f)))
 
 
 def _model_facts(found: dict | None, options: dict) -> dict:
@@ -463,7 +478,7 @@ def _preload() -> None:
     from bpttcheck import archmeta, hookspecs, inspection, layout  # noqa: F401 - for serve()
     from bpttcheck.adapters import base  # noqa: F401
     from bpttcheck.plugins import adapters
-    from bpttcheck.sandbox import protocol  # noqa: F401
+    from bpttcheck.sandbox import calltrace, protocol  # noqa: F401
     with contextlib.suppress(PluginError):  # a broken plugin: serve() reports it on "load"
         adapters()
 
