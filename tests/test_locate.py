@@ -163,3 +163,41 @@ def test_user_code_that_turns_tracing_off_only_loses_its_location(tmp_path):
     p.write_text(bug.replace("import numpy as np", "import sys\nimport numpy as np\nsys.settrace(None)", 1))
     r = check(str(p), Options(seed=0))
     assert r.diagnoses[0].id == "rnn.tanh-derivative-missing"  # the diagnosis stands
+
+
+# ---------------------------------------------------------------- layer units
+
+LAYERS = ROOT / "reference" / "bugs" / "layers"
+LAYER_LINE = {
+    "lstm_cell_tanh_derivative_missing.py": r"^dc = dnext_c \+ dnext_h \* o\b",
+    "lstm_dc_next_missing_forget.py": r"^dprev_c = dc\b",
+    "lstm_gate_derivative_reapplied_f.py": r"^daf = df \* sigmoid\(f\)",
+    "lstm_gate_derivative_reapplied_o.py": r"^dao = do \* sigmoid\(o\)",
+    "lstm_step_only_gate_g_reapplied.py": r"^dag = dg \* \(1\.0 - np\.tanh\(g\)",
+    "lstm_grad_overwrite_bias.py": r"^db = db_t",
+    "lstm_missing_dh_next.py": r"lstm_step_backward\(",
+    "rnn_db_axis1.py": r"^db = dz\.sum\(axis=1\)",
+    "rnn_db_mean_over_batch.py": r"^db = dz\.mean\(axis=0\)",
+    "rnn_grad_overwrite.py": r"^dW[xh] = dW[xh]_t",
+    "rnn_missing_dh_next.py": r"rnn_step_backward\(dh\[:, t\]",
+    "rnn_tanh_derivative_missing.py": r"^dz = dnext_h\b",
+    "rnn_whh_not_transposed.py": r"^dprev_h = dz @ Wh\b",
+}
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize("name", sorted(LAYER_LINE))
+def test_the_located_line_inside_a_failing_layer_unit_is_the_planted_bug(name):
+    r = check(str(LAYERS / name), Options(seed=0))
+    loc = r.diagnoses[0].location
+    assert loc is not None and loc.line is not None, (name, r.diagnoses[0].id)
+    src = (LAYERS / name).read_text().splitlines()[loc.line - 1].strip()
+    assert re.search(LAYER_LINE[name], src), f"{name}: line {loc.line} `{src}`"
+
+
+def test_a_reference_line_is_shown_without_its_bug_switches():
+    from bpttcheck.check.layer_locate import _plain
+    assert _plain('dz = dnext_h if has(bugs, "rnn.tanh-derivative-missing") is not None '
+                  'else dnext_h * (1 - next_h**2)') == "dz = dnext_h * (1 - next_h**2)"
+    assert _plain('dprev_h = dz @ (Wh if has(bugs, "x") is not None else Wh.T)') == \
+        "dprev_h = dz @ (Wh.T)"

@@ -1,6 +1,8 @@
 """Judged at the precision the code computes in (issue 12 §5), read off its loss: float32
 globals, float32 casts inside a float64 function, float32 gradients of a float64 computation;
 and the new diagnoses of §6 on the wild subjects written in real styles."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,48 @@ def test_params_modified_evidence_names_arrays_and_sizes():
 def test_params_modified_is_not_blamed_on_correct_code():
     r = check(str(REF / "rnn_karpathy.py"), Options())
     assert r.verdict == "pass" and not r.diagnoses
+
+
+def test_a_reported_low_precision_the_values_contradict_is_judged_at_float64():
+    """User code can reach the worker's objects and make it report float16 for float64
+    arrays (a wider tolerance for finite-difference gradients): values that float16 cannot
+    hold refute the claim, and they are judged at float64."""
+    import numpy as np
+
+    from bpttcheck.check.probe import representable
+    g64 = {"W": np.array([0.1, 0.2, 1 / 3])}
+    assert not representable(g64, "float16") and not representable(g64, "float32")
+    assert representable(g64, "float64")
+    g32 = {"W": np.array([0.1, 0.2, 1 / 3], dtype=np.float32).astype(np.float64)}
+    assert representable(g32, "float32") and representable(g32, "float64/float32")
+    assert not representable(g32, "float16")
+    g16 = {"W": np.array([0.1, np.inf, np.nan], dtype=np.float16).astype(np.float64)}
+    assert representable(g16, "float16")
+
+
+def test_a_forged_float16_claim_does_not_widen_the_tolerance(tmp_module):
+    """Forward differences in float64 (error ~1e-7) with the adapter's dtype forged to
+    float16 through a frame walk: judged at float64, they fail."""
+    from bpttcheck.check.engine import Options, check
+    src = (REF / "rnn_karpathy.py").read_text()
+    forge = '''
+import sys as _sys
+def _forge():
+    f = _sys._getframe()
+    while f is not None:
+        w = f.f_locals.get("w")
+        if w is not None and hasattr(w, "adapter") and w.adapter is not None:
+            type(w.adapter).grad_dtype = property(lambda s: "float16", lambda s, v: None)
+            return
+        f = f.f_back
+_lossFun_orig = lossFun
+def lossFun(inputs, targets, hprev):
+    _forge()
+    loss, dWxh, dWhh, dWhy, dbh, dby, h = _lossFun_orig(inputs, targets, hprev)
+    return loss, dWxh * (1 + 1e-6), dWhh, dWhy, dbh, dby, h
+'''
+    assert "\nn, p = 0, 0" in src  # before the training loop
+    p = tmp_module(src.replace("\nn, p = 0, 0", forge + "\nn, p = 0, 0", 1))
+    (Path(p).parent / "input.txt").write_bytes((REF / "input.txt").read_bytes())
+    r = check(p, Options(seed=0))
+    assert r.dtype == "float64" and r.verdict == "fail", (r.dtype, r.verdict)

@@ -178,7 +178,9 @@ class LayerChecker:
                      and c.name.startswith(("implemented.", "runs."))}
         if self.opts.diagnose and f.failed_checks:
             from bpttcheck.check.layer_diagnose import diagnose
+            from bpttcheck.check.layer_locate import locate_layers
             r.diagnoses = diagnose(f)
+            locate_layers(self.w, f, r.diagnoses)
         return r
 
     # ------------------------------------------------------------------ one unit

@@ -359,7 +359,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     if found is None:
         return None
     r, lab = found
-    group = _group_lines(recs, r)
+    group = group_lines(recs, r)
     src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
     differs = None
     if lab is not None and lab in good_q and np.asarray(good_q[lab]).size == r.value.size:
@@ -367,6 +367,14 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
         v = r.value.ravel() if r.value.shape == np.shape(good_q[lab]) or r.value.ndim < 2 \
             else r.value.T.ravel()
         differs = float(np.max(np.abs(v - ref)))
+    if overwrite and lab is not None:  # one step's share where the sum belongs
+        gname = lab[0].partition(":")[2].removesuffix("*T")
+        lab_text = f"{describe(lab, probe.arch.name)} alone, where the sum over the steps belongs"
+        loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+                       quantity=lab_text, expected=f"d{gname} += each step's share (+=, not =)")
+        loc._lines, loc._key = group_lines(recs, r), lab[0]
+        loc._hints = _hints(recs, good)
+        return loc
     loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
                     quantity=describe(lab, probe.arch.name) if lab else None,
                     expected=expected(lab, probe.arch.name, {
@@ -380,7 +388,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     return loc
 
 
-def _group_lines(recs: list[Rec], start: Rec) -> tuple[int, ...]:
+def group_lines(recs: list[Rec], start: Rec) -> tuple[int, ...]:
     """The lines that write the located variable in the located step, from ``start`` on (a
     quantity built over several lines is repaired as a whole)."""
     i = next(j for j, x in enumerate(recs) if x is start)

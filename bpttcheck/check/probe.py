@@ -51,6 +51,23 @@ def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
     return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction, **more)
 
 
+def representable(grads: dict, dtype: str) -> bool:
+    """Whether every finite gradient value is one the dtype the worker reported (its last
+    part: "float64/float32" returns float32) can hold: the reported dtype sets the tolerance,
+    so it must be what the arrays are."""
+    kind = dtype.split("/")[-1]
+    if kind not in ("float32", "float16"):
+        return True
+    low = np.dtype(kind)
+    for g in grads.values():
+        a = np.asarray(g, dtype=np.float64)
+        a = a[np.isfinite(a)]
+        with np.errstate(over="ignore"):
+            if not np.array_equal(a, a.astype(low).astype(np.float64)):
+                return False
+    return True
+
+
 def loss_rtol(dtype: str, case: Case) -> float:
     d = case.dims
     return oracle_rtol(dtype, d.T, d.H + d.X + d.Y)
@@ -96,6 +113,11 @@ class UserProbe:
         loss, grads, state, info = result
         if self.precision:  # judged at the precision found, whatever the arrays' dtype
             info = {**info, "dtype": self.precision}
+        if not representable(grads, info.get("dtype", "float64")):
+            # the worker said float32 (or float16), but the values are not that dtype's: a
+            # claim the arrays contradict (user code can reach the worker's objects) is not
+            # believed; the values are judged at float64
+            info = {**info, "dtype": "float64"}
         dtype = info.get("dtype", "float64")
         ref_sum = self.reference(case, dtype)
         reduction = "sum"

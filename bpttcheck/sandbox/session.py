@@ -64,7 +64,8 @@ class _Drain(threading.Thread):
 _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "call": "one call of your code", "losses": "a batch of calls of your code",
          "layer_run": "one call of your code", "layer_project": "a batch of calls of your code",
-         "trace": "one call of your code, its lines recorded"}
+         "trace": "one call of your code, its lines recorded",
+         "layer_trace": "one call of your code, its lines recorded"}
 
 _STR, _OPT_STR = (str,), (str, type(None))
 _DICT, _OPT_DICT, _LIST = (dict,), (dict, type(None)), (list,)
@@ -82,6 +83,7 @@ _OK_FIELDS: dict[str, dict[str, tuple]] = {
                   "modified": _MODIFIED, "dtype": _STR},
     "layer_project": {},
     "trace": {"records": _LIST, "truncated": (int,)},
+    "layer_trace": {"records": _LIST, "truncated": (int,)},
 }
 _OK_ARRAYS = {"losses": "losses", "layer_project": "values"}
 _ERROR_FIELDS = {"kind": _STR, "message": _STR, "line": _OPT_STR, "traceback": _STR,
@@ -144,6 +146,20 @@ def reply_problem(op: str, rid: str, hdr, arrs) -> str | None:
     if need and need not in arrs:
         return f"no array {need!r}"
     return None
+
+
+def _records(hdr: dict, arrs: dict) -> tuple[list[tuple[str, int, str, int | None]], list, bool]:
+    """A traced call's records (file, line, name, step) and values; a record that is not
+    what the tracer sends is dropped, never trusted."""
+    recs, values = [], []
+    for i, r in enumerate(hdr["records"]):
+        ok = (isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
+              and isinstance(r[1], int) and isinstance(r[2], str)
+              and (r[3] is None or isinstance(r[3], int)) and f"R{i}" in arrs)
+        if ok:
+            recs.append((r[0], r[1], r[2], r[3]))
+            values.append(arrs[f"R{i}"])
+    return recs, values, bool(hdr["truncated"])
 
 
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
@@ -358,15 +374,16 @@ class WorkerSession:
         Records that are not what the tracer sends are dropped, never trusted."""
         hdr, arrs = self.request({"op": "trace", **self._case_header(case, layout)},
                                  self._case_arrays(case), self.limits.call_timeout * 4)
-        recs, values = [], []
-        for i, r in enumerate(hdr["records"]):
-            ok = (isinstance(r, list) and len(r) == 4 and isinstance(r[0], str)
-                  and isinstance(r[1], int) and isinstance(r[2], str)
-                  and (r[3] is None or isinstance(r[3], int)) and f"R{i}" in arrs)
-            if ok:
-                recs.append((r[0], r[1], r[2], r[3]))
-                values.append(arrs[f"R{i}"])
-        return recs, values, bool(hdr["truncated"])
+        return _records(hdr, arrs)
+
+    def layer_trace(self, unit: str, args: list, ups: list):
+        """Layer style: one unit's forward and backward with the user's lines recorded."""
+        arrays = {f"A{i}": a for i, a in enumerate(args)}
+        arrays.update({f"U{i}": a for i, a in enumerate(ups)})
+        hdr, arrs = self.request({"op": "layer_trace", "unit": unit}, arrays,
+                                 self.limits.call_timeout * 4)
+        return _records(hdr, arrs)
+
 
 
     def measured_call(self, case, layout):

@@ -317,6 +317,8 @@ def serve(w: Worker, rf, wf) -> None:
                 reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout)
             elif op == "trace":
                 reply, out_arrays = _trace_op(w, hdr, arrs, timeout)
+            elif op == "layer_trace":
+                reply, out_arrays = _layer_trace_op(w, hdr, arrs, timeout)
             else:
                 reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
@@ -361,6 +363,24 @@ def _trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
     reply = {"ok": True, "truncated": int(rec.truncated),
              "records": [[r.file, r.line, r.name, r.step] for r in rec.records]}
     return reply, out
+
+
+def _layer_trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
+    """Layer style: one unit's forward and backward with the user's lines recorded."""
+    import numpy as np
+
+    from bpttcheck.layer_api import BY_NAME
+    from bpttcheck.sandbox.tracer import run_traced
+
+    u = BY_NAME[hdr["unit"]]
+    args = [arrs[f"A{i}"] for i in range(len(u.inputs))]
+    ups = [arrs[f"U{i}"] for i in range(len(u.outputs))]
+    w.adapter.timeout = timeout
+    w.evaluations += 1
+    _, rec = run_traced(w.adapter.run_unit, w._is_user, w._orig, u, args, ups)
+    out = {f"R{i}": np.asarray(r.value, dtype=np.float64) for i, r in enumerate(rec.records)}
+    return {"ok": True, "truncated": int(rec.truncated),
+            "records": [[r.file, r.line, r.name, r.step] for r in rec.records]}, out
 
 
 def _direct(fn, *args):
