@@ -54,8 +54,9 @@ def xml_safe(text: str) -> str:
 def csv_cell(value: object) -> object:
     """A gradebook cell: a string with its controls shown (newlines too: one line a row) and,
     when it starts like a formula (``=``, ``+``, ``-``, ``@``, tab, CR), a ``'`` before it, the
-    OWASP rule against CSV injection. Numbers are left as they are."""
+    OWASP rule against CSV injection; also after leading spaces, which some spreadsheet
+    programs skip before reading a formula. Numbers are left as they are."""
     if not isinstance(value, str):
         return value
     text = re.sub("[\n\t]", _shown, printable(value))
-    return "'" + text if text.startswith(FORMULA) else text
+    return "'" + text if text.lstrip(" ").startswith(FORMULA) else text

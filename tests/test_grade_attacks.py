@@ -280,3 +280,9 @@ def test_a_library_written_over_in_the_user_cache_is_not_used(tmp_path, monkeypa
     by = {r.student: r for r in rows}
     assert by["carol"].verdict == "pass" and by["mallory"].verdict == "fail"
     assert by["mallory"].top_diagnosis == "rnn.dwhh-uses-current-h"
+
+
+def test_a_formula_after_leading_spaces_is_escaped_too():
+    from bpttcheck.formatting import csv_cell
+    assert csv_cell(" =2+2") == "' =2+2" and csv_cell("  @SUM(A1)") == "'  @SUM(A1)"
+    assert csv_cell(" alice") == " alice" and csv_cell(3.5) == 3.5
