@@ -38,5 +38,4 @@ def truncated(reference, case: Case, k: int, full: Trace, reduction: str = "sum"
             contrib[n][t] = upto[n] - before[n]
     if reduction == "mean":
         contrib = {n: v / T for n, v in contrib.items()}
-    grads = {n: v.sum(axis=0) for n, v in contrib.items()}
-    return dataclasses.replace(full, grads=grads, contrib=contrib)
+    return full.with_contrib(contrib)
