@@ -19,7 +19,7 @@ from conftest import REF, ROOT, ZOO, expected, warned_files
 pytestmark = pytest.mark.slow
 
 UNSTABLE = ZOO / "softmax_unstable.py"
-DIAGNOSIS_FIELDS = {"id", "confidence", "groups", "title", "evidence", "fix", "exact"}
+DIAGNOSIS_FIELDS = {"id", "confidence", "groups", "title", "evidence", "fix", "exact", "location", "repair"}
 
 
 def unstable(path, stable="e = np.exp(a - np.max(a))", raw="e = np.exp(a)"):

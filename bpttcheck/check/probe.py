@@ -113,7 +113,7 @@ class UserProbe:
         loss, grads, state, info = result
         if self.precision:  # judged at the precision found, whatever the arrays' dtype
             info = {**info, "dtype": self.precision}
-        if not representable(grads, info.get("dtype", "float64")):
+        elif not representable(grads, info.get("dtype", "float64")):
             # the worker said float32 (or float16), but the values are not that dtype's: a
             # claim the arrays contradict (user code can reach the worker's objects) is not
             # believed; the values are judged at float64
