@@ -52,6 +52,7 @@ class Trace:
     @contrib.setter
     def contrib(self, value: dict[str, np.ndarray]) -> None:
         self._contrib, self._again, self.only = value, None, None
+        self.magnitude = {k: np.abs(v).sum(axis=0) for k, v in value.items()}
 
     def keep_only(self, names) -> None:
         """Report only the groups ``names`` (a model without some parameters)."""
