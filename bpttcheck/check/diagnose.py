@@ -38,11 +38,11 @@ def _point_at_line(probe: Probe, f: Findings, ds: list[Diagnosis]) -> None:
     if top is None or f.nonstandard:
         return
     m = Matcher(probe, f)
-    try:
+    try:  # the line is extra evidence: if locating fails, the diagnosis stands without it
         top.location = locate(probe, f.observation, frozenset(top._planted) or None,
                               max(m.rtol, 1e-7),
                               overwrite=top.groups if top.id == LOCATED[1] else None)
-    except UserCodeError:
+    except (UserCodeError, ValueError, KeyError, IndexError, TypeError):
         return
 
 

@@ -26,7 +26,15 @@ from bpttcheck.result import Diagnosis, Location
 
 def locate_layers(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
     """Give the top diagnosis of a failing unit the line of the user's unit where it goes
-    wrong. A trace that fails leaves the diagnosis without a line."""
+    wrong. A trace that fails leaves the diagnosis without a line (the line is extra
+    evidence: the diagnosis stands without it)."""
+    try:
+        _locate(w, f, ds)
+    except (UserCodeError, ValueError, KeyError, IndexError, TypeError):
+        return
+
+
+def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
     top = next((d for d in ds if d.groups and "." in d.groups[0]), None)
     if top is None:
         return

@@ -47,8 +47,19 @@ def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
         c = case.rounded(np.float32)
     else:
         c = case.rounded(np.float32, rounding) if rounding else case
-    more = {} if taps is None else {"taps": taps}  # a plugin's model may have none
+    more = {} if taps is None or not _takes_taps(arch.run) else {"taps": taps}
     return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction, **more)
+
+
+def _takes_taps(run) -> bool:
+    """Whether a model's run() records its intermediates (the built-in ones do; a plugin's
+    may not: its traces then give the locator its gradients only)."""
+    import inspect
+    try:
+        ps = inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return False
+    return "taps" in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
 
 
 def representable(grads: dict, dtype: str) -> bool:
