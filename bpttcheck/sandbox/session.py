@@ -17,6 +17,7 @@ import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
+from bpttcheck.sandbox import proctree
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, RefusalChannel
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
@@ -214,6 +215,7 @@ class WorkerSession:
         os.close(w2)
         os.close(w3)
         self.refusals = RefusalChannel(r3, self._stop_at_refusal)
+        self.born = proctree.started(self.proc.pid)  # escapees are born after it (close())
         self.wf = os.fdopen(w1, "wb")
         self.rf = os.fdopen(r2, "rb")
         self.out = _Drain(self.proc.stdout, self.limits.output_cap)
@@ -500,6 +502,9 @@ class WorkerSession:
         # no graceful exit to wait for: the worker has nothing to save, and a process it
         # forked must not outlive the check
         self.kill()
+        # a process that left the worker's tree (clone with CLONE_PARENT) is ours: end it too
+        proctree.kill_strays(self.born)
+        proctree.ended(self.proc.pid)
         self.refusals.stop()
         with contextlib.suppress(OSError):
             self.wf.close()
