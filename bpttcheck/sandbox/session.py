@@ -16,8 +16,8 @@ import threading
 import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
-from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox import proctree
+from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, RefusalChannel
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
