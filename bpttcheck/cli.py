@@ -90,7 +90,7 @@ def grade(
     fail_under: float | None = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
-    """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written."""
+    """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written; 4 if bpttcheck itself failed on any submission."""
     from bpttcheck.grade import grade as run_grade
     from bpttcheck.settings import settings
 
@@ -106,6 +106,13 @@ def grade(
     typer.echo(f"graded {len(rows)} submissions: {counts['pass']} pass, {counts['fail']} fail, "
                f"{counts['error']} error; wrote {os.path.join(out, 'grades.csv')}"
                + ("" if no_html else f" and {os.path.join(out, 'index.html')}"))
+    ours = [r.student for r in rows if r.error_kind == "internal"]
+    if ours:  # every output is written, but a grade with bpttcheck's own failures is no grade
+        typer.echo(f"bpttcheck failed on {len(ours)} submission{'s' if len(ours) > 1 else ''} "
+                   f"(error kind internal: " + ", ".join(ours[:20]) + (" ..." if len(ours) > 20
+                   else "") + "); their rows are not grades. Please report it with their "
+                   "report.json", err=True)
+        raise typer.Exit(4)
     if fail_under is not None:
         low = [r for r in rows if r.percent < fail_under]
         if low:

@@ -87,6 +87,12 @@ def ended(pid: int) -> None:
     _STARTED.discard(pid)
 
 
+def now_ticks() -> int:
+    """Now, in the clock ticks since boot that start_ticks uses."""
+    import time
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
 def start_ticks(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22), or None."""
     try:
