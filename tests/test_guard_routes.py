@@ -12,8 +12,8 @@ from test_hostile import PKG, assert_error, model, run
 slow = pytest.mark.slow
 SECRET = str(PKG / "oracle" / "rnn.py")  # any file of the reference will do
 
-# Each route reads the reference's source, catching the refusal as a cheater would; GOT is
-# written only if the bytes were read.
+# Each route reads the reference's source, catching the refusal as a cheater would; the
+# marker file is written only if something was read (os.fwalk swallows the refusals itself).
 ROUTES = {
     "dir_fd": "fd = os.open(PKG, os.O_RDONLY)\n"
               "got = os.read(os.open('oracle/rnn.py', os.O_RDONLY, dir_fd=fd), 10**6)",
@@ -58,7 +58,8 @@ HEAD = "import ctypes, os\nLIBC = ctypes.CDLL(None)\nPKG = {pkg!r}\n"
 
 def _attempt(route: str, marker) -> str:
     body = "\n    ".join(ROUTES[route].splitlines())
-    return (f"try:\n    {body}\n    open({str(marker)!r}, 'w').write(str(len(got)))\n"
+    return (f"try:\n    {body}\n    if got:\n"
+            f"        open({str(marker)!r}, 'w').write(str(len(got)))\n"
             "except (OSError, PermissionError):\n    pass\n")
 
 

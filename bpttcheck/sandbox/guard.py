@@ -269,7 +269,11 @@ def install(workdir: str, report_fd: int | None = None) -> None:
 
     def judge_path(path, verb: str) -> None:
         """Refuse ``verb`` on ``path`` (a path, or an open descriptor) when it leads into
-        bpttcheck's reference or checking code, or into another process's /proc files."""
+        bpttcheck's reference or checking code, or into another process's /proc files, and
+        the user's code asked (judged first: the rest costs system calls)."""
+        frame = getframe(3)
+        if not culprit(frame)[0]:
+            return
         if path is None:
             path = "."
         if isinstance(path, int):
@@ -278,22 +282,17 @@ def install(workdir: str, report_fd: int | None = None) -> None:
             except OSError:
                 return
             if (st.st_dev, st.st_ino) in secret_inodes:
-                frame = getframe(3)
-                if culprit(frame)[0]:
-                    block(f"to {verb} file descriptor {path} (bpttcheck's own reference or "
-                          "diagnosis code)", "submissions may not read bpttcheck's reference",
-                          frame)
+                block(f"to {verb} file descriptor {path} (bpttcheck's own reference or "
+                      "diagnosis code)", "submissions may not read bpttcheck's reference", frame)
             return
         try:
             path = os.fsdecode(fspath(path))
         except (TypeError, ValueError):
             return
         found = places(path)
-        frame = getframe(3)
         if found is None:
-            if culprit(frame)[0]:
-                block(f"to {verb} {path} relative to a folder bpttcheck cannot identify",
-                      "the guard cannot tell where the path leads, so it is refused", frame)
+            block(f"to {verb} {path} relative to a folder bpttcheck cannot identify",
+                  "the guard cannot tell where the path leads, so it is refused", frame)
             return
         for dir_fd, full in found:
             real = None
@@ -303,12 +302,11 @@ def install(workdir: str, report_fd: int | None = None) -> None:
                 except (OSError, ValueError):
                     real = None
             m = _PROC_PID.match(real) if real else None
-            if m and int(m.group(1)) != me and culprit(frame)[0]:
+            if m and int(m.group(1)) != me:
                 block(f"to {verb} {path} (another process's files)",
                       "submissions may not look into other processes, the checker's included",
                       frame)
-            if ((real is not None and _is_secret(real)) or reaches_secret(path, dir_fd)) \
-                    and culprit(frame)[0]:
+            if (real is not None and _is_secret(real)) or reaches_secret(path, dir_fd):
                 how = "" if dir_fd is None else f" (from file descriptor {dir_fd})"
                 block(f"to {verb} {path}{how} (bpttcheck's own reference or diagnosis code)",
                       "submissions may not read bpttcheck's reference", frame)
