@@ -352,11 +352,8 @@ def _collect(subs: list[Submission], run: Settings, out: str, html: bool, jobs: 
     are done, with nothing else running; a second death is its own doing (error ``killed``).
     This process is a subreaper: what a dead check leaves behind comes back here and is
     killed (sandbox/proctree.py)."""
-    from bpttcheck import report_json, scoring  # noqa: F401 - imported once, before the forks
-    from bpttcheck.check import engine  # noqa: F401
     from bpttcheck.sandbox import proctree
-    if html:
-        from bpttcheck import report_html  # noqa: F401
+    _warm(html)
     since = proctree.now_ticks()
     proctree.become_subreaper()
     rows: dict[int, Row] = {}
@@ -369,6 +366,28 @@ def _collect(subs: list[Submission], run: Settings, out: str, html: bool, jobs: 
                 bar.step(rows[i])
     proctree.kill_strays(since)
     return [rows[i] for i in range(len(subs))]
+
+
+def _warm(html: bool) -> None:
+    """Import once, before the forks, what every check imports on the way (the checking room,
+    the reference, numpy.random, psutil): each forked process would pay for it again."""
+    import importlib
+    import pkgutil
+
+    import numpy.random  # noqa: F401
+    import psutil  # noqa: F401
+
+    import bpttcheck.check
+    import bpttcheck.oracle
+    from bpttcheck import plugins, report_json, scoring  # noqa: F401
+    from bpttcheck.sandbox import protocol  # noqa: F401
+    for pkg in (bpttcheck.check, bpttcheck.oracle):
+        for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+            importlib.import_module(m.name)
+    plugins.adapters()
+    plugins.architectures()
+    if html:
+        from bpttcheck import report_html  # noqa: F401
 
 
 def _run_batch(todo: list[int], subs: list[Submission], run: Settings, out: str, html: bool,
