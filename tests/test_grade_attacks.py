@@ -423,3 +423,19 @@ def test_grade_exits_4_when_bpttcheck_fails_on_a_submission(tmp_path, monkeypatc
     res = CliRunner().invoke(app, ["grade", str(k), "--out", str(tmp_path / "out2"), "-q",
                                    "--no-html"])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow
+def test_when_every_checking_process_dies_the_grade_fails_instead_of_blaming_everyone(tmp_path):
+    """Three submissions whose processes all die twice: the machine's doing, not three
+    saboteurs; grade stops with a message (exit 4 from the CLI) and writes no grades.csv."""
+    from bpttcheck.grade import GradeError
+    k = tmp_path / "class"
+    k.mkdir()
+    for n in ("a", "b", "c"):
+        (k / f"{n}.py").write_text((REF / "rnn_functional.py").read_text() + "\n" + KILL_PARENT)
+    with pytest.raises(GradeError, match=r"died, twice .*signal SIGKILL.* no student's doing"):
+        grade(str(k), settings(timeout=5.0), str(tmp_path / "out"), jobs=2, html=False,
+              progress=False)
+    assert not (tmp_path / "out" / "grades.csv").exists()
+    assert GradeError.exit_code == 4
