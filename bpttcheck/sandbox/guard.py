@@ -117,11 +117,11 @@ def _open_fds() -> list[int] | None:
 
 def _reporter(fd: int | None):
     """The function that writes one refusal to the report channel ``fd`` (None: no channel,
-    the guard only keeps its list). It writes to the pipe it was given, found by its (device,
+    the guard only keeps its list), and the channel's (device, inode). It writes to the pipe it was given, found by its (device,
     inode) even if user code moved it to another number; with no copy of it left in the
     process it ends the worker with CHANNEL_LOST_EXIT, which the checker reports."""
     if fd is None:
-        return lambda message, line: None
+        return (lambda message, line: None), None
     os.set_inheritable(fd, False)
     st = os.fstat(fd)
     pipe = (st.st_dev, st.st_ino)
@@ -143,7 +143,7 @@ def _reporter(fd: int | None):
             write(n, data)
         except OSError:
             exit_now(CHANNEL_LOST_EXIT)
-    return report
+    return report, pipe
 
 
 def install(workdir: str, report_fd: int | None = None) -> None:
@@ -152,7 +152,7 @@ def install(workdir: str, report_fd: int | None = None) -> None:
     if _state["armed"]:
         return
     _state["armed"] = True
-    report = _reporter(report_fd)
+    report, channel = _reporter(report_fd)
     written = [0]  # records sent on the channel: kept here, out of the user's easy reach
     workdir = os.path.realpath(workdir) + os.sep
     main_thread = _thread.get_ident()
@@ -239,6 +239,15 @@ def install(workdir: str, report_fd: int | None = None) -> None:
                 return True
         return False
 
+    def reaches_channel(path: str, dir_fd: int | None) -> bool:
+        """Whether ``path`` opens the report channel again (``/proc/self/fd/N``, /dev/fd/N):
+        a read end would let the code take its own refusals off the pipe."""
+        try:
+            st = stat(path, dir_fd=dir_fd)
+        except (OSError, ValueError, TypeError):
+            return False
+        return (st.st_dev, st.st_ino) == channel
+
     def places(path: str) -> list[tuple[int | None, str | None]] | None:
         """(dir_fd, absolute path) of every place ``path`` may be opened from: itself when
         absolute; else the current folder and every open folder descriptor (an os.open with
@@ -306,6 +315,9 @@ def install(workdir: str, report_fd: int | None = None) -> None:
                 block(f"to {verb} {path} (another process's files)",
                       "submissions may not look into other processes, the checker's included",
                       frame)
+            if channel is not None and reaches_channel(path, dir_fd):
+                block(f"to {verb} {path} (bpttcheck's channel for refused operations)",
+                      "submissions may not touch the pipes bpttcheck uses", frame)
             if (real is not None and _is_secret(real)) or reaches_secret(path, dir_fd):
                 how = "" if dir_fd is None else f" (from file descriptor {dir_fd})"
                 block(f"to {verb} {path}{how} (bpttcheck's own reference or diagnosis code)",
