@@ -361,9 +361,10 @@ libc = ctypes.CDLL(None, use_errno=True)
 SYS_CLONE = {"x86_64": 56, "aarch64": 220}[platform.machine()]
 if libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0) == 0:  # CLONE_PARENT | SIGCHLD
     libc.setsid()
-    fd = os.open(PIDFILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = os.open(PIDFILE + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.write(fd, str(libc.getpid()).encode())
     os.close(fd)
+    os.rename(PIDFILE + ".tmp", PIDFILE)  # whole, or not there
     csv = os.path.join(OUT, "grades.csv")
     while not os.path.exists(csv):  # once the grade is written, make it say something else
         libc.usleep(50000)
@@ -371,6 +372,8 @@ if libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0) == 0:  # CLONE_PARENT | SIGC
     fd = os.open(csv, os.O_WRONLY | os.O_TRUNC)
     os.write(fd, b"student,verdict\\nmallory,pass\\n")
     libc._exit(0)
+while not os.path.exists(PIDFILE):  # the worker waits until the clone has said who it is
+    libc.usleep(10000)
 """
 
 

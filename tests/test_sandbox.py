@@ -80,15 +80,18 @@ if libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0) == 0:  # CLONE_PARENT | SIGC
     libc.setsid()
     if DOUBLE and libc.fork() != 0:
         libc._exit(0)
-    fd = os.open(PIDFILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    fd = os.open(PIDFILE + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.write(fd, str(libc.getpid()).encode())
     os.close(fd)
+    os.rename(PIDFILE + ".tmp", PIDFILE)  # whole, or not there
     while libc.kill(worker, 0) == 0:
         libc.usleep(20000)
     libc.usleep(300000)
     fd = os.open(TARGET, os.O_WRONLY | os.O_TRUNC)
     os.write(fd, b"student,verdict\\nmallory,pass\\n")
     libc._exit(0)
+while not os.path.exists(PIDFILE):  # the worker waits until the clone has said who it is
+    libc.usleep(10000)
 """
 
 
