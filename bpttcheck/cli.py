@@ -127,7 +127,7 @@ def grade(
     failed: bool = typer.Option(False, "--failed", help="Regrade the students whose row in --out's grades.csv is not pass (and any new submission), merged as with --only."),
     csv_bom: bool = typer.Option(False, "--csv-bom", help="Start grades.csv with a UTF-8 byte-order mark, so Excel reads non-ASCII names right."),
 ) -> None:
-    """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written."""
+    """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written; 4 if bpttcheck itself failed on any submission."""
     from bpttcheck.grade import grade as run_grade
     from bpttcheck.settings import settings
 
@@ -151,6 +151,13 @@ def grade(
     typer.echo(f"{what}: {counts['pass']} pass, {counts['fail']} fail, "
                f"{counts['error']} error; wrote {os.path.join(out, 'grades.csv')}"
                + ("" if no_html else f" and {os.path.join(out, 'index.html')}"))
+    ours = [r.student for r in rows if r.error_kind == "internal"]
+    if ours:  # every output is written, but a grade with bpttcheck's own failures is no grade
+        typer.echo(f"bpttcheck failed on {len(ours)} submission{'s' if len(ours) > 1 else ''} "
+                   f"(error kind internal: " + ", ".join(ours[:20]) + (" ..." if len(ours) > 20
+                   else "") + "); their rows are not grades. Please report it with their "
+                   "report.json", err=True)
+        raise typer.Exit(4)
     if fail_under is not None:
         low = [r for r in rows if r.percent < fail_under]
         if low:

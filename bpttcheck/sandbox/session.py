@@ -16,8 +16,10 @@ import threading
 import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
+from bpttcheck.sandbox import proctree
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
+from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, RefusalChannel
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
 from bpttcheck.sandbox.staging import copy_submission, root_of
 
@@ -161,6 +163,10 @@ def _records(hdr: dict, arrs: dict) -> tuple[list[tuple[str, int, str, int | Non
             values.append(arrs[f"R{i}"])
     return recs, values, bool(hdr["truncated"])
 
+_CHANNEL_CLOSED = (
+    "your code closed or replaced a file descriptor bpttcheck uses (the worker's channel for "
+    "refused operations), so nothing it did after that can be trusted. Do not close file "
+    "descriptors your code did not open (os.closerange, os.dup2 over low numbers).")
 
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
@@ -211,18 +217,22 @@ class WorkerSession:
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
+        r3, w3 = os.pipe()  # the guard's refusals, as they happen (refusals.py)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # its own session and process group (killed as a whole), limits, no network: preexec
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
-             self.workdir, origin, self.tb_path],
+             self.workdir, origin, self.tb_path, str(w3)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
+            pass_fds=(r1, w2, w3), cwd=self.workdir, env=self._env(home), start_new_session=True,
             # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
             # resolved before the fork): nothing a thread of ours could hold a lock on
             preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
         os.close(r1)
         os.close(w2)
+        os.close(w3)
+        self.refusals = RefusalChannel(r3, self._stop_at_refusal)
+        self.born = proctree.started(self.proc.pid)  # escapees are born after it (close())
         self.wf = os.fdopen(w1, "wb")
         self.rf = os.fdopen(r2, "rb")
         self.out = _Drain(self.proc.stdout, self.limits.output_cap)
@@ -274,6 +284,9 @@ class WorkerSession:
         if problem:
             self._forged(header["op"], problem)
         self.evaluations = hdr.get("evaluations", self.evaluations)
+        refused = self._refused(alive=True)
+        if refused:
+            raise refused
         blocked = hdr.get("blocked")
         if blocked:  # refused by the worker's guard (guard.py), even if the code caught it
             more = len(blocked) - 1
@@ -287,9 +300,40 @@ class WorkerSession:
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
         return hdr, arrs
 
+    def _stop_at_refusal(self):
+        """The guard refused something of the user's: the check is over, stop the worker now
+        (from the channel's thread; the request waiting for a reply then reports it)."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def _refused(self, alive: bool, garbage: bool = True) -> UserCodeError | None:
+        """What the refusal channel says, or None: a refusal the guard reported (forbidden,
+        whatever the replies say); bytes on it that are no record (protocol); the channel
+        closed while the worker runs (``alive``): the user's code closed or replaced it."""
+        ch = self.refusals
+        ch.drain()
+        if ch.records:
+            line, message = ch.records[0]
+            more = len(ch.records) - 1
+            return UserCodeError(ErrorKind.FORBIDDEN, message + (
+                f" (and {more} other blocked attempt{'s' if more > 1 else ''})" if more else ""),
+                line, self._output())
+        if garbage and ch.garbage:
+            return UserCodeError(
+                ErrorKind.PROTOCOL, f"something in the worker process wrote {ch.garbage} "
+                "bytes to bpttcheck's channel for refused operations (does your code write to "
+                "a file descriptor it did not open?); no reply can be trusted after that.",
+                None, self._output())
+        if alive and ch.eof and self.proc.poll() is None:
+            return UserCodeError(ErrorKind.FORBIDDEN, _CHANNEL_CLOSED, None, self._output())
+        return None
+
     def _forged(self, op: str, problem: str):
         """A reply the worker never sends: the pipe can no longer be trusted, the check ends."""
+        refused = self._refused(alive=False, garbage=False)
         self.kill()
+        if refused:
+            raise refused
         raise UserCodeError(
             ErrorKind.PROTOCOL, f"the worker's reply to {_WHAT.get(op, op)} is not one "
             f"bpttcheck's worker sends ({problem}): something in the worker process wrote to "
@@ -444,7 +488,10 @@ class WorkerSession:
         return None
 
     def _timed_out(self, op: str, timeout: float):
+        refused = self._refused(alive=True)
         self.kill()
+        if refused:
+            raise refused
         line = self._user_line(self.tb_path)
         what = {"load": "importing your module", "call": "one call of your code",
                 "layer_run": "one call of your code"}.get(
@@ -465,6 +512,11 @@ class WorkerSession:
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
+        refused = self._refused(alive=False)
+        if refused:
+            raise refused
+        if code == CHANNEL_LOST_EXIT:
+            raise UserCodeError(ErrorKind.FORBIDDEN, _CHANNEL_CLOSED, None, self._output())
         line = self._user_line(self.tb_path + ".crash")
         found = sanitizer_report(self.err.text())
         if found:
@@ -502,6 +554,10 @@ class WorkerSession:
         # no graceful exit to wait for: the worker has nothing to save, and a process it
         # forked must not outlive the check
         self.kill()
+        # a process that left the worker's tree (clone with CLONE_PARENT) is ours: end it too
+        proctree.kill_strays(self.born)
+        proctree.ended(self.proc.pid)
+        self.refusals.stop()
         with contextlib.suppress(OSError):
             self.wf.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -509,8 +565,15 @@ class WorkerSession:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # a refusal the checker swallowed on the way (a diagnosis probe that may fail) still
+        # ends the check as forbidden, and it names the cause better than a later error
+        refused = None
+        if exc is None or isinstance(exc, UserCodeError):
+            refused = self._refused(alive=self.proc.poll() is None)
         self.close()
+        if refused and not (isinstance(exc, UserCodeError) and exc.kind == refused.kind):
+            raise refused from None
 
 
 def _measured_fields(t) -> dict | None:

@@ -506,6 +506,11 @@ def _preload() -> None:
 def main(argv: list[str]) -> None:
     fd_in, fd_out = int(argv[0]), int(argv[1])
     workdir, origdir, tb_path = argv[2], argv[3], argv[4]
+    report_fd = int(argv[5]) if len(argv) > 5 else None  # the refusal channel (guard.py)
+    # the channel's number stays out of what user code reads first (sys.argv is the user's
+    # file once it loads; sys.orig_argv would still show it)
+    sys.argv = sys.argv[:1]
+    sys.orig_argv = [sys.executable]
     os.chdir(workdir)
     # the user's folders join sys.path only when their module loads, after bpttcheck's own
     # imports: a copy.py or random.py beside the model cannot replace what numpy imports
@@ -514,6 +519,6 @@ def main(argv: list[str]) -> None:
     sys.stdin = open(os.devnull)
     faulthandler.enable(file=open(tb_path + ".crash", "w"))
     _preload()
-    guard.install(workdir)  # from here on: no processes, no network, no reference (guard.py)
+    guard.install(workdir, report_fd)  # from here on: no processes, no network, no reference (guard.py)
     serve(Worker(workdir, origdir, tb_path), rf, wf)
     os._exit(0)  # skip atexit hooks the user's module may have registered
