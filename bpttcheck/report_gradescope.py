@@ -25,6 +25,7 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
                       "status": "failed", "visibility": visibility, "output_format": "md",
                       "output": f"**{e.kind}**: {e.message}"
                                 + (f"\n\nat `{e.line}`" if e.line else "")
+                                + _stopped(r)
                                 + (f"\n\n```\n{e.output[-3000:]}\n```" if e.output.strip() else "")})
         return tests
     # a per-group finite-difference check runs on small or failing models only: scoring it
@@ -52,6 +53,16 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
                           "visibility": visibility, "output_format": "md",
                           "output": "not run on your code (see the notes)"})
     return tests
+
+
+def _stopped(r: Report) -> str:
+    """After an error that stopped a check part-way: which checks ran, which did not."""
+    if not r.checks:
+        return ""
+    ran = [f"`{c.name}` {c.status}" for c in r.checks if c.status != "not-run"]
+    missing = [f"`{c.name}`" for c in r.checks if c.status == "not-run"]
+    return (f"\n\nThe check stopped part-way. Ran before the error: {', '.join(ran)}."
+            + (f" Not run: {', '.join(missing)}." if missing else ""))
 
 
 def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible",

@@ -139,6 +139,7 @@ def _view(r: Report) -> dict[str, Any]:
         "checks": [{"name": c.name, "status": c.status, "message": c.message,
                     "seconds": _secs(c.seconds) if c.seconds else ""} for c in r.checks],
         "n_checks": n, "n_fail": n_fail,
+        "n_not_run": sum(c.status == "not-run" for c in r.checks),
         "heatmaps": _heatmaps(r.heatmaps, groups),
         "flow": _flow(r),
         "details": _details(r),

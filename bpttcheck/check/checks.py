@@ -348,6 +348,21 @@ def _logit_parts(case: Case, ref) -> tuple[float, float] | None:
     return float(np.max(z)), (b[-1] if b else 0.0)
 
 
+def per_group_fd(f: Findings) -> bool:
+    """Whether each group gets a finite-difference direction of its own: on small models, on
+    failing ones (evidence next to the reference's verdict) and on a model of the user's own
+    (where they are the verdict)."""
+    o = f.unclipped or f.observation
+    n_params = sum(v.size for v in o.case.params.values())
+    return n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+
+
+def fd_calls(probe: Probe, f: Findings) -> int:
+    """Calls check_fd plans: five a direction, one direction or one more per group."""
+    dirs = 1 + (len(probe.arch.param_names) if per_group_fd(f) else 0)
+    return dirs * len(fd_offsets(fd_step(f.dtype)))
+
+
 def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     # clipped gradients are not the loss's derivative: with clipping accepted, the finite
     # differences are taken on the second case, where nothing is clipped (check_groups)
@@ -355,8 +370,18 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     h = fd_step(f.dtype)
     rng = np.random.default_rng(o.case.seed + 7919)
     names = list(probe.arch.param_names)
-    n_params = sum(v.size for v in o.case.params.values())
-    per_group = n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+    per_group = per_group_fd(f)
+    # slow code: the per-group directions are extra evidence where the reference judges each
+    # group, and are left out when they would make the check long (sandbox/budget.py); with
+    # a model of the user's own they are the verdict and always run
+    budget = getattr(w, "budget", None)
+    extra = len(names) * len(fd_offsets(h))
+    skipped = None
+    if per_group and not f.nonstandard and budget is not None and not budget.affordable():
+        per_group = False
+        skipped = (budget.describe(), budget.estimate(budget.expected_calls()) or 0.0,
+                   extra, budget.call_timeout)
+        budget.plan(budget.expected_calls() - extra)
     dirs = [random_direction(o.case.params, rng)]
     if per_group:
         dirs += [random_direction(o.case.params, rng, only=k) for k in names]
@@ -386,12 +411,35 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if f.nonstandard:
         _groups_from_fd(rec, o, f, dict(zip(names, checks[1:], strict=True)))
         return
+    if skipped:
+        _fd_not_run(rec, names, f, *skipped)
     for k, dc in zip(names, checks[1:], strict=False):
         g = next(g for g in r.groups if g.name == k)
         status = "skip" if k in f.truncated_groups else None
         g.fd, message = fd_result(dc, k, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message + where)
+
+
+def _fd_not_run(rec: Recorder, names: list[str], f: Findings, measured: str, total: float,
+                extra: int, limit: float) -> None:
+    """The per-group finite-difference checks left out for time: each says so (status skip,
+    "not run"), and a note says why and how to have them."""
+    from bpttcheck.sandbox.budget import EXTRA_EVIDENCE_LIMITS, round_up
+    cap = EXTRA_EVIDENCE_LIMITS * limit
+    why = (f"{measured}: with one finite-difference direction per group ({extra} more calls) "
+           f"the check would take longer than {cap:g} s ({EXTRA_EVIDENCE_LIMITS:g} x the limit "
+           f"of {limit:g} s per call)")
+    for k in names:
+        if k not in f.truncated_groups:
+            rec.add(f"fd.{k}", True, f"d{k}: not run, to save time ({why}); the reference "
+                    f"and fd.all judged this group").status = "skip"
+    more = round_up(total / EXTRA_EVIDENCE_LIMITS)
+    rec.note("budget.fewer-calls", "Fewer calls: your code is slow",
+             f"{why}, so each group was judged by the reference and all of them together by "
+             f"one finite-difference direction (fd.all); the per-group directions, extra "
+             f"evidence, were left out. Raise the limit per call (e.g. `--timeout {more}`) "
+             f"to have them run.")
 
 
 def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
