@@ -10,6 +10,7 @@ from bpttcheck.check.cases import Case, make_case, random_direction
 from bpttcheck.check.findings import Findings
 from bpttcheck.check.model import facts_of
 from bpttcheck.check.numerics import (
+    arithmetic_dtype,
     compare,
     directional_check,
     fd_offsets,
@@ -226,18 +227,28 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
 
     if T < 2 or agrees(o.ref) or not probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
         return
+    if _late_tokens_wrong(probe, o, rtol):
+        return  # what no truncation changes is wrong: something else is (no depth can match)
     # from k = 2: depth 1 (nothing from later steps) is the catalogue's rnn.missing-dh-next,
     # a bug the contract names, not a truncation anyone chooses
     native = True  # the reference plants truncation itself (RNN); else check/truncation.py
+    windows: dict = {}  # the windows' references, shared by every depth (truncation.py)
+    # the built-in references' step-by-step float64 forward: chained one-step windows give the
+    # true states bit for bit (tests/test_budget.py); plugins and rounding take the long way
+    chain = (probe.arch.name in ("rnn", "lstm", "gru") and not getattr(probe, "rounding", None)
+             and arithmetic_dtype(f.dtype) == np.float64)
     for k in range(2, min(T, MAX_TRUNCATION + 1)):
-        tr = probe.reference(o.case, f.dtype, o.reduction, frozenset({f"bptt.truncated:{k}"}))
-        if native and k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
-                                     for n in probe.arch.param_names):
-            native = False
+        if native:
+            tr = probe.reference(o.case, f.dtype, o.reduction,
+                                 frozenset({f"bptt.truncated:{k}"}))
+            if k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
+                              for n in probe.arch.param_names):
+                native = False
         if not native:
             if facts_of(probe.arch).zero_state:
                 return  # its reference always starts from zero: no window from a later state
-            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction)
+            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction,
+                           windows, chain=chain)
         changed = [n for n in probe.arch.param_names  # beyond rounding: the windows' sums
                    if not compare(tr.grads[n], o.ref.grads[n], rtol).passed]
         if k == 2 and not agrees(o.ref, [n for n in probe.arch.param_names
@@ -258,6 +269,38 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
                      f"and finite differences were skipped for these groups. A spec with "
                      f"[checks] \"bptt.truncated\" = \"fail\" requires full BPTT instead.")
             return
+
+
+def _late_tokens_wrong(probe: Probe, o, rtol: float) -> bool:
+    """Whether the gradient columns that BPTT truncated at any depth k >= 2 leaves as they
+    are differ from the reference far beyond rounding: the input-weight columns of tokens
+    that occur only in the last two steps (from there no path reaches back 2 steps). Then no
+    depth can explain the gradients, and the search over depths (about T^3/6 steps of the
+    reference) is skipped. Only for the built-in architectures, whose input weights are known:
+    the RNN's Wxh (H, X), an LSTM's or GRU's gate weights (H, H+X) acting on [h; x]."""
+    d, xs = o.case.dims, o.case.xs
+    if probe.arch.name not in ("rnn", "lstm", "gru") or d.T < 3:
+        return False
+    late = sorted(set(xs[-2:]) - set(xs[:-2]))
+    if not late:
+        return False
+    for k, g in o.grads.items():
+        ref = o.ref.grads.get(k)
+        if ref is None or g.shape != ref.shape or g.ndim != 2:
+            continue
+        if probe.arch.name == "rnn":
+            if k != "Wxh":
+                continue
+            cols = late
+        elif g.shape == (d.H, d.H + d.X):
+            cols = [d.H + x for x in late]
+        else:
+            continue
+        mag = np.abs(o.ref.contrib[k][:, :, cols]).sum(axis=0)
+        # 10x the tolerance: the truncated reference's columns differ from these by rounding
+        if not compare(g[:, cols], ref[:, cols], 10 * rtol, magnitude=mag).passed:
+            return True
+    return False
 
 
 def check_behaviour(rec: Recorder, w, f: Findings) -> None:

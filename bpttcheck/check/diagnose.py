@@ -58,21 +58,24 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         return _rank(out)
 
     singles = catalogue.mutants(m.arch.name)
+    # consistent code makes the same mistake on every case: a mutant is tried on the first
+    # (large) case only when it reproduces the user's code on a small one (matching.py)
+    screen = m.screen()
     scored = []
-    for bug in singles:
-        exact, worst, changed = m.explains(o, [bug])
+    for bug in screen([[b] for b in singles]):
+        exact, worst, changed = m.explains(o, bug)
         if exact and changed + (["loss"] if m.loss_bad else []):
-            scored.append(([bug], worst, changed))
+            scored.append((bug, worst, changed))
     overwritten = {} if scored else _overwritten_steps(m)
     if overwritten:
         out.append(_overwrite_diag(m, overwritten))
     elif not scored:
-        for a, b in itertools.combinations(singles, 2):
-            if a.split(":")[0] == b.split(":")[0]:
-                continue
-            exact, worst, changed = m.explains(o, [a, b])
+        pairs = [[a, b] for a, b in itertools.combinations(singles, 2)
+                 if a.split(":")[0] != b.split(":")[0]]
+        for pair in screen(pairs):
+            exact, worst, changed = m.explains(o, pair)
             if exact and changed:
-                scored.append(([a, b], worst, changed))
+                scored.append((pair, worst, changed))
     for bugs, worst, changed in scored[:4]:
         out += _planted(m, bugs, worst, changed)
     if not (scored or overwritten):

@@ -30,6 +30,24 @@ def same_values(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]
     return c.passed, c.max_abs_error
 
 
+def same(u: np.ndarray, m: np.ndarray, rtol: float) -> bool:
+    """same_values(u, m, rtol)[0], without the rest of the comparison: the bound of
+    numerics.compare (|u - m| <= rtol (|m| + max |m|)) on the finite entries, nothing else."""
+    u = np.asarray(u, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    if u.shape != m.shape:
+        return same_values(u, m, rtol)[0]
+    fu, fm = np.isfinite(u), np.isfinite(m)
+    if not np.array_equal(fu, fm):
+        return False
+    if not fu.all():
+        u, m = u[fu], m[fm]
+    if u.size == 0:
+        return True
+    size = np.abs(m)
+    return bool(np.all(np.abs(u - m) <= rtol * (size + float(np.max(size)))))
+
+
 class Matcher:
     def __init__(self, probe: Probe, f: Findings):
         self.probe, self.f, self.o = probe, f, f.observation
@@ -69,6 +87,21 @@ class Matcher:
                 changed.append(k)
         return exact, worst, changed
 
+    def reproduces(self, obs, bugs) -> bool:
+        """explains(obs, bugs)[0], stopping at the first thing that differs (for screening
+        many candidates)."""
+        if self._reproduces(obs, bugs, obs.reduction):
+            return True
+        return self.loss_bad and self._reproduces(
+            obs, bugs, "sum" if obs.reduction == "mean" else "mean")
+
+    def _reproduces(self, obs, bugs, reduction) -> bool:
+        tr = self.trace(obs, bugs, reduction)
+        if not ((np.isnan(obs.loss) and np.isnan(tr.loss)) or self.probe.loss_matches(
+                obs.loss, tr.loss, self.dtype, obs.case)):
+            return False
+        return all(same(obs.grads[k], tr.grads[k], self.rtol) for k in self.names)
+
     def extra_observations(self):
         """The user's code on further cases: other seeds, other sizes where sizes are free."""
         if self.extra is None:
@@ -83,6 +116,20 @@ class Matcher:
                 with contextlib.suppress(UserCodeError):
                     self.extra.append(self.probe.observe(case, self.o.layout))
         return self.extra
+
+    def screen(self):
+        """A filter of candidate bug lists: those whose mutant reproduces the user's code on
+        the first further case (small where sizes are free, else short), in their order. A
+        mutant that explains the first case but not that one would be confirmed on fewer
+        cases; code whose calls are not independent of each other (behaviour.repeat or
+        behaviour.inputs-unchanged failed) and clipped gradients are not screened."""
+        f = self.f
+        extra = [] if (f.failed("behaviour.repeat") or f.failed("behaviour.inputs-unchanged")
+                       or f.unclipped is not None) else self.extra_observations()
+        if not extra:
+            return lambda candidates: list(candidates)
+        small = extra[0]
+        return lambda candidates: [b for b in candidates if self.reproduces(small, b)]
 
     def confirm(self, bugs) -> tuple[int, int, float]:
         """(cases matched, cases tried, worst difference) over the first and extra cases."""
