@@ -58,11 +58,10 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         return _rank(out)
 
     singles = catalogue.mutants(m.arch.name)
-    # consistent code makes the same mistake on every case: a mutant is tried on the first
-    # (large) case only when it reproduces the user's code on a small one (matching.py)
-    screen = m.screen()
+    # a mutant is planted in the first (large) case only when what it leaves as it is (the
+    # loss, groups) does not already rule it out (matching.py)
     scored = []
-    for bug in screen([[b] for b in singles]):
+    for bug in [[b] for b in singles if m.possible([b])]:
         exact, worst, changed = m.explains(o, bug)
         if exact and changed + (["loss"] if m.loss_bad else []):
             scored.append((bug, worst, changed))
@@ -71,8 +70,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         out.append(_overwrite_diag(m, overwritten))
     elif not scored:
         pairs = [[a, b] for a, b in itertools.combinations(singles, 2)
-                 if a.split(":")[0] != b.split(":")[0]]
-        for pair in screen(pairs):
+                 if a.split(":")[0] != b.split(":")[0] and m.possible([a, b])]
+        for pair in pairs:
             exact, worst, changed = m.explains(o, pair)
             if exact and changed:
                 scored.append((pair, worst, changed))
