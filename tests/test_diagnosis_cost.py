@@ -115,9 +115,12 @@ def test_a_mutant_that_leaves_the_failing_group_as_it_is_is_not_planted():
     assert m.failing == ["Why"]
     assert m.possible(["rnn.dwhy-uses-prev-h"])
     assert not m.possible(["rnn.whh-not-transposed"])  # leaves dWhy as it is
-    assert m._untouched("rnn.whh-not-transposed") >= {"Why", "by"}
+    assert m._structure("rnn.whh-not-transposed")[1] >= {"Why", "by"}
     # the sign of dy is a backward mistake; a double exp in the softmax changes the loss
-    assert m._loss_neutral("loss.dy-sign") and not m._loss_neutral("softmax.double-exp")
+    assert m._structure("loss.dy-sign")[0] and not m._structure("softmax.double-exp")[0]
+    # what a bug leaves as it is depends on the reduction: averaged loss, summed gradients
+    assert m._structure("loss.mean-grad-sum:mean-loss", "sum")[1] == set(m.names)
+    assert m._structure("loss.mean-grad-sum:mean-loss", "mean")[1] == set()
 
 
 @pytest.mark.parametrize("arch,bug", [("rnn", "rnn.dwhh-uses-current-h"),

@@ -61,7 +61,6 @@ class Matcher:
         self.failing = list(f.failing_groups)
         self.loss_bad = f.loss_failed
         self.extra: list[Observation] | None = None
-        self._plain_loss_fits: bool | None = None
         self._plain: dict = {}  # reduction -> the reference without bugs at the first case
 
     def trace(self, obs, bugs, reduction=None):
@@ -91,19 +90,54 @@ class Matcher:
                 changed.append(k)
         return exact, worst, changed
 
-    def loss_can_match(self, bugs) -> bool:
-        """False when ``bugs`` cannot reproduce the user's loss: when the loss is wrong,
-        neither reduction of the reference gives it, and every bug planted leaves the loss as
-        it is (a backward mistake: its reference's loss is the plain reference's, bit for bit);
-        then the mutant's loss is the reference's, which the user's is not."""
-        if not self.loss_bad:
-            return True
-        if self._plain_loss_fits is None:
-            o = self.o
-            self._plain_loss_fits = any(
-                self.probe.loss_matches(o.loss, self.plain(r).loss, self.dtype, o.case)
-                for r in ("sum", "mean"))
-        return self._plain_loss_fits or not all(self._loss_neutral(b) for b in bugs)
+    def possible(self, bugs) -> bool:
+        """False when ``bugs`` cannot explain the first case, known without planting them
+        there: under each reduction explains() tries, either the loss cannot match (the loss
+        is wrong, the plain reference's is too, and every bug planted leaves the loss bit for
+        bit as it is: a mistake of the backward pass), or a group the bugs leave bit for bit
+        as it is differs from the plain reference in the user's code."""
+        o = self.o
+        reductions = [o.reduction] + (["sum" if o.reduction == "mean" else "mean"]
+                                      if self.loss_bad else [])
+        for r in reductions:
+            structure = [self._structure(b, r) for b in bugs]
+            plain = self.plain(r)
+            if self.loss_bad and all(neutral for neutral, _ in structure) and not (
+                    self.probe.loss_matches(o.loss, plain.loss, self.dtype, o.case)):
+                continue
+            untouched = set(self.names)
+            for _, groups in structure:
+                untouched &= groups
+            if all(same(o.grads[k], plain.grads[k], self.rtol) for k in untouched):
+                return True
+        return False
+
+    def plain(self, reduction: str):
+        """The reference without bugs at the first case (its own for its reduction)."""
+        if reduction == self.o.reduction:
+            return self.o.ref
+        if reduction not in self._plain:
+            self._plain[reduction] = self.trace(self.o, [], reduction)
+        return self._plain[reduction]
+
+    def _structure(self, bug: str, reduction: str = "sum") -> tuple[bool, set[str]]:
+        """(the loss is left as it is, the groups left as they are) by the bug under that
+        reduction, bit for bit on two small cases of distinct sizes: what a mistake touches
+        follows from where it is in the code, not from the numbers."""
+        key = (self.arch.name, tuple(sorted(getattr(self.probe, "variant", ()))), bug,
+               reduction)
+        if key not in _STRUCTURE:
+            neutral, untouched = True, set(self.names)
+            for seed in (17, 18):
+                case = make_case(self.arch, Dims(T=5, X=3, H=4, Y=3), seed)
+                plain = self.probe.reference(case, "float64", reduction)
+                planted = self.probe.reference(case, "float64", reduction, frozenset({bug}))
+                neutral = neutral and bool(np.array_equal(plain.loss_steps, planted.loss_steps)
+                                           and plain.loss == planted.loss)
+                untouched = {k for k in untouched
+                             if np.array_equal(plain.grads[k], planted.grads[k])}
+            _STRUCTURE[key] = (neutral, untouched)
+        return _STRUCTURE[key]
 
     def extra_observations(self):
         """The user's code on further cases: other seeds, other sizes where sizes are free."""
@@ -119,62 +153,6 @@ class Matcher:
                 with contextlib.suppress(UserCodeError):
                     self.extra.append(self.probe.observe(case, self.o.layout))
         return self.extra
-
-    def possible(self, bugs) -> bool:
-        """False when ``bugs`` cannot explain the first case, known without planting them
-        there: the loss cannot match (loss_can_match), or a group the bugs leave as it is
-        (bit for bit: they are mistakes elsewhere) differs from the reference in the user's
-        code, under every reduction explains() tries."""
-        if not self.loss_can_match(bugs):
-            return False
-        untouched = set(self.names)
-        for b in bugs:
-            untouched &= self._untouched(b)
-        if not untouched:
-            return True
-        o = self.o
-        reductions = [o.reduction] + (["sum" if o.reduction == "mean" else "mean"]
-                                      if self.loss_bad else [])
-        for r in reductions:
-            ref = self.plain(r)
-            if all(same(o.grads[k], ref.grads[k], self.rtol) for k in untouched):
-                return True
-        return False
-
-    def plain(self, reduction: str):
-        """The reference without bugs at the first case (its own for its reduction)."""
-        if reduction == self.o.reduction:
-            return self.o.ref
-        if reduction not in self._plain:
-            self._plain[reduction] = self.trace(self.o, [], reduction)
-        return self._plain[reduction]
-
-    def _untouched(self, bug: str) -> set[str]:
-        """The groups the bug leaves bit for bit as they are, on two small cases."""
-        return self._structure(bug)[1]
-
-    def _loss_neutral(self, bug: str) -> bool:
-        """The bug leaves the loss bit for bit as it is, on two small cases: it is a mistake of
-        the backward pass alone (a forward mistake changes the loss of any case)."""
-        return self._structure(bug)[0]
-
-    def _structure(self, bug: str) -> tuple[bool, set[str]]:
-        """(the loss is left as it is, the groups left as they are) by the bug, on two small
-        cases of distinct sizes: what a mistake touches follows from where it is, not from
-        the numbers."""
-        key = (self.arch.name, tuple(sorted(getattr(self.probe, "variant", ()))), bug)
-        if key not in _STRUCTURE:
-            neutral, untouched = True, set(self.names)
-            for seed in (17, 18):
-                case = make_case(self.arch, Dims(T=5, X=3, H=4, Y=3), seed)
-                plain = self.probe.reference(case, "float64")
-                planted = self.probe.reference(case, "float64", "sum", frozenset({bug}))
-                neutral = neutral and bool(np.array_equal(plain.loss_steps, planted.loss_steps)
-                                           and plain.loss == planted.loss)
-                untouched = {k for k in untouched
-                             if np.array_equal(plain.grads[k], planted.grads[k])}
-            _STRUCTURE[key] = (neutral, untouched)
-        return _STRUCTURE[key]
 
     def confirm(self, bugs) -> tuple[int, int, float]:
         """(cases matched, cases tried, worst difference) over the first and extra cases."""
