@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ZOO = REPO / "reference" / "bugs"
 TARGET_SECONDS = 3.0
-SPEC = "[sizes]\nT = 25\nX = 65\nH = 100\nY = 65\n\n[limits]\ntimeout = 120\n"
+SPEC = "[sizes]\nT = 25\nX = 65\nH = 100\nY = 65\n"
 
 
 def bpttcheck_cmd() -> list[str]:
