@@ -58,8 +58,7 @@ def plain(body: str, calls: int) -> float:
             "ts.append(time.perf_counter() - t)\n"
             "sys.__stdout__.flush()\nprint(statistics.median(ts), file=open(sys.argv[1], 'w'))\n")
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
-        subprocess.run([sys.executable, "-c", code, out.name], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, check=True)
+        subprocess.run([sys.executable, "-c", code, out.name], capture_output=True, check=True)
         return float(Path(out.name).read_text())
 
 
