@@ -479,7 +479,8 @@ def _fd_not_run(rec: Recorder, names: list[str], f: Findings, measured: str, tot
                     f"and fd.all judged this group").status = "skip"
     more = round_up(total / EXTRA_EVIDENCE_LIMITS)
     rec.note("budget.fewer-calls", "Fewer calls: your code is slow",
-             f"{why}, so each group was judged by the reference and all of them together by "
+             f"{why[:1].upper()}{why[1:]}, so each group was judged by the reference and all "
+             f"of them together by "
              f"one finite-difference direction (fd.all); the per-group directions, extra "
              f"evidence, were left out. Raise the limit per call (e.g. `--timeout {more}`) "
              f"to have them run.")
