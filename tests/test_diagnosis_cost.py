@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 from bpttcheck.check.cases import make_case
 from bpttcheck.check.checks import _late_tokens_wrong
 from bpttcheck.check.findings import Findings, Observation
-from bpttcheck.check.matching import Matcher, same, same_values
+from bpttcheck.check.matching import Matcher, same, same_and_diff, same_values
 from bpttcheck.check.numerics import oracle_rtol
 from bpttcheck.check.probe import UserProbe
 from bpttcheck.check.truncation import truncated, window
@@ -31,6 +31,7 @@ def test_the_quick_equality_is_the_full_comparisons_verdict(u, data, rtol):
     other = data.draw(arrays(np.float64, u.shape, elements=VALUES))
     for m in (near, other, u):
         assert same(u, m, rtol) == same_values(u, m, rtol)[0]
+        assert same_and_diff(u, m, rtol) == same_values(u, m, rtol)
 
 
 @pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
@@ -128,4 +129,6 @@ def test_a_mutant_that_leaves_the_failing_group_as_it_is_is_not_planted():
                                       ("gru", "gru.direct-path-missing")])
 def test_the_bug_itself_is_always_possible(arch, bug):
     m = matcher(arch, bug)
-    assert m.possible([bug]) and m.explains(m.o, [bug])[0]
+    assert m.possible([bug]) and m.exact(m.o, [bug]) and m.explains(m.o, [bug])[0]
+    other = "loss.dy-sign"
+    assert m.exact(m.o, [other]) == m.explains(m.o, [other])[0] is False

@@ -62,6 +62,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
     # loss, groups) does not already rule it out (matching.py)
     scored = []
     for bug in [[b] for b in singles if m.possible([b])]:
+        if not m.exact(o, bug):  # the planted reference is kept: explains() reuses it
+            continue
         exact, worst, changed = m.explains(o, bug)
         if exact and changed + (["loss"] if m.loss_bad else []):
             scored.append((bug, worst, changed))
@@ -72,6 +74,8 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         pairs = [[a, b] for a, b in itertools.combinations(singles, 2)
                  if a.split(":")[0] != b.split(":")[0] and m.possible([a, b])]
         for pair in pairs:
+            if not m.exact(o, pair):
+                continue
             exact, worst, changed = m.explains(o, pair)
             if exact and changed:
                 scored.append((pair, worst, changed))

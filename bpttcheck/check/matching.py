@@ -32,6 +32,27 @@ def same_values(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]
     return c.passed, c.max_abs_error
 
 
+def same_and_diff(u: np.ndarray, m: np.ndarray, rtol: float) -> tuple[bool, float]:
+    """same_values(u, m, rtol), computing only its two results: the bound of numerics.compare
+    on the finite entries and the largest absolute difference there."""
+    u = np.asarray(u, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    if u.shape != m.shape:
+        return same_values(u, m, rtol)
+    fu, fm = np.isfinite(u), np.isfinite(m)
+    if not np.array_equal(fu, fm):
+        return False, float("inf")
+    if not fu.all():
+        u, m = u[fu], m[fm]
+    if u.size == 0:
+        return True, 0.0
+    size = np.abs(m)
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = np.abs(u - m)
+    return (bool(np.all(err <= rtol * (size + float(np.max(size))))),
+            float(np.max(np.where(np.isfinite(err), err, np.inf))))
+
+
 def same(u: np.ndarray, m: np.ndarray, rtol: float) -> bool:
     """same_values(u, m, rtol)[0], without the rest of the comparison: the bound of
     numerics.compare (|u - m| <= rtol (|m| + max |m|)) on the finite entries, nothing else."""
@@ -83,12 +104,26 @@ class Matcher:
             obs.loss, tr.loss, self.dtype, obs.case)
         worst, changed, exact = 0.0, [], ok_loss
         for k in self.names:
-            same, diff = same_values(obs.grads[k], tr.grads[k], self.rtol)
-            exact = exact and same
+            equal, diff = same_and_diff(obs.grads[k], tr.grads[k], self.rtol)
+            exact = exact and equal
             worst = max(worst, diff)
-            if not same_values(tr.grads[k], obs.ref.grads[k], self.rtol)[0]:
+            if not same(tr.grads[k], obs.ref.grads[k], self.rtol):
                 changed.append(k)
         return exact, worst, changed
+
+    def exact(self, obs, bugs) -> bool:
+        """explains(obs, bugs)[0], stopping at the first group that differs."""
+        if self._exact(obs, bugs, obs.reduction):
+            return True
+        return self.loss_bad and self._exact(obs, bugs,
+                                             "sum" if obs.reduction == "mean" else "mean")
+
+    def _exact(self, obs, bugs, reduction) -> bool:
+        tr = self.trace(obs, bugs, reduction)
+        if not ((np.isnan(obs.loss) and np.isnan(tr.loss)) or self.probe.loss_matches(
+                obs.loss, tr.loss, self.dtype, obs.case)):
+            return False
+        return all(same(obs.grads[k], tr.grads[k], self.rtol) for k in self.names)
 
     def possible(self, bugs) -> bool:
         """False when ``bugs`` cannot explain the first case, known without planting them
