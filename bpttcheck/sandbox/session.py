@@ -445,6 +445,8 @@ class WorkerSession:
                    mark: int = 0, by_budget: bool = False):
         """End the worker and say what ran out: the import's limit, one call's limit (alone
         or within a batch) or the check's budget; with what was measured and one fix."""
+        if by_budget:  # mid-call: the worker's own clock has not dumped its stack yet
+            self._ask_for_stack(mark)
         self.kill()
         line = self._user_line(self.tb_path, mark)
         running = f"; it was running {line}" if line else ""
@@ -483,6 +485,18 @@ class WorkerSession:
                    f"never changes; if your code is just slow, raise the limit per call: "
                    f"{fix}.")
         raise UserCodeError(ErrorKind.TIMEOUT, msg, line, self._output())
+
+    def _ask_for_stack(self, mark: int, wait: float = 1.0) -> None:
+        """SIGUSR1 to the worker's process group (the worker dumps its stack on it) and a
+        short wait for the dump; nothing if the signal cannot be sent."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGUSR1)
+        except (ProcessLookupError, PermissionError, OSError):
+            return
+        end = time.perf_counter() + wait
+        while time.perf_counter() < end and self._dump_size() <= mark:
+            time.sleep(0.02)
+        time.sleep(0.05)  # the dump is written in one go; let it finish
 
     def _died(self):
         try:

@@ -9,6 +9,7 @@ import faulthandler
 import linecache
 import os
 import re
+import signal
 import sys
 import traceback
 import types
@@ -36,6 +37,10 @@ class Worker:
         self.workdir = os.path.realpath(workdir)
         self.origdir = origdir
         self.tb_file = open(tb_path, "w")
+        # the checker asks for the stack with SIGUSR1 before it ends a check that ran out of
+        # its budget in the middle of a call (session._timed_out): the line it was running
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+            faulthandler.register(signal.SIGUSR1, file=self.tb_file, all_threads=False)
         self.adapter: Any = None  # the adapter instance, once a module is loaded
         self.evaluations = 0
 
