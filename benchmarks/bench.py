@@ -726,8 +726,13 @@ def main(argv=None) -> int:
             "benchmarks/README.md for what each row means.\n")
     body = "\n\n".join(f"## {title}\n\n{text}" for title, text in sections)
     report = head + "\n" + body + "\n"
+    # sections (e) on are taken with zoo_diagnosis.py and print_flood.py: kept as they are
+    out = Path(args.out)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    if "\n## (e)" in old:
+        report += "\n" + old[old.index("\n## (e)") + 1:]
     print("\n" + report)
-    write_atomic(Path(args.out), report)
+    write_atomic(out, report)
     print(f"written to {args.out}")
     return 0
 

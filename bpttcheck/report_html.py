@@ -139,6 +139,7 @@ def _view(r: Report) -> dict[str, Any]:
         "checks": _checks(r),
         "score": _score(r),
         "n_checks": n, "n_fail": n_fail,
+        "n_not_run": sum(c.status == "not-run" for c in r.checks),
         "heatmaps": _heatmaps(r.heatmaps, groups),
         "flow": _flow(r),
         "details": _details(r),

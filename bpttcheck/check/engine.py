@@ -3,9 +3,11 @@ kind (a sequence function or layer units), each of which compares it with the fl
 reference and with finite differences of the user's own loss."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bpttcheck import __version__
 from bpttcheck.check import severity
@@ -16,6 +18,10 @@ from bpttcheck.oracle.common import Dims
 from bpttcheck.result import ErrorInfo, Report
 from bpttcheck.sandbox.limits import Limits
 from bpttcheck.sandbox.session import WorkerSession, session
+
+if TYPE_CHECKING:
+    from bpttcheck.check.layers import LayerChecker
+    from bpttcheck.check.sequence import SequenceChecker
 
 
 @dataclass
@@ -109,13 +115,21 @@ def _check_loaded(path: str, opts: Options, rec: Recorder, w: WorkerSession,
                  f"bpttcheck did not run {skipped} while importing your module.")
     for n in info.get("notes", []):  # the loader's and the adapter's
         rec.note(n["id"], n["title"], n["evidence"])
+    checker: LayerChecker | SequenceChecker
     if info["capabilities"]["kind"] == "units":  # batched step/sequence functions
         from bpttcheck.check.layers import LayerChecker
-        with rec.timed("layers"):
-            LayerChecker(rec, w, info, opts).run()
+        checker, timing = LayerChecker(rec, w, info, opts), "layers"
     else:
         from bpttcheck.check.sequence import SequenceChecker
-        SequenceChecker(rec, w, info, opts).run()
+        checker, timing = SequenceChecker(rec, w, info, opts), None  # it times its parts
+    try:
+        with rec.timed(timing) if timing else contextlib.nullcontext():
+            checker.run()
+    except UserCodeError as e:
+        # the checks that passed before the error are no verdict: say which did not run
+        rec.not_run(checker.expected_checks(), f"the check stopped at the {e.kind} error "
+                    "above before it ran")
+        raise
 
 
 def _compile(path: str, opts: Options, rec: Recorder) -> str | None:

@@ -109,7 +109,8 @@ def finish(
         loss_scale, grad_scale = 1.0 / T, 1.0  # loss averaged, gradients summed
     elif variant == "mean-grad":
         loss_scale, grad_scale = 1.0, 1.0 / T  # loss summed, gradients averaged
-    contrib = {k: v * grad_scale for k, v in contrib.items()}
+    if grad_scale != 1.0:  # a copy of every per-step array only where it changes them
+        contrib = {k: v * grad_scale for k, v in contrib.items()}
     grads = {k: v.sum(axis=0) for k, v in contrib.items()}
     steps = loss_steps * loss_scale
     return float(steps.sum()), steps, grads, contrib

@@ -3,6 +3,7 @@ that can go wrong in user code into a UserCodeError that names the cause and the
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import re
@@ -17,6 +18,7 @@ import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
 from bpttcheck.sandbox import proctree
+from bpttcheck.sandbox.budget import GRACE, MARGIN, CallBudget, duration, suggested_limit
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
 from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, RefusalChannel
@@ -68,6 +70,9 @@ _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "layer_run": "one call of your code", "layer_project": "a batch of calls of your code",
          "trace": "one call of your code, its lines recorded",
          "layer_trace": "one call of your code, its lines recorded"}
+
+_BATCH = {"losses": "finite differences of your loss",
+          "layer_project": "finite differences of your forward"}
 
 _STR, _OPT_STR = (str,), (str, type(None))
 _DICT, _OPT_DICT, _LIST = (dict,), (dict, type(None)), (list,)
@@ -168,6 +173,18 @@ _CHANNEL_CLOSED = (
     "refused operations), so nothing it did after that can be trusted. Do not close file "
     "descriptors your code did not open (os.closerange, os.dup2 over low numbers).")
 
+
+def _is_progress(got, rid: str) -> bool:
+    """A progress message of request ``rid``: {"id": rid, "progress": n}, sent by the worker
+    after each call of a batch (and nothing else: a reply has "ok")."""
+    if not isinstance(got, tuple) or not isinstance(got[0], dict):
+        return False
+    hdr = got[0]
+    n = hdr.get("progress")
+    return ("ok" not in hdr and hdr.get("id") == rid and isinstance(n, int)
+            and not isinstance(n, bool))
+
+
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
 
@@ -261,7 +278,19 @@ class WorkerSession:
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, header: dict, arrays: dict | None, timeout: float):
+    @property
+    def budget(self) -> CallBudget:
+        """The time account of this check (sandbox/budget.py), made on first use."""
+        b = self.__dict__.get("_budget")
+        if b is None:
+            b = self.__dict__["_budget"] = CallBudget(self.limits.call_timeout)
+        return b
+
+    def request(self, header: dict, arrays: dict | None, timeout: float, calls: int = 0):
+        """Send one request and wait for its reply. ``timeout`` is the limit of one call of
+        the user's code (or of the import); a request of ``calls`` calls gets each of them
+        within it (the worker reports each call it finishes) and all of them within what is
+        left of the check's budget."""
         # a fresh id a request: a reply that does not carry it answers something else (a
         # message user code wrote to the reply pipe itself)
         from bpttcheck.sandbox import protocol
@@ -271,10 +300,7 @@ class WorkerSession:
             protocol.send(self.wf, header, arrays)
         except (BrokenPipeError, OSError):
             self._died()
-        try:
-            got = self.replies.get(timeout=timeout + 2.0)
-        except queue.Empty:
-            self._timed_out(header["op"], timeout)
+        got = self._await(header["op"], rid, timeout, calls)
         if isinstance(got, protocol.ProtocolError):
             self._forged(header["op"], str(got))
         if isinstance(got, Exception):
@@ -363,19 +389,44 @@ class WorkerSession:
         return hdr, outs, grads
 
     def _one_call(self, header: dict, arrays: dict):
-        """A request for one call of the user's code, timed: the fastest round trip seen sets
-        how long a batch of calls may take (_batch_timeout)."""
+        """A request for one call of the user's code, timed: these round trips are what one
+        call takes, the yardstick of the check's budget."""
         t = time.perf_counter()
-        got = self.request(header, arrays, self.limits.call_timeout)
-        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        got = self.request(header, arrays, self.limits.call_timeout, calls=1)
+        self.budget.measured(time.perf_counter() - t)
         return got
 
-    def _batch_timeout(self, n: int) -> float:
-        """A batch of n calls may take one slow call plus ample time for the rest (20x the
-        fastest call seen, each), but never more than two call timeouts in all: a hang
-        anywhere in a batch ends about as fast as a hang in a single call."""
-        each = max(20 * self.call_seconds, 0.05)
-        return self.limits.call_timeout + min(n * each, self.limits.call_timeout)
+    def _await(self, op: str, rid: str, timeout: float, calls: int):
+        """The reply to request ``rid``. Each of its ``calls`` calls must end within
+        ``timeout`` of the one before (the worker reports each call it finishes: a progress
+        message), and all of them within what is left of the budget; a request that is no
+        call (the import) gets ``timeout``. Past either, the worker is killed (_timed_out)."""
+        start = last = time.perf_counter()
+        done, mark = 0, self._dump_size()
+        budget_end = start + self.budget.remaining(calls) + GRACE if calls else math.inf
+        while True:
+            now = time.perf_counter()
+            end = min(last + timeout + GRACE, budget_end)
+            try:
+                got = self.replies.get(timeout=max(end - now, 0.0))
+            except queue.Empty:
+                self.budget.spend(time.perf_counter() - start, done)
+                self._timed_out(op, timeout, calls, done, mark,
+                                by_budget=budget_end < last + timeout + GRACE)
+            if _is_progress(got, rid):
+                done, last, mark = done + 1, time.perf_counter(), self._dump_size()
+                continue
+            ok = isinstance(got, tuple) and isinstance(got[0], dict) and got[0].get("ok") is True
+            self.budget.spend(time.perf_counter() - start, calls if ok else done)
+            return got
+
+    def _dump_size(self) -> int:
+        """How far the worker's traceback dumps (faulthandler) reach now: a timeout names the
+        line of the dump written after it, not one of an earlier slow call."""
+        try:
+            return os.path.getsize(self.tb_path)
+        except OSError:
+            return 0
 
     def layer_project(self, unit: str, args: list, ups: list, dirs: list[list], offsets):
         arrays = {f"A{i}": a for i, a in enumerate(args)}
@@ -384,7 +435,7 @@ class WorkerSession:
             arrays.update({f"D{j}_{i}": a for i, a in enumerate(d)})
         _, arrs = self.request({"op": "layer_project", "unit": unit, "ndirs": len(dirs),
                                 "offsets": [list(o) for o in offsets]}, arrays,
-                               self._batch_timeout(len(offsets)))
+                               self.limits.call_timeout, calls=len(offsets))
         return arrs["values"]
 
     def _case_arrays(self, case, params=None) -> dict:
@@ -456,12 +507,11 @@ class WorkerSession:
         for j, d in enumerate(directions):
             from bpttcheck.sandbox import protocol
             arrays.update(protocol.pack_params(f"D{j}", d))
-        # a batch may take as long as one slow call plus ample time for the rest: a hang in
-        # any call still ends within about one call_timeout, not n of them
-        timeout = self._batch_timeout(len(offsets) + len(entries))
+        # each call within the per-call limit, all of them within the check's budget
         _, arrs = self.request({"op": "losses", "offsets": [list(o) for o in offsets],
                                 "entries": [list(e) for e in entries],
-                                **self._case_header(case, layout)}, arrays, timeout)
+                                **self._case_header(case, layout)}, arrays,
+                               self.limits.call_timeout, calls=len(offsets) + len(entries))
         return arrs["losses"]
 
     # ------------------------------------------------------------------ failures
@@ -474,11 +524,13 @@ class WorkerSession:
             parts.append("your code printed:\n" + out[-4000:])
         return "\n".join(parts)
 
-    def _user_line(self, dump_path: str) -> str | None:
-        """The innermost frame in the user's files of a faulthandler dump."""
+    def _user_line(self, dump_path: str, start: int = 0) -> str | None:
+        """The innermost frame in the user's files of a faulthandler dump (the first dump
+        written from byte ``start`` on)."""
         try:
-            with open(dump_path, errors="replace") as dump:
-                text = dump.read()
+            with open(dump_path, "rb") as dump:
+                dump.seek(start)
+                text = dump.read().decode("utf-8", "replace")
         except OSError:
             return None
         for m in re.finditer(r'File "([^"]+)", line (\d+)', text):
@@ -487,24 +539,65 @@ class WorkerSession:
                 return source_line(f, n)
         return None
 
-    def _timed_out(self, op: str, timeout: float):
+    def _timed_out(self, op: str, timeout: float, calls: int = 0, done: int = 0,
+                   mark: int = 0, by_budget: bool = False):
+        """End the worker and say what ran out: the import's limit, one call's limit (alone
+        or within a batch) or the check's budget; with what was measured and one fix."""
         refused = self._refused(alive=True)
+        if by_budget and not refused:  # mid-call: the worker's own clock has not dumped its stack yet
+            self._ask_for_stack(mark)
         self.kill()
-        if refused:
+        if refused:  # a refusal explains the hang better (the worker may wait on it)
             raise refused
-        line = self._user_line(self.tb_path)
-        what = {"load": "importing your module", "call": "one call of your code",
-                "layer_run": "one call of your code"}.get(
-            op, f"a batch of calls of your code (finite differences; {self.limits.call_timeout:g} s "
-                f"a call)")
-        hint = (" If that is a training loop, put it under `if __name__ == \"__main__\":` "
-                "(bpttcheck skips top-level `while` loops and `for` loops that call your loss "
-                "function, but not other long-running code)." if op == "load" else
-                " Look for a loop whose condition never changes; raise the limit with "
-                "--timeout if the code is just slow.")
-        raise UserCodeError(ErrorKind.TIMEOUT, f"{what} did not finish within {timeout:.1f} s"
-                            + (f"; it was running {line}" if line else "") + "." + hint,
-                            line, self._output())
+        line = self._user_line(self.tb_path, mark)
+        running = f"; it was running {line}" if line else ""
+        if op in ("load", "inspect"):
+            raise UserCodeError(
+                ErrorKind.TIMEOUT, f"importing your module did not finish within {timeout:g} s"
+                f"{running}. If that is a training loop, put it under `if __name__ == "
+                f"\"__main__\":` (bpttcheck skips top-level `while` loops and `for` loops that "
+                f"call your loss function, but not other long-running code); if the import is "
+                f"just slow, raise the limit: `--timeout {suggested_limit(timeout)}` or "
+                f"`[limits] timeout = {suggested_limit(timeout)}` in the spec.",
+                line, self._output())
+        b = self.budget
+        measured = b.describe()
+        fix_to = suggested_limit(max(timeout, b.call_seconds or 0.0))
+        fix = (f"`--timeout {fix_to}` (or `[limits] timeout = {fix_to}` in the spec)")
+        if by_budget:
+            t = b.call_seconds or 0.0
+            msg = (f"the calls of your code ran past the check's time budget: {measured}; "
+                   f"the limit is {timeout:g} s per call, and the check allows its calls "
+                   f"{MARGIN:g}x their measured time plus one limit, "
+                   f"{duration(b.allowance(calls - done))}. After {b.made} calls it had spent "
+                   f"{duration(b.spent)} ({duration(b.spent / max(b.made, 1))} a call, against "
+                   f"{duration(t)} measured){running}. Your calls get slower as the check goes "
+                   f"on: is something kept between calls that grows (a list, a history)? If "
+                   f"your code is just that slow, raise the limit per call: {fix}.")
+        else:
+            batch = calls > 1
+            what = (f"call {done + 1} of {calls} in a batch of calls of your code "
+                    f"({_BATCH.get(op, 'finite differences')})" if batch
+                    else "one call of your code")
+            msg = (f"{what} did not finish within {timeout:g} s"
+                   + (f" ({measured}; the limit is {timeout:g} s per call)" if measured
+                      else ", the limit per call")
+                   + f"{running}. If that is an endless loop, look for a loop whose condition "
+                   f"never changes; if your code is just slow, raise the limit per call: "
+                   f"{fix}.")
+        raise UserCodeError(ErrorKind.TIMEOUT, msg, line, self._output())
+
+    def _ask_for_stack(self, mark: int, wait: float = 1.0) -> None:
+        """SIGUSR1 to the worker's process group (the worker dumps its stack on it) and a
+        short wait for the dump; nothing if the signal cannot be sent."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGUSR1)
+        except (ProcessLookupError, PermissionError, OSError):
+            return
+        end = time.perf_counter() + wait
+        while time.perf_counter() < end and self._dump_size() <= mark:
+            time.sleep(0.02)
+        time.sleep(0.05)  # the dump is written in one go; let it finish
 
     def _died(self):
         try:
