@@ -65,7 +65,7 @@ class Row:
     note: str = ""  # e.g. the spec's file was missing and the one code file there was graded
     arch: str | None = None  # the architecture the check found (None: it stopped before)
     style: str | None = None  # the style the check found (None: it stopped before)
-    checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not run" too
+    checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not-run" too
 
 
 def discover(folder: str, out: str, entry: str | None) -> list[Submission]:

@@ -51,7 +51,7 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
                       "output": c.message + (" (skipped: does not apply, points given)"
                                              if c.status == "skip" else "") + warning})
     for sc in worth.values():  # scored, but not among the checks that ran
-        ok = sc.status != "not run"
+        ok = sc.status != "not-run"
         tests.append({"name": sc.name, "score": sc.earned, "max_score": sc.possible,
                       "status": "passed" if ok else "failed",
                       "visibility": visibility, "output_format": "md",

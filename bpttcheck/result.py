@@ -182,11 +182,11 @@ class Heatmap(BaseModel):
 
 
 class CheckScore(BaseModel):
-    """What one scored check earned. ``status`` "not run": the check is part of the assignment
+    """What one scored check earned. ``status`` "not-run": the check is part of the assignment
     but did not run on this code (it failed to load, timed out before it, returned no state)."""
 
     name: str
-    status: Literal["pass", "fail", "skip", "warn", "not run"]
+    status: Status
     earned: float
     possible: float
 
