@@ -30,6 +30,7 @@ def run(
     sanitize: bool = typer.Option(False, "--sanitize", help="C only: build with AddressSanitizer and UBSan and report the first error with its line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
+    require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to run (exit 4) where the OS sandbox (bubblewrap) is not available, instead of running with a sandbox.weak note."),
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
     from bpttcheck import report_json, report_terminal
@@ -53,7 +54,7 @@ def run(
                              f"{os.path.join(o, 'report.json')}")
     if os.path.abspath(path) in map(os.path.abspath, outputs):
         raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
-    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
+    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize, require_sandbox)
     opts, points = s.opts, s.points
     opts.views = bool(html)
     opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
@@ -89,6 +90,7 @@ def grade(
     no_html: bool = typer.Option(False, "--no-html", help="Write JSON reports and the CSV only (faster)."),
     fail_under: float | None = typer.Option(None, "--fail-under", help="Exit 1 if any submission scores below this percentage."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+    require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to grade (exit 4, before any submission runs) where the OS sandbox (bubblewrap) is not available."),
 ) -> None:
     """Check every submission in a folder; write a report each, index.html and grades.csv. Exit 0 once every output is written."""
     from bpttcheck.grade import grade as run_grade
@@ -100,7 +102,7 @@ def grade(
         raise UsageError(f"--fail-under is a percentage from 0 to 100, not {fail_under:g}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file: give a folder (it is created if missing)")
-    s = settings(spec, arch, style, seed, timeout, memory_mb)
+    s = settings(spec, arch, style, seed, timeout, memory_mb, require_sandbox=require_sandbox)
     rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet)
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}
     typer.echo(f"graded {len(rows)} submissions: {counts['pass']} pass, {counts['fail']} fail, "
