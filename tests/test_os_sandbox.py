@@ -510,3 +510,51 @@ print(json.dumps([sb.strong, sb.flags, out.returncode, out.stdout, out.stderr]))
     assert "--unshare-user" in flags and rc == 0, err
     uid, pids, secret_seen = json.loads(out)
     assert uid == 65534 and len(pids) <= 3 and secret_seen is False
+
+
+# ---------------------------------------------------------------- the mount plan
+
+def _dist(folder: Path, name: str, entry_points: str) -> Path:
+    info = folder / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "entry_points.txt").write_text(entry_points)
+    return folder
+
+
+def test_oracle_shows_only_while_a_third_party_architecture_is_installed(tmp_path):
+    """A plugin architecture is imported in the worker and may build on bpttcheck.oracle;
+    bpttcheck's own entry points (and other groups) keep it hidden. check/ is always hidden."""
+    own = _dist(tmp_path / "own", "bpttcheck",
+                "[bpttcheck.architectures]\nrnn = bpttcheck.oracle.rnn:ARCH\n\n"
+                "[bpttcheck.adapters]\nmine = mine.adapter:Adapter\n")
+    plugin = _dist(tmp_path / "plugin", "elman",
+                   "[console_scripts]\nx = y:z\n\n[bpttcheck.architectures]\n"
+                   "elman = bpttcheck_elman:ARCH\n")
+    assert not osbox._third_party_architectures((str(own),))
+    assert osbox._third_party_architectures((str(own), str(plugin)))
+    sb = osbox.Sandbox("/usr/bin/bwrap", ("--unshare-all",))
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def masked(plugin_path) -> set[str]:
+        cmd = osbox.worker_command(sb, ["python"], writable=str(work), chdir=str(work),
+                                   plugin_path=plugin_path)
+        return {cmd[i + 1] for i, a in enumerate(cmd) if a == "--tmpfs"}
+    assert {str(PKG / "check"), str(PKG / "oracle")} <= masked(())
+    with_plugin = masked((str(plugin),))
+    assert str(PKG / "check") in with_plugin and str(PKG / "oracle") not in with_plugin
+
+
+def test_a_hidden_folder_inside_a_bound_one_is_masked(tmp_path):
+    """A PYTHONPATH folder holding the class folder shows the plugins, not the students."""
+    sb = osbox.Sandbox("/usr/bin/bwrap", ("--unshare-all",))
+    shared, work = tmp_path / "shared", tmp_path / "work"
+    (shared / "class").mkdir(parents=True)
+    work.mkdir()
+    cmd = osbox.worker_command(sb, ["python"], writable=str(work), chdir=str(work),
+                               plugin_path=(str(shared),), hide=(str(shared / "class"),))
+    binds = [cmd[i + 2] for i, a in enumerate(cmd) if a == "--ro-bind"]
+    tmpfs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--tmpfs"]
+    assert str(shared) in binds and str(shared / "class") in tmpfs
+    assert cmd.index(str(shared / "class")) > cmd.index(str(shared))  # the mask lies on top
+    assert ["--bind", str(work), str(work)] == cmd[cmd.index("--bind"):cmd.index("--bind") + 3]
