@@ -790,6 +790,13 @@ def section_sandbox(pairs: int, grade_pairs: int) -> str:
     start, probe = measure_worker_start(pairs)
     grade, tallies = measure_sandboxed_grade(grade_pairs)
     load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cores = len(os.sched_getaffinity(0))
+    per_core = max(float(load0.split()[0]), float(load1.split()[0])) / cores
+    loaded = (f" The machine was busy with other work (a load average of up to "
+              f"{per_core:.1f} per core): the absolute times are those of a loaded machine, "
+              f"not comparable with the other sections'; the paired ratios and differences are "
+              f"the figures to use, and their spread says how far to trust them."
+              if per_core > 1.5 else "")
 
     def row(label: str, st: dict, unit: str = "s") -> list[str]:
         return [label, str(st["n"]), f"{st['with']:.3f}", f"{st['without']:.3f}",
@@ -807,7 +814,7 @@ def section_sandbox(pairs: int, grade_pairs: int) -> str:
             f"bwrap, {right.get(False)}/{N_SUBMISSIONS} without. Each pair runs the two one "
             f"right after the other, alternating which goes first; the ratio is that of the two "
             f"runs of one pair. Load average (1, 5, 15 min) at the start / end of this section: "
-            f"{load0} / {load1}.")
+            f"{load0} / {load1} ({cores} cores).{loaded}")
 
 
 # ---------------------------------------------------------------------------- output
