@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Performance benchmarks of bpttcheck (issue 6), side by side in one run on this machine.
 
-    python benchmarks/bench.py [--quick] [--only e] [--out benchmarks/RESULTS.md]
+    python benchmarks/bench.py [--quick] [--only f] [--out benchmarks/RESULTS.md]
 
 a. Karpathy-size RNN (H=100, X=Y=65, T=25): plain script, `bpttcheck run`, torch gradcheck
    (slow and fast mode) and a min-char-rnn-style sparse gradient check.
 b. A failing check with full diagnosis (one planted bug in the same model).
 c. Batch grading: `bpttcheck grade DIR --out OUT --jobs 2` over 200 small submissions.
 d. Scaling: time and peak memory against parameter count, RNN and LSTM, functional style.
-e. The OS sandbox's cost: the passing Karpathy-size check, a worker's start, and `grade` of
+f. The OS sandbox's cost: the passing Karpathy-size check, a worker's start, and `grade` of
    200 submissions, each with and without bwrap, in interleaved pairs.
 
 Every process-level time is the wall time of a fresh process (interpreter start included),
@@ -669,7 +669,7 @@ def section_scaling(reps: int) -> str:
             "all processes under the helper, polled every 20 ms.")
 
 
-# ---------------------------------------------------------------------------- (e) the OS sandbox
+# ---------------------------------------------------------------------------- (f) the OS sandbox
 
 WEAK = "BPTTCHECK_SANDBOX"  # =weak: the fallback, no bwrap (sandbox/osbox.py)
 
@@ -778,7 +778,7 @@ def measure_sandboxed_grade(pairs: int) -> tuple[dict, dict]:
 
 
 def section_sandbox(pairs: int, grade_pairs: int) -> str:
-    print("(e) the OS sandbox's cost ...", flush=True)
+    print("(f) the OS sandbox's cost ...", flush=True)
     probe_env = sandbox_env(True)
     p = subprocess.run([sys.executable, "-c", "from bpttcheck.sandbox import osbox; "
                         "print(osbox.current().why_weak or '')"], env=probe_env,
@@ -835,7 +835,7 @@ def machine_section(info: dict) -> str:
     return md_table(["", ""], rows)
 
 
-SANDBOX_TITLE = "(e) The OS sandbox's cost"
+SANDBOX_TITLE = "(f) The OS sandbox's cost"
 
 
 def replace_section(path: Path, title: str, text: str) -> str:
@@ -875,11 +875,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one repetition per measurement")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown report")
-    ap.add_argument("--only", choices=["e"], help="run only this section and put it into the "
+    ap.add_argument("--only", choices=["f"], help="run only this section and put it into the "
                     "existing report in place of its old version (the others stay as they are)")
-    ap.add_argument("--pairs", type=int, help="(e): pairs of checks and of worker starts "
+    ap.add_argument("--pairs", type=int, help="(f): pairs of checks and of worker starts "
                     "(default 11, 3 with --quick)")
-    ap.add_argument("--grade-pairs", type=int, help="(e): pairs of grade runs (default 3, 1 "
+    ap.add_argument("--grade-pairs", type=int, help="(f): pairs of grade runs (default 3, 1 "
                     "with --quick)")
     args = ap.parse_args(argv)
     reps, reps_slow = (1, 1) if args.quick else (5, 3)
@@ -889,9 +889,9 @@ def main(argv=None) -> int:
     info = machine_info()
     t0 = time.perf_counter()
     mode = "--quick (1 repetition)" if args.quick else "full"
-    if args.only == "e":
+    if args.only == "f":
         text = section_sandbox(pairs, grade_pairs)
-        text = (f"Written by `python benchmarks/bench.py --only e` ({mode}) on {info['date']}, "
+        text = (f"Written by `python benchmarks/bench.py --only f` ({mode}) on {info['date']}, "
                 f"bpttcheck {info['bpttcheck']} (commit {info['commit']}), {info['nproc']} "
                 f"cores, in {time.perf_counter() - t0:.0f} s.\n\n" + text)
         report = replace_section(Path(args.out), SANDBOX_TITLE, text)
