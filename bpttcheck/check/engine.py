@@ -16,6 +16,7 @@ from bpttcheck.check.recorder import Recorder
 from bpttcheck.errors import UserCodeError
 from bpttcheck.oracle.common import Dims
 from bpttcheck.result import ErrorInfo, Report
+from bpttcheck.sandbox import osbox
 from bpttcheck.sandbox.limits import Limits
 from bpttcheck.sandbox.session import WorkerSession, session
 
@@ -53,12 +54,17 @@ class Options:
     secret: str | None = field(default=None, repr=False)
     # where C builds are kept: None, the user's cache; `grade` gives a folder of its own
     so_cache: str | None = None
+    # refuse to run user code without the OS sandbox (--require-sandbox, [limits]
+    # require_sandbox; sandbox/osbox.py): SandboxError, exit 4
+    require_sandbox: bool = False
 
 
 def check(path: str, opts: Options | None = None) -> Report:
     # a copy: the run fills in the style and the sanitizer's preload, which must not carry
     # over into the caller's next run with the same Options
     opts = copy.deepcopy(opts or Options())
+    if opts.require_sandbox:
+        osbox.require()
     t0 = time.perf_counter()
     tag = _hidden_case(path, opts)
     rec = Recorder(Report(verdict="pass", path=path, seed=None if tag else opts.seed,
@@ -73,6 +79,10 @@ def check(path: str, opts: Options | None = None) -> Report:
         r.verdict = "error"
         r.error = ErrorInfo(kind=e.kind, message=e.message, line=e.line, output=e.output)
         r.evaluations = getattr(worker, "evaluations", 0)
+    # the sandbox the code ran in (or would have: a C file that does not compile)
+    weak = osbox.weak_note(worker.sandbox if worker is not None else osbox.current())
+    if weak:
+        rec.note(*weak)
     r.timings["total"] = round(time.perf_counter() - t0, 4)
     if r.verdict != "error":
         severity.apply(r, opts.checks)

@@ -17,7 +17,7 @@ import threading
 import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
-from bpttcheck.sandbox import proctree
+from bpttcheck.sandbox import osbox, proctree
 from bpttcheck.sandbox.budget import GRACE, MARGIN, CallBudget, duration, suggested_limit
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
@@ -223,7 +223,9 @@ class WorkerSession:
     def __init__(self, path: str, limits: Limits | None = None):
         self.path = os.path.abspath(path)
         self.limits = limits or Limits()
-        self.tmp = tempfile.mkdtemp(prefix="bpttcheck-")
+        # its real path: the OS sandbox shows the folder at that path, and the worker's
+        # paths (workdir, traceback file) must name the same files inside and out
+        self.tmp = os.path.realpath(tempfile.mkdtemp(prefix="bpttcheck-"))
         self.workdir = os.path.join(self.tmp, "work")
         os.makedirs(self.workdir)
         self.user_path = copy_submission(self.path, self.workdir, self.limits.copy,
@@ -236,18 +238,35 @@ class WorkerSession:
         r2, w2 = os.pipe()
         r3, w3 = os.pipe()  # the guard's refusals, as they happen (refusals.py)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        # its own session and process group (killed as a whole), limits, no network: preexec
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
-             self.workdir, origin, self.tb_path, str(w3)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(r1, w2, w3), cwd=self.workdir, env=self._env(home), start_new_session=True,
-            # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
-            # resolved before the fork): nothing a thread of ours could hold a lock on
-            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
-        os.close(r1)
-        os.close(w2)
-        os.close(w3)
+        argv = [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
+                self.workdir, origin, self.tb_path, str(w3)]
+        env = self._env(home)
+        fds: tuple[int, ...] = (r1, w2, w3)  # closed here once the worker has them
+        self.sandbox = osbox.current()
+        self._info: int | None = None  # bwrap says here that the sandbox is up
+        self._up: bool | None = None  # what it said (read once the worker has ended)
+        if self.sandbox.strong:
+            # the worker in its own namespaces, seeing only the Python installation, bpttcheck
+            # (without check/ and oracle/) and this session's folder (osbox.py)
+            self._info, info_w = os.pipe()
+            argv = osbox.worker_command(
+                self.sandbox, argv, writable=self.tmp, chdir=self.workdir,
+                plugin_path=_plugin_path().split(os.pathsep) if _plugin_path() else (),
+                preload=env.pop("LD_PRELOAD", None), hide=self._hidden(origin), info_fd=info_w)
+            fds += (info_w,)
+        try:
+            # its own session and process group (killed as a whole), limits, no network:
+            # preexec (bwrap, when it runs, makes the namespaces itself)
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=fds, cwd=self.workdir, env=env, start_new_session=True,
+                # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
+                # resolved before the fork): nothing a thread of ours could hold a lock on
+                preexec_fn=preexec(self.limits, nproc(os.getuid()), libc(),
+                                   namespaces=not self.sandbox.strong))
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.refusals = RefusalChannel(r3, self._stop_at_refusal)
         self.born = proctree.started(self.proc.pid)  # escapees are born after it (close())
         self.wf = os.fdopen(w1, "wb")
@@ -259,6 +278,14 @@ class WorkerSession:
         self.evaluations = 0
         self.call_seconds = float("inf")  # the fastest round trip of one call seen so far
 
+    def _hidden(self, origin: str) -> list[str]:
+        """Folders the sandboxed worker must not see even where a folder bound for it (a
+        PYTHONPATH entry) holds them: the submission's own and the one above it (the class
+        folder), the folder bpttcheck runs from, and the real HOME."""
+        return [origin, os.path.dirname(origin), os.path.dirname(self.path),
+                os.path.dirname(os.path.dirname(self.path)), self.limits.run_from or origin,
+                os.getcwd(), os.path.expanduser("~"), os.environ.get("HOME") or origin]
+
     def _env(self, home: str) -> dict:
         env = worker_env(home)
         if self.limits.preload:
@@ -266,6 +293,37 @@ class WorkerSession:
             env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:exitcode=86"
             env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1:exitcode=86"
         return env
+
+    def visible(self, path: str) -> str:
+        """A path of ``path`` the worker can read: itself, or in the sandbox, where only this
+        session's folder shows, a copy in it (a C library built in the compile cache)."""
+        real = os.path.realpath(path)
+        if not self.sandbox.strong or real.startswith(self.tmp + os.sep):
+            return path
+        dst = os.path.join(self.tmp, "lib", os.path.basename(path))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(path, dst)
+        return dst
+
+    def _worker_exit(self, code: int | None) -> int | None:
+        """The worker's exit status, once it has ended: bwrap's status turned back into the
+        worker's (osbox.exit_status); SandboxError if bwrap never set the sandbox up."""
+        if self._info is None:
+            return code
+        if self._up is None:
+            try:
+                os.set_blocking(self._info, False)
+                self._up = bool(os.read(self._info, 4096))
+            except OSError:  # nothing written, and still open: bwrap is not done
+                self._up = True
+        if not self._up:
+            lines = [ln for ln in self.err.text().splitlines() if ln.startswith("bwrap:")]
+            raise osbox.SandboxError(
+                "bwrap could not set up the OS sandbox for the worker"
+                + (f" ({lines[0]})" if lines else f" (exit status {code})")
+                + f"; run with {osbox.SWITCH_VAR}=weak to check without it, and please "
+                  "report this")
+        return osbox.exit_status(code)
 
     def _read(self):
         while True:
@@ -368,7 +426,8 @@ class WorkerSession:
             None, self._output())
 
     def load(self, style: str | None, options: dict, path: str | None = None) -> dict:
-        hdr, _ = self.request({"op": "load", "path": path or self.user_path, "style": style,
+        hdr, _ = self.request({"op": "load", "path": self.visible(path or self.user_path),
+                               "style": style,
                                "options": options}, None, self.limits.load_timeout)
         return hdr
 
@@ -605,6 +664,7 @@ class WorkerSession:
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
+        code = self._worker_exit(code)
         refused = self._refused(alive=False)
         if refused:
             raise refused
@@ -653,6 +713,10 @@ class WorkerSession:
         self.refusals.stop()
         with contextlib.suppress(OSError):
             self.wf.close()
+        if self._info is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._info)
+            self._info = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
