@@ -338,7 +338,8 @@ def _without_timings(rows) -> dict:
 
 
 @pytest.mark.slow
-def test_submissions_that_kill_the_grading_processes_cost_the_others_nothing(tmp_path):
+def test_submissions_that_kill_the_grading_processes_cost_the_others_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
     attackers = {"mallory": KILL_PARENT, "trudy": PIDFD_PARENT, "eve": KILL_NEIGHBOURS}
     s = settings(timeout=5.0)
     clean = grade(str(_class(tmp_path / "clean", {})), s, str(tmp_path / "out0"), jobs=2,
@@ -385,7 +386,8 @@ while not os.path.exists(PIDFILE):  # the worker waits until the clone has said 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("then", ["returns", "kills-its-parent"])
-def test_a_process_left_behind_cannot_rewrite_grades_csv(tmp_path, then):
+def test_a_process_left_behind_cannot_rewrite_grades_csv(monkeypatch, tmp_path, then):
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
     out, pidfile = tmp_path / "out", tmp_path / "escapee.pid"
     attack = ESCAPEE.replace("PIDFILE", repr(str(pidfile))).replace("OUT", repr(str(out)))
     if then == "kills-its-parent":  # the clone is orphaned: it comes back to grade's process
@@ -435,9 +437,10 @@ def test_grade_exits_4_when_bpttcheck_fails_on_a_submission(tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_when_every_checking_process_dies_the_grade_fails_instead_of_blaming_everyone(tmp_path):
+def test_when_every_checking_process_dies_the_grade_fails_instead_of_blaming_everyone(monkeypatch, tmp_path):
     """Three submissions whose processes all die twice: the machine's doing, not three
     saboteurs; grade stops with a message (exit 4 from the CLI) and writes no grades.csv."""
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
     from bpttcheck.grade import GradeError
     k = tmp_path / "class"
     k.mkdir()

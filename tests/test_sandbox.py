@@ -106,7 +106,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="clone number")
 @pytest.mark.parametrize("double", [False, True], ids=["clone-parent", "then-double-fork"])
-def test_a_process_that_left_the_workers_tree_does_not_outlive_the_check(tmp_path, double):
+def test_a_process_that_left_the_workers_tree_does_not_outlive_the_check(monkeypatch, tmp_path, double):
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
     from bpttcheck.check.engine import Options, check
     from conftest import REF
     target, pidfile = tmp_path / "grades.csv", tmp_path / "escapee.pid"
