@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Performance benchmarks of bpttcheck (issue 6), side by side in one run on this machine.
 
-    python benchmarks/bench.py [--quick] [--out benchmarks/RESULTS.md]
+    python benchmarks/bench.py [--quick] [--only f] [--out benchmarks/RESULTS.md]
 
 a. Karpathy-size RNN (H=100, X=Y=65, T=25): plain script, `bpttcheck run`, torch gradcheck
    (slow and fast mode) and a min-char-rnn-style sparse gradient check.
 b. A failing check with full diagnosis (one planted bug in the same model).
 c. Batch grading: `bpttcheck grade DIR --out OUT --jobs 2` over 200 small submissions.
 d. Scaling: time and peak memory against parameter count, RNN and LSTM, functional style.
+f. The OS sandbox's cost: the passing Karpathy-size check, a worker's start, and `grade` of
+   200 submissions, each with and without bwrap, in interleaved pairs.
 
 Every process-level time is the wall time of a fresh process (interpreter start included),
 measured by a small helper process that also reads the peak RSS of its children. Each
@@ -667,6 +669,154 @@ def section_scaling(reps: int) -> str:
             "all processes under the helper, polled every 20 ms.")
 
 
+# ---------------------------------------------------------------------------- (f) the OS sandbox
+
+WEAK = "BPTTCHECK_SANDBOX"  # =weak: the fallback, no bwrap (sandbox/osbox.py)
+
+
+def sandbox_env(on: bool) -> dict:
+    env = quiet_env()
+    env.pop(WEAK, None)
+    if not on:
+        env[WEAK] = "weak"
+    return env
+
+
+def interleaved(fn, pairs: int) -> list[tuple[float, float]]:
+    """(with bwrap, without) wall times of ``pairs`` pairs, run one right after the other and
+    in alternating order (with-without, without-with, ...), after one untimed warm-up pair.
+    On a machine shared with other work the load drifts; the two runs of a pair see nearly
+    the same load, so their ratio survives it better than either time."""
+    fn(True)
+    fn(False)
+    out = []
+    for i in range(pairs):
+        order = (True, False) if i % 2 == 0 else (False, True)
+        got = {on: fn(on) for on in order}
+        out.append((got[True], got[False]))
+    return out
+
+
+def pair_stats(pairs: list[tuple[float, float]]) -> dict:
+    ratios = sorted(a / b for a, b in pairs)
+    return {"with": med(a for a, _ in pairs), "without": med(b for _, b in pairs),
+            "ratio": med(ratios), "ratio_lo": ratios[0], "ratio_hi": ratios[-1],
+            "diff": med(a - b for a, b in pairs), "n": len(pairs)}
+
+
+def measure_sandboxed_check(pairs: int) -> dict:
+    def one(on: bool) -> float:
+        p = run_measured([*bpttcheck_cmd(), "run", str(PASSING), "--spec", str(T25_SPEC),
+                          "--json", "-"], KARPATHY, sandbox_env(on))
+        rep = p.json() if p.rc == 0 else {}
+        weak = "sandbox.weak" in [n["id"] for n in rep.get("notes", [])]
+        if p.rc != 0 or weak == on:
+            raise RuntimeError(f"bpttcheck run (sandbox {'on' if on else 'off'}) exited "
+                               f"{p.rc}, sandbox.weak note {weak}: {p.stderr[-2000:]}")
+        return p.wall
+    return pair_stats(interleaved(one, pairs))
+
+
+WORKER_START = r"""
+import json, os, sys, time
+from bpttcheck.sandbox import osbox
+from bpttcheck.sandbox.session import WorkerSession
+t0 = time.perf_counter()
+sb = osbox.current()
+probe = time.perf_counter() - t0
+t1 = time.perf_counter()
+with WorkerSession(sys.argv[1]) as w:
+    w.load(None, {})
+    started = time.perf_counter() - t1
+print(json.dumps({"probe": probe, "start": started, "strong": sb.strong}))
+"""
+
+
+def measure_worker_start(pairs: int) -> tuple[dict, float]:
+    """In a fresh process each: the probe, then a worker started and the module loaded (its
+    first reply), timed inside; the interpreter's own start is left out."""
+    probes: list[float] = []
+
+    def one(on: bool) -> float:
+        p = subprocess.run([sys.executable, "-c", WORKER_START, str(PASSING)], cwd=KARPATHY,
+                           env=sandbox_env(on), capture_output=True, text=True, check=False)
+        if p.returncode != 0:
+            raise RuntimeError(f"worker start (sandbox {on}) failed: {p.stderr[-2000:]}")
+        got = json.loads(p.stdout)
+        if got["strong"] != on:
+            raise RuntimeError(f"the sandbox was {'off' if on else 'on'} when asked otherwise")
+        if on:
+            probes.append(got["probe"])
+        return got["start"]
+    stats = pair_stats(interleaved(one, pairs))
+    return stats, med(probes)
+
+
+def measure_sandboxed_grade(pairs: int) -> tuple[dict, dict]:
+    root = Path(tempfile.mkdtemp(prefix="bench-submissions-"))
+    tallies: dict[bool, dict] = {}
+    try:
+        subs = make_submissions(root, N_SUBMISSIONS)
+        expected = {path.parent.name: e for path, e in subs}
+
+        def one(on: bool) -> float:
+            out = Path(tempfile.mkdtemp(prefix="bench-grades-"))
+            try:
+                p = run_measured([*bpttcheck_cmd(), "grade", str(root), "--out", str(out),
+                                  "--jobs", "2", "--no-html", "-q"], env=sandbox_env(on))
+                got = read_grades(out / "grades.csv", expected) if (
+                    out / "grades.csv").exists() else {"rows": 0, "right": None}
+                if p.rc != 0 or got["rows"] != N_SUBMISSIONS:
+                    raise RuntimeError(f"grade (sandbox {on}) exited {p.rc}: {p.stderr[-2000:]}")
+                tallies[on] = got
+                return p.wall
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+        return pair_stats(interleaved(one, pairs)), tallies
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def section_sandbox(pairs: int, grade_pairs: int) -> str:
+    print("(f) the OS sandbox's cost ...", flush=True)
+    probe_env = sandbox_env(True)
+    p = subprocess.run([sys.executable, "-c", "from bpttcheck.sandbox import osbox; "
+                        "print(osbox.current().why_weak or '')"], env=probe_env,
+                       capture_output=True, text=True, check=False)
+    if p.returncode != 0 or p.stdout.strip():
+        return f"Not measured: the OS sandbox is not available here ({p.stdout.strip() or p.stderr[-300:]})."
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    check = measure_sandboxed_check(pairs)
+    start, probe = measure_worker_start(pairs)
+    grade, tallies = measure_sandboxed_grade(grade_pairs)
+    load1 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cores = len(os.sched_getaffinity(0))
+    per_core = max(float(load0.split()[0]), float(load1.split()[0])) / cores
+    loaded = (f" The machine was busy with other work (a load average of up to "
+              f"{per_core:.1f} per core): the absolute times are those of a loaded machine, "
+              f"not comparable with the other sections'; the paired ratios and differences are "
+              f"the figures to use, and their spread says how far to trust them."
+              if per_core > 1.5 else "")
+
+    def row(label: str, st: dict, unit: str = "s") -> list[str]:
+        return [label, str(st["n"]), f"{st['with']:.3f}", f"{st['without']:.3f}",
+                f"{st['diff'] * (1000 if unit == 'ms' else 1):+.{0 if unit == 'ms' else 3}f} {unit}",
+                f"{st['ratio']:.2f}x ({st['ratio_lo']:.2f}-{st['ratio_hi']:.2f})"]
+    rows = [row("`bpttcheck run --json -`, Karpathy size (T=25, X=Y=65, H=100), verdict pass",
+                check, "ms"),
+            row("a worker's start to its first reply (load), in process", start, "ms"),
+            row(f"`bpttcheck grade` of {N_SUBMISSIONS} submissions, `--jobs 2 --no-html`", grade)]
+    right = {on: t.get("right") for on, t in tallies.items()}
+    table = md_table(["what", "pairs", "median s, bwrap", "median s, fallback",
+                      "median of the differences", "median ratio of a pair (min-max)"], rows)
+    return (table + f"\n\nThe probe (is bwrap usable here?) took {probe * 1000:.1f} ms, once per "
+            f"process. grade's verdicts as labelled: {right.get(True)}/{N_SUBMISSIONS} with "
+            f"bwrap, {right.get(False)}/{N_SUBMISSIONS} without. Each pair runs the two one "
+            f"right after the other, alternating which goes first; the ratio is that of the two "
+            f"runs of one pair. Load average (1, 5, 15 min) at the start / end of this section: "
+            f"{load0} / {load1} ({cores} cores).{loaded}")
+
+
 # ---------------------------------------------------------------------------- output
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -683,6 +833,25 @@ def machine_section(info: dict) -> str:
         ("load average (1, 5, 15 min) at start / end", f"{info['load']} / {info['load_end']}"),
         ("BLAS environment", info["blas_env"]))]
     return md_table(["", ""], rows)
+
+
+SANDBOX_TITLE = "(f) The OS sandbox's cost"
+
+
+def replace_section(path: Path, title: str, text: str) -> str:
+    """The report at ``path`` with its section ``title`` replaced by ``text`` (appended when it
+    has none; a new report when there is none)."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# bpttcheck benchmarks\n"
+    parts = old.split("\n## ")
+    head, sections = parts[0], parts[1:]
+    new = f"{title}\n\n{text}\n"
+    for i, sec in enumerate(sections):
+        if sec.split("\n", 1)[0].strip() == title:
+            sections[i] = new
+            break
+    else:
+        sections.append(new)
+    return head.rstrip("\n") + "\n" + "".join(f"\n## {sec.rstrip()}\n" for sec in sections)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -706,28 +875,52 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one repetition per measurement")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown report")
+    ap.add_argument("--only", choices=["f"], help="run only this section and put it into the "
+                    "existing report in place of its old version (the others stay as they are)")
+    ap.add_argument("--pairs", type=int, help="(f): pairs of checks and of worker starts "
+                    "(default 11, 3 with --quick)")
+    ap.add_argument("--grade-pairs", type=int, help="(f): pairs of grade runs (default 3, 1 "
+                    "with --quick)")
     args = ap.parse_args(argv)
     reps, reps_slow = (1, 1) if args.quick else (5, 3)
+    pairs, grade_pairs = (3, 1) if args.quick else (11, 3)
+    pairs, grade_pairs = args.pairs or pairs, args.grade_pairs or grade_pairs
 
     info = machine_info()
     t0 = time.perf_counter()
+    mode = "--quick (1 repetition)" if args.quick else "full"
+    if args.only == "f":
+        text = section_sandbox(pairs, grade_pairs)
+        text = (f"Written by `python benchmarks/bench.py --only f` ({mode}) on {info['date']}, "
+                f"bpttcheck {info['bpttcheck']} (commit {info['commit']}), {info['nproc']} "
+                f"cores, in {time.perf_counter() - t0:.0f} s.\n\n" + text)
+        report = replace_section(Path(args.out), SANDBOX_TITLE, text)
+        print("\n" + text)
+        write_atomic(Path(args.out), report)
+        print(f"written to {args.out}")
+        return 0
     karpathy, res = section_karpathy(reps, reps_slow)
     sections = [("(a) Karpathy-size model: H=100, X=Y=65, T=25", karpathy)]
     sections.append(("(b) Failing check with full diagnosis", section_failing(
         reps, res["plain"]["wall"])))
     sections.append(("(c) Batch grading", section_grading(reps_slow)))
     sections.append(("(d) Scaling with the parameter count", section_scaling(reps_slow)))
+    sections.append((SANDBOX_TITLE, section_sandbox(pairs, grade_pairs)))
     info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.insert(0, ("Machine", machine_section(info)))
 
-    mode = "--quick (1 repetition)" if args.quick else "full"
     head = (f"# bpttcheck benchmarks\n\nWritten by `python benchmarks/bench.py` ({mode}) in "
             f"{time.perf_counter() - t0:.0f} s. Times are wall-clock seconds; see "
             "benchmarks/README.md for what each row means.\n")
     body = "\n\n".join(f"## {title}\n\n{text}" for title, text in sections)
     report = head + "\n" + body + "\n"
+    # sections (e) on are taken with zoo_diagnosis.py and print_flood.py: kept as they are
+    out = Path(args.out)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    if "\n## (e)" in old:
+        report += "\n" + old[old.index("\n## (e)") + 1:]
     print("\n" + report)
-    write_atomic(Path(args.out), report)
+    write_atomic(out, report)
     print(f"written to {args.out}")
     return 0
 

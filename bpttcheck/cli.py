@@ -31,6 +31,7 @@ def run(
     write_fixed: str | None = typer.Option(None, "--write-fixed", help="Python: write your file with the verified repair applied here (never over your file)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No terminal summary."),
+    require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to run (exit 4) where the OS sandbox (bubblewrap) is not available, instead of running with a sandbox.weak note."),
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
     from bpttcheck import report_json, report_terminal
@@ -39,7 +40,7 @@ def run(
     from bpttcheck.output import write_atomic
     from bpttcheck.settings import settings
 
-    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize)
+    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize, require_sandbox)
     note = ""
     if os.path.isdir(path):
         path, note = _model_in(path, s.entry)
@@ -126,8 +127,9 @@ def grade(
     only: list[str] | None = typer.Option(None, "--only", help="Regrade only these students (grades.csv's student column) and merge them into the grades already in --out: --only alice bob."),  # noqa: B008 - typer's way
     failed: bool = typer.Option(False, "--failed", help="Regrade the students whose row in --out's grades.csv is not pass (and any new submission), merged as with --only."),
     csv_bom: bool = typer.Option(False, "--csv-bom", help="Start grades.csv with a UTF-8 byte-order mark, so Excel reads non-ASCII names right."),
+    require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to grade (exit 4, before any submission runs) where the OS sandbox (bubblewrap) is not available."),
 ) -> None:
-    """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written."""
+    """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written; 4 if bpttcheck itself failed on any submission."""
     from bpttcheck.grade import grade as run_grade
     from bpttcheck.settings import settings
 
@@ -142,7 +144,7 @@ def grade(
                          f"regrade some students, give them after --only (--only "
                          f"{' '.join(names)})")
     picked = [*(only or []), *(names or [])] or None
-    s = settings(spec, arch, style, seed, timeout, memory_mb)
+    s = settings(spec, arch, style, seed, timeout, memory_mb, require_sandbox=require_sandbox)
     rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet, only=picked,
                      failed=failed, csv_bom=csv_bom)
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}
@@ -151,6 +153,13 @@ def grade(
     typer.echo(f"{what}: {counts['pass']} pass, {counts['fail']} fail, "
                f"{counts['error']} error; wrote {os.path.join(out, 'grades.csv')}"
                + ("" if no_html else f" and {os.path.join(out, 'index.html')}"))
+    ours = [r.student for r in rows if r.error_kind == "internal"]
+    if ours:  # every output is written, but a grade with bpttcheck's own failures is no grade
+        typer.echo(f"bpttcheck failed on {len(ours)} submission{'s' if len(ours) > 1 else ''} "
+                   f"(error kind internal: " + ", ".join(ours[:20]) + (" ..." if len(ours) > 20
+                   else "") + "); their rows are not grades. Please report it with their "
+                   "report.json", err=True)
+        raise typer.Exit(4)
     if fail_under is not None:
         low = [r for r in rows if r.percent < fail_under]
         if low:

@@ -33,7 +33,7 @@ def _peek(argv: list[str]) -> dict | None:
             if key:
                 found[key] = value
         elif a.startswith("-"):
-            if a not in ("-v", "-q", "--verbose", "--quiet"):
+            if a not in ("-v", "-q", "--verbose", "--quiet", "--require-sandbox"):
                 return None
         elif found["path"] is None:
             found["path"] = a

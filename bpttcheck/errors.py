@@ -26,6 +26,7 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"  # bpttcheck's own bug
     PLUGIN = "plugin"  # an installed plugin (adapter or architecture) is broken
     PROTOCOL = "protocol"  # a reply the worker never sends: forged by user code, or garbled
+    KILLED = "killed"  # grade: the process checking it died twice, the second time alone
 
 
 def source_line(path: str, lineno: int, text: str | None = None) -> str:

@@ -11,16 +11,16 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TextIO
 
-from bpttcheck.errors import UsageError
+from bpttcheck.errors import BpttcheckError, UsageError
 from bpttcheck.formatting import csv_cell, natural_key
 from bpttcheck.output import write_atomic
 from bpttcheck.settings import Settings
@@ -65,7 +65,7 @@ class Row:
     note: str = ""  # e.g. the spec's file was missing and the one code file there was graded
     arch: str | None = None  # the architecture the check found (None: it stopped before)
     style: str | None = None  # the style the check found (None: it stopped before)
-    checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not run" too
+    checks: dict[str, str] = field(default_factory=dict)  # scored check -> status, "not-run" too
 
 
 def discover(folder: str, out: str, entry: str | None) -> list[Submission]:
@@ -347,8 +347,11 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as Bar
+            # drawn when told (step, refresh), never by a thread of its own: grading forks a
+            # process per submission, and a fork must not copy a lock another thread holds
             self.bar = Bar(TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=Console(file=self.stream))
+                           TimeElapsedColumn(), console=Console(file=self.stream),
+                           auto_refresh=False)
             self.task = self.bar.add_task("grading", total=total)
 
     def __enter__(self) -> Progress:
@@ -367,9 +370,16 @@ class Progress:
         if self.bar:
             self.bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
             self.bar.advance(self.task)
+            self.bar.refresh()
         else:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+    def refresh(self) -> None:
+        """Redraw the bar (its elapsed time) between steps."""
+        if self.bar:
+            self.bar.refresh()
 
 
 def _printable(text: str) -> str:
@@ -415,13 +425,8 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     so_cache = tempfile.mkdtemp(prefix="bpttcheck-so-")
     run = replace(s, opts=replace(s.opts, so_cache=so_cache))
     try:
-        # fork: the pool's processes start with numpy and bpttcheck already imported
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(subs)), mp_context=ctx) as pool:
-            futures = {pool.submit(grade_one, sub, run, out, html): sub for sub in subs}
-            # the pool's processes are forked by now: the bar's drawing thread starts after them
-            with Progress(len(subs)) if progress else nullcontext() as bar:
-                rows = _collect(futures, bar)
+        with Progress(len(subs)) if progress else nullcontext() as bar:
+            rows = _collect(subs, run, out, html, min(jobs, len(subs)), bar)
     finally:
         shutil.rmtree(so_cache, ignore_errors=True)
 
@@ -641,19 +646,171 @@ def _replacing(book: dict | None, subs: list[Submission], folder: str, out: str,
               "the others, use --only or --failed")
 
 
-def _collect(futures: dict, bar: Progress | None) -> list[Row]:
-    rows = []
-    for fut in as_completed(futures):
-        sub = futures[fut]
-        try:
-            row = fut.result()
-        except Exception as e:  # noqa: BLE001 - a pool process died: that student only
-            row = Row(sub.student, sub.path or "", "error", 0.0, 0.0, 0.0, "", "",
-                      "internal", 0.0, "", [], f"{type(e).__name__}: {e}")
-        rows.append(row)
+class GradeError(BpttcheckError):
+    """The class could not be graded to the end (exit 4): no row is written as if it were."""
+
+
+def _collect(subs: list[Submission], run: Settings, out: str, html: bool, jobs: int,
+             bar: Progress | None) -> list[Row]:
+    """A row for every submission, in order. Each is checked in a process of its own (forked:
+    numpy and bpttcheck already imported), at most ``jobs`` at a time, so a submission that
+    kills the process checking it, or a neighbour's, costs no other student anything. A
+    submission whose process died without its row is checked again alone, once the others
+    are done, with nothing else running; a second death is its own doing (error ``killed``).
+    This process is a subreaper: what a dead check leaves behind comes back here and is
+    killed (sandbox/proctree.py)."""
+    from bpttcheck.sandbox import proctree
+    _warm(html)
+    since = proctree.now_ticks()
+    proctree.become_subreaper()
+    rows: dict[int, Row] = {}
+    lost = _run_batch(list(range(len(subs))), subs, run, out, html, jobs, bar, rows, since)
+    killed = {}
+    for i in lost:
+        killed.update(_run_batch([i], subs, run, out, html, 1, bar, rows, since))
+    if len(killed) == len(subs) >= 3:  # not a class of saboteurs: this machine kills them
+        raise GradeError(f"the process checking each of the {len(subs)} submissions died, "
+                         f"twice ({next(iter(killed.values()))}); that is no student's doing "
+                         f"(out of memory? a process limit?). No grades.csv was written")
+    for i, how in killed.items():
+        rows[i] = _killed_row(subs[i], run, out, html, how)
         if bar:
-            bar.step(row)
-    return rows
+            bar.step(rows[i])
+    proctree.kill_strays(since)
+    return [rows[i] for i in range(len(subs))]
+
+
+def _warm(html: bool) -> None:
+    """Import once, before the forks, what every check imports on the way (the checking room,
+    the reference, numpy.random, psutil): each forked process would pay for it again."""
+    import importlib
+    import pkgutil
+
+    import numpy.random  # noqa: F401
+    import psutil  # noqa: F401
+
+    import bpttcheck.check
+    import bpttcheck.oracle
+    from bpttcheck import plugins, report_json, scoring  # noqa: F401
+    from bpttcheck.sandbox import protocol  # noqa: F401
+    for pkg in (bpttcheck.check, bpttcheck.oracle):
+        for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+            importlib.import_module(m.name)
+    plugins.adapters()
+    plugins.architectures()
+    if html:
+        from bpttcheck import report_html  # noqa: F401
+
+
+def _run_batch(todo: list[int], subs: list[Submission], run: Settings, out: str, html: bool,
+               jobs: int, bar: Progress | None, rows: dict[int, Row],
+               since: int) -> dict[int, str]:
+    """Check ``subs[i]`` for each i in ``todo`` (at most ``jobs`` processes at a time) and put
+    the rows that come back in ``rows``; returns {i: how its process ended} for those whose
+    process ended without one."""
+    from multiprocessing.connection import wait
+
+    from bpttcheck.sandbox import proctree
+    ctx = multiprocessing.get_context("fork")
+    queue = list(reversed(todo))
+    running: dict = {}  # the pipe a row comes back on -> (index, process)
+    lost: dict[int, str] = {}
+    while queue or running:
+        while queue and len(running) < jobs:
+            i = queue.pop()
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_check_in_child, args=(send, subs[i], run, out, html),
+                               daemon=True)
+            try:
+                proc.start()
+            except OSError as e:
+                raise GradeError(f"grade could not start a process to check {subs[i].student} "
+                                 f"({e}); no grades.csv was written. Free some memory or "
+                                 f"processes, or lower --jobs, and run it again") from None
+            send.close()
+            proctree.started(proc.pid or 0)
+            running[receive] = (i, proc)
+        for conn in wait(list(running), timeout=1.0):
+            i, proc = running.pop(conn)
+            row = _receive(conn, subs[i])
+            conn.close()  # type: ignore[union-attr]  # a Connection: the keys of running
+            proc.join(timeout=30)
+            if proc.exitcode is None:  # sent its row and hangs on the way out
+                proc.kill()
+                proc.join()
+            proctree.ended(proc.pid)
+            proctree.kill_strays(since)  # what it left, if it died before its own clean-up
+            if row is None:
+                lost[i] = _ended(proc.exitcode)
+                continue
+            rows[i] = row
+            if bar:
+                bar.step(row)
+        if bar:
+            bar.refresh()
+    return lost
+
+
+def _check_in_child(conn, sub: Submission, run: Settings, out: str, html: bool) -> None:
+    """In the forked process: grade one submission, send its row back as JSON (never a
+    pickle: the pipe is no more trusted than the submission's own process)."""
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not the parent's live bar
+    try:
+        data: dict = asdict(grade_one(sub, run, out, html))
+    except Exception as e:  # noqa: BLE001 - our bug (a report that cannot be written): that row only
+        data = {"internal": f"{type(e).__name__}: {e}"}
+    conn.send_bytes(json.dumps(data).encode("utf-8"))
+    conn.close()
+
+
+_ROW_TYPES = {"str": (str,), "float": (int, float), "list": (list,), "int": (int,),
+              "bool": (bool,)}
+
+
+def _receive(conn, sub: Submission) -> Row | None:
+    """The row a child sent, or None when it sent none (it died) or something that is not
+    a row (something else wrote to the pipe)."""
+    try:
+        data = json.loads(conn.recv_bytes(maxlength=16 << 20).decode("utf-8"))
+    except (EOFError, OSError, ValueError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("internal"), str) and len(data) == 1:
+        return Row(sub.student, sub.path or "", "error", 0.0, 0.0, 0.0, "", "", "internal",
+                   0.0, "", [], f"bpttcheck failed on this submission: {data['internal']}")
+    names = {f.name: f.type for f in fields(Row)}
+    if not isinstance(data, dict) or set(data) != set(names):
+        return None
+    for name, kind in names.items():
+        ok = _ROW_TYPES.get(str(kind))
+        if ok and (not isinstance(data[name], ok) or
+                   (isinstance(data[name], bool) and bool not in ok)):
+            return None
+    return Row(**data)
+
+
+def _ended(code: int | None) -> str:
+    """How a process ended, for a message."""
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _killed_row(sub: Submission, run: Settings, out: str, html: bool, how: str) -> Row:
+    """The row (and report) of a submission whose checking process died twice, the second
+    time with nothing else running."""
+    from bpttcheck.errors import ErrorKind
+    message = (f"the process bpttcheck checked this submission in ended without a result "
+               f"({how}), twice: the second time it was checked alone, with no other "
+               f"submission running. Its code ended bpttcheck's own process (a signal to a "
+               f"parent process, or to every process it could see). A submission may only "
+               f"compute; it is graded as an error")
+    row = grade_one(replace(sub, path=None, kind=ErrorKind.KILLED, problem=message), run, out,
+                    html)
+    row.file = sub.path or ""
+    return row
 
 
 def _clip(text: str, n: int = 200) -> str:

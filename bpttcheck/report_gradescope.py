@@ -33,6 +33,7 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
                       "status": "failed", "visibility": visibility, "output_format": "md",
                       "output": f"**{e.kind}**: {e.message}"
                                 + (f"\n\nat `{e.line}`" if e.line else "")
+                                + _stopped(r)
                                 + (f"\n\n```\n{e.output[-3000:]}\n```" if e.output.strip() else "")})
     worth = {c.name: c for c in card.checks}
     for i, c in enumerate(r.checks, 1):
@@ -50,7 +51,7 @@ def _tests(r: Report, points: dict[str, float], visibility: str, arch: str | Non
                       "output": c.message + (" (skipped: does not apply, points given)"
                                              if c.status == "skip" else "") + warning})
     for sc in worth.values():  # scored, but not among the checks that ran
-        ok = sc.status != "not run"
+        ok = sc.status != "not-run"
         tests.append({"name": sc.name, "score": sc.earned, "max_score": sc.possible,
                       "status": "passed" if ok else "failed",
                       "visibility": visibility, "output_format": "md",
@@ -88,6 +89,16 @@ def headline(r: Report, score: float, max_score: float) -> str:
     n_fail = sum(c.status == "fail" for c in r.checks)
     return (f"**bpttcheck verdict: {r.verdict}**{what}{points}: "
             f"{len(r.checks) - n_fail} of {len(r.checks)} checks passed")
+
+
+def _stopped(r: Report) -> str:
+    """After an error that stopped a check part-way: which checks ran, which did not."""
+    if not r.checks:
+        return ""
+    ran = [f"`{c.name}` {c.status}" for c in r.checks if c.status != "not-run"]
+    missing = [f"`{c.name}`" for c in r.checks if c.status == "not-run"]
+    return (f"\n\nThe check stopped part-way. Ran before the error: {', '.join(ran)}."
+            + (f" Not run: {', '.join(missing)}." if missing else ""))
 
 
 def render(r: Report, points: dict[str, float] | None = None, visibility: str = "visible",

@@ -139,6 +139,7 @@ def _view(r: Report) -> dict[str, Any]:
         "checks": _checks(r),
         "score": _score(r),
         "n_checks": n, "n_fail": n_fail,
+        "n_not_run": sum(c.status == "not-run" for c in r.checks),
         "heatmaps": _heatmaps(r.heatmaps, groups),
         "flow": _flow(r),
         "details": _details(r),
@@ -169,7 +170,7 @@ def _score(r: Report) -> dict | None:
     if r.score is None:
         return None
     sc = r.score
-    not_run = [c.name for c in sc.checks if c.status == "not run"]
+    not_run = [c.name for c in sc.checks if c.status == "not-run"]
     return {"earned": pts(sc.earned), "possible": pts(sc.possible), "percent": f"{sc.percent:g}%",
             "note": sc.note or None, "not_run": not_run}
 
@@ -186,7 +187,7 @@ def _checks(r: Report) -> list[dict]:
                      "points": None if r.score is None else
                      (f"{pts(sc.earned)} / {pts(sc.possible)}" if sc else "0 / 0")})
     for sc in card.values():
-        ran = sc.status != "not run"
+        ran = sc.status != "not-run"
         rows.append({"name": sc.name, "status": sc.status if ran else "notrun",
                      "label": sc.status, "seconds": "",
                      "message": "passed: the gate order is the declared one (or the gates are "
@@ -756,19 +757,19 @@ def _per_check(es: list[dict]) -> list[dict] | None:
     order: dict[str, dict[str, int]] = {}
     for e in es:
         for name, status in (e.get("checks") or {}).items():
-            c = order.setdefault(name, {"fail": 0, "not run": 0, "pass": 0})
-            key = status if status in ("fail", "not run") else "pass"
+            c = order.setdefault(name, {"fail": 0, "not-run": 0, "pass": 0})
+            key = status if status in ("fail", "not-run") else "pass"
             c[key] += 1
     if not order:
         return None
     n = len(es)
     out = []
     for name, c in order.items():
-        c["not run"] = n - c["fail"] - c["pass"]  # a row without the check did not run it
-        out.append({"name": name, "fail": c["fail"], "not_run": c["not run"], "pass": c["pass"],
+        c["not-run"] = n - c["fail"] - c["pass"]  # a row without the check did not run it
+        out.append({"name": name, "fail": c["fail"], "not_run": c["not-run"], "pass": c["pass"],
                     "fail_w": f"{100 * c['fail'] / max(n, 1):.1f}%",
-                    "not_run_w": f"{100 * c['not run'] / max(n, 1):.1f}%",
-                    "title": f"{name}: {c['fail']} failed, {c['not run']} not run, "
+                    "not_run_w": f"{100 * c['not-run'] / max(n, 1):.1f}%",
+                    "title": f"{name}: {c['fail']} failed, {c['not-run']} not run, "
                              f"{c['pass']} passed of {n} students"})
     return out
 

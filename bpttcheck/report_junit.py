@@ -35,7 +35,7 @@ def render(r: Report) -> str:
         if c.status == "fail":
             f = ET.SubElement(case, "failure", message=c.message[:500], type="bpttcheck")
             f.text = c.message + ("\n\n" + diag if diag else "")
-        elif c.status == "skip":
+        elif c.status in ("skip", "not-run"):  # not-run: the message starts "not run:"
             ET.SubElement(case, "skipped", message=c.message[:500])
         elif c.status == "warn":  # passes; CI tools show a testcase's output next to it
             out = ET.SubElement(case, "system-out")

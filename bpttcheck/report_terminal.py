@@ -4,7 +4,7 @@ from __future__ import annotations
 from bpttcheck.formatting import printable
 from bpttcheck.result import Report
 
-MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip", "warn": "WARN"}
+MARK = {"pass": "ok  ", "fail": "FAIL", "skip": "skip", "warn": "WARN", "not-run": "----"}
 
 
 def render(r: Report, verbose: bool = False) -> str:
@@ -25,6 +25,7 @@ def render(r: Report, verbose: bool = False) -> str:
             out.append(f"  at {e.line}")
         if e.output.strip():
             out.append("  " + e.output.strip().replace("\n", "\n  "))
+        out += _stopped(r)
         return printable("\n".join(out) + "\n")
     if r.loss:
         out.append(f"loss: yours {r.loss['user']:.10g}, reference {r.loss['reference']:.10g}"
@@ -81,6 +82,21 @@ def render(r: Report, verbose: bool = False) -> str:
                f" ({_case(r)}, tolerances: {_tols(r)})")
     # user strings (the path, messages, printed output) go to a terminal: no control characters
     return printable("\n".join(out) + "\n")
+
+
+def _stopped(r: Report) -> list[str]:
+    """After an error that stopped a check part-way: what ran before it, and what did not."""
+    if not r.checks:
+        return []
+    by = {s: [c.name for c in r.checks if c.status == s] for s in ("pass", "fail", "not-run")}
+    done = len(r.checks) - len(by["not-run"])
+    lines = [f"\nThe check stopped part-way: {done} of {len(r.checks)} checks ran before the "
+             f"error ({len(by['pass'])} passed" + (f", {len(by['fail'])} failed: "
+                                                    f"{', '.join(by['fail'])}" if by["fail"]
+                                                    else "") + ")."]
+    if by["not-run"]:
+        lines.append(f"  not run: {', '.join(by['not-run'])}")
+    return lines
 
 
 def _case(r: Report) -> str:

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 # "warn": the check found something worth fixing that is no error of the gradient (a softmax
 # that overflows on large logits): the verdict stays pass (check/severity.py)
-Status = Literal["pass", "fail", "skip", "warn"]
+# "not-run": the check was planned but the run stopped (an error, a timeout) before it; only
+# checks carry it, next to the error that stopped them
+Status = Literal["pass", "fail", "skip", "warn", "not-run"]
 
 
 class FDResult(BaseModel):
@@ -180,11 +182,11 @@ class Heatmap(BaseModel):
 
 
 class CheckScore(BaseModel):
-    """What one scored check earned. ``status`` "not run": the check is part of the assignment
+    """What one scored check earned. ``status`` "not-run": the check is part of the assignment
     but did not run on this code (it failed to load, timed out before it, returned no state)."""
 
     name: str
-    status: Literal["pass", "fail", "skip", "warn", "not run"]
+    status: Status
     earned: float
     possible: float
 

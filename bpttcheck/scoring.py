@@ -94,7 +94,7 @@ def scorecard(r: Report, points: dict[str, float] | None = None, arch: str | Non
     for name in scored_checks(a, st):
         possible = points_of(points, name)
         status = ran.get(name) or (
-            "pass" if name in SILENT and r.layout is not None else "not run")
+            "pass" if name in SILENT and r.layout is not None else "not-run")
         earned = possible if status in EARNS and not forfeit else 0.0
         rows.append(CheckScore.model_validate({"name": name, "status": status, "earned": earned,
                                                "possible": possible}))

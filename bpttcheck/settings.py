@@ -32,7 +32,8 @@ def _hide_environment() -> None:
 
 def settings(spec: str | None = None, arch: str | None = None, style: str | None = None,
              seed: int | None = None, timeout: float | None = None,
-             memory_mb: int | None = None, sanitize: bool = False) -> Settings:
+             memory_mb: int | None = None, sanitize: bool = False,
+             require_sandbox: bool = False) -> Settings:
     from bpttcheck.check.cases import Dims
     from bpttcheck.plugins import architecture_names, unknown_arch
     from bpttcheck.sandbox.limits import limits_for
@@ -58,6 +59,7 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
         if sp.sizes:
             opts.dims = Dims(**sp.sizes.model_dump())
         spec_limits = sp.limits.model_dump()
+        opts.require_sandbox = sp.limits.require_sandbox
     if arch:
         opts.arch = arch
     if style:
@@ -78,4 +80,10 @@ def settings(spec: str | None = None, arch: str | None = None, style: str | None
     if memory_mb is not None and memory_mb < 64:
         raise UsageError(f"--memory-mb must be at least 64, not {memory_mb}")
     opts.limits = limits_for(spec_limits, timeout, memory_mb)
+    opts.require_sandbox = opts.require_sandbox or require_sandbox
+    from bpttcheck.sandbox import osbox
+    if opts.require_sandbox:  # before any submission runs: a grade run stops here, whole
+        osbox.require()
+    else:
+        osbox.current()  # probed once here: `grade`'s pool processes inherit the answer
     return s

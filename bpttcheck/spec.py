@@ -49,6 +49,8 @@ class LayoutSpec(_Strict):
 class Limits(_Strict):
     timeout: float | None = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
     memory_mb: int = Field(WorkerLimits.memory_mb, ge=64)
+    # refuse to check anything where the OS sandbox (bwrap) is not available (exit 4)
+    require_sandbox: bool = False
 
 
 class CGlobals(_Strict):

@@ -3,6 +3,7 @@ graded exactly as without the attack."""
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,167 @@ def test_a_formula_after_leading_spaces_is_escaped_too():
     from bpttcheck.formatting import csv_cell
     assert csv_cell(" =2+2") == "' =2+2" and csv_cell("  @SUM(A1)") == "'  @SUM(A1)"
     assert csv_cell(" alice") == " alice" and csv_cell(3.5) == 3.5
+
+
+# ---------------------------------------------------------------- submissions against grade itself
+
+# correct models that end the process checking them, each its own way (ctypes: past the guard)
+KILL_PARENT = "import ctypes, os\nctypes.CDLL(None).kill(os.getppid(), 9)\n"
+PIDFD_PARENT = ("import ctypes, os, platform\nlibc = ctypes.CDLL(None)\n"
+                "n_open, n_send = {'x86_64': (434, 424), 'aarch64': (434, 424)}[platform.machine()]\n"
+                "libc.syscall(n_send, libc.syscall(n_open, os.getppid(), 0), 9, None, 0)\n")
+# kills every other process the grade runs a check in (its grandparent's other children),
+# reading /proc through libc: the guard sees none of it
+KILL_NEIGHBOURS = """
+import ctypes, os
+libc = ctypes.CDLL(None)
+
+
+def read(path):
+    fd, buf = libc.open(path.encode(), os.O_RDONLY), ctypes.create_string_buffer(1 << 16)
+    n = libc.read(fd, buf, len(buf))
+    libc.close(fd)
+    return buf.raw[:max(n, 0)].decode()
+
+
+mine = os.getppid()
+top = int(read(f"/proc/{mine}/stat").rsplit(")", 1)[1].split()[1])
+for pid in read(f"/proc/{top}/task/{top}/children").split():
+    if int(pid) != mine:
+        libc.kill(int(pid), 9)
+"""
+
+
+def _class(folder: Path, attackers: dict[str, str]) -> Path:
+    """Alice and Carol correct, Bob and Dan buggy, and the attackers (correct models plus
+    their attack at import)."""
+    folder.mkdir()
+    shutil.copy(REF / "rnn_functional.py", folder / "alice.py")
+    shutil.copy(ZOO / "rnn_dwhy_prev_h.py", folder / "bob.py")
+    shutil.copy(REF / "rnn_functional.py", folder / "carol.py")
+    (folder / "dan.py").write_text(STUB)
+    for name, attack in attackers.items():
+        (folder / f"{name}.py").write_text((REF / "rnn_functional.py").read_text() + "\n" + attack)
+    return folder
+
+
+def _without_timings(rows) -> dict:
+    from dataclasses import asdict
+    return {r.student: {k: (Path(v).name if k == "file" else v) for k, v in asdict(r).items()
+                        if k != "seconds"} for r in rows}
+
+
+@pytest.mark.slow
+def test_submissions_that_kill_the_grading_processes_cost_the_others_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
+    attackers = {"mallory": KILL_PARENT, "trudy": PIDFD_PARENT, "eve": KILL_NEIGHBOURS}
+    s = settings(timeout=5.0)
+    clean = grade(str(_class(tmp_path / "clean", {})), s, str(tmp_path / "out0"), jobs=2,
+                  html=False, progress=False)
+    rows = grade(str(_class(tmp_path / "attacked", attackers)), s, str(tmp_path / "out1"),
+                 jobs=2, html=False, progress=False)
+    by = _without_timings(rows)
+    others = _without_timings(clean)
+    assert {k: by[k] for k in others} == others  # alice, bob, carol, dan: as without them
+    assert others["alice"]["verdict"] == "pass" and others["bob"]["verdict"] == "fail"
+    for who in ("mallory", "trudy"):
+        assert (by[who]["verdict"], by[who]["error_kind"], by[who]["score"]) == \
+            ("error", "killed", 0.0), by[who]
+        assert by[who]["file"].endswith(f"{who}.py")
+        rep = json.loads((tmp_path / "out1" / by[who]["report"]).read_text())
+        assert rep["error"]["kind"] == "killed" and "checked alone" in rep["error"]["message"]
+    # eve's own process lives: her neighbours were checked again, alone, and she is graded
+    assert by["eve"]["verdict"] == "pass"
+    table = _table(tmp_path / "out1")
+    assert table["mallory"]["error_kind"] == "killed" and table["alice"]["verdict"] == "pass"
+
+
+ESCAPEE = """
+import ctypes, os, platform
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+if libc.syscall(SYS_CLONE, 0x8000 | 17, 0, 0, 0, 0) == 0:  # CLONE_PARENT | SIGCHLD
+    libc.setsid()
+    fd = os.open(PIDFILE + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.write(fd, str(libc.getpid()).encode())
+    os.close(fd)
+    os.rename(PIDFILE + ".tmp", PIDFILE)  # whole, or not there
+    csv = os.path.join(OUT, "grades.csv")
+    while not os.path.exists(csv):  # once the grade is written, make it say something else
+        libc.usleep(50000)
+    libc.usleep(300000)
+    fd = os.open(csv, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"student,verdict\\nmallory,pass\\n")
+    libc._exit(0)
+while not os.path.exists(PIDFILE):  # the worker waits until the clone has said who it is
+    libc.usleep(10000)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("then", ["returns", "kills-its-parent"])
+def test_a_process_left_behind_cannot_rewrite_grades_csv(monkeypatch, tmp_path, then):
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
+    out, pidfile = tmp_path / "out", tmp_path / "escapee.pid"
+    attack = ESCAPEE.replace("PIDFILE", repr(str(pidfile))).replace("OUT", repr(str(out)))
+    if then == "kills-its-parent":  # the clone is orphaned: it comes back to grade's process
+        attack += "import time\ntime.sleep(0.3)\n" + KILL_PARENT
+    k = _class(tmp_path / "class", {"mallory": attack})
+    rows = grade(str(k), settings(timeout=5.0), str(out), jobs=2, html=False, progress=False)
+    written = (out / "grades.csv").read_text()
+    pid = int(pidfile.read_text())
+    time.sleep(1.5)
+    assert (out / "grades.csv").read_text() == written
+    assert "mallory,pass" not in written
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z", f"escapee {pid} alive"
+    except FileNotFoundError:
+        pass
+    by = {r.student: r for r in rows}
+    assert by["alice"].verdict == "pass" and by["bob"].verdict == "fail"
+    if then == "kills-its-parent":
+        assert by["mallory"].error_kind == "killed"
+
+
+def test_grade_exits_4_when_bpttcheck_fails_on_a_submission(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bpttcheck.check import engine
+    from bpttcheck.cli import app
+    real = engine.check
+
+    def broken(path, opts=None):
+        if path.endswith("bob.py"):
+            raise RuntimeError("a bug of bpttcheck's")
+        return real(path, opts)
+
+    monkeypatch.setattr(engine, "check", broken)  # the forked processes inherit it
+    k = _class(tmp_path / "class", {})
+    res = CliRunner().invoke(app, ["grade", str(k), "--out", str(tmp_path / "out"), "-q",
+                                   "--no-html", "-j", "2"])
+    assert res.exit_code == 4, res.output
+    assert "bpttcheck failed on 1 submission" in res.output and "bob" in res.output
+    table = _table(tmp_path / "out")  # every output is still written
+    assert table["bob"]["error_kind"] == "internal" and table["alice"]["verdict"] == "pass"
+    monkeypatch.setattr(engine, "check", real)
+    res = CliRunner().invoke(app, ["grade", str(k), "--out", str(tmp_path / "out2"), "-q",
+                                   "--no-html"])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow
+def test_when_every_checking_process_dies_the_grade_fails_instead_of_blaming_everyone(monkeypatch, tmp_path):
+    """Three submissions whose processes all die twice: the machine's doing, not three
+    saboteurs; grade stops with a message (exit 4 from the CLI) and writes no grades.csv."""
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
+    from bpttcheck.grade import GradeError
+    k = tmp_path / "class"
+    k.mkdir()
+    for n in ("a", "b", "c"):
+        (k / f"{n}.py").write_text((REF / "rnn_functional.py").read_text() + "\n" + KILL_PARENT)
+    with pytest.raises(GradeError, match=r"died, twice .*signal SIGKILL.* no student's doing"):
+        grade(str(k), settings(timeout=5.0), str(tmp_path / "out"), jobs=2, html=False,
+              progress=False)
+    assert not (tmp_path / "out" / "grades.csv").exists()
+    assert GradeError.exit_code == 4

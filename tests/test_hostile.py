@@ -100,6 +100,15 @@ def wait_for(path: Path, seconds: float = 5.0) -> str:
     raise AssertionError(f"{path} was never written")
 
 
+@pytest.fixture
+def fallback(monkeypatch):
+    """The fallback isolation, without the OS sandbox (sandbox/osbox.py): for tests of the
+    second layer (the guard, the limits) whose code reports to the test through a file outside
+    its staged folder, which the OS sandbox does not show. tests/test_os_sandbox.py tests the
+    same attacks inside the sandbox."""
+    monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")
+
+
 def _cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "bpttcheck", *args], capture_output=True,
                           text=True, timeout=120, env=env, check=False)
@@ -118,7 +127,7 @@ def test_cpu_limit_is_derived_from_the_timeouts_and_kills_a_busy_loop():
 
 
 @slow
-def test_worker_runs_in_its_own_session_with_limits(tmp_path, tmp_module, monkeypatch):
+def test_worker_runs_in_its_own_session_with_limits(tmp_path, tmp_module, monkeypatch, fallback):
     monkeypatch.setenv("BPTTCHECK_SECRET", "not for the worker")
     out = tmp_path / "limits.json"
     path = tmp_module(model(head=f'''
@@ -179,7 +188,7 @@ if not os.path.exists(MARK):
 @slow
 @pytest.mark.parametrize("setsid", [False, True], ids=["in-group", "escaped-group"])
 @pytest.mark.parametrize("then", ["returns", "hangs"])
-def test_a_forked_child_does_not_outlive_the_check(tmp_path, tmp_module, setsid, then):
+def test_a_forked_child_does_not_outlive_the_check(tmp_path, tmp_module, setsid, then, fallback):
     pidfile, survived, mark = tmp_path / "child.pid", tmp_path / "survived", tmp_path / "mark"
     pre = (FORK_VIA_LIBC.replace("MARK", repr(str(mark))).replace("PIDFILE", repr(str(pidfile)))
            .replace("SURVIVED", repr(str(survived))).replace("SETSID", str(setsid)))
@@ -391,7 +400,7 @@ RETURNED = st.one_of(VALUE, st.tuples(VALUE, VALUE, VALUE).map(lambda t: "(" + "
 
 
 @slow
-def test_fuzzed_return_values_end_in_interface_errors_in_one_worker(tmp_path):
+def test_fuzzed_return_values_end_in_interface_errors_in_one_worker(tmp_path, fallback):
     from bpttcheck.check.cases import make_case
     from bpttcheck.errors import UserCodeError
     from bpttcheck.layout import Layout
@@ -474,7 +483,7 @@ def test_network_is_blocked(tmp_module):
 
 
 @slow
-def test_network_is_cut_below_python_too(tmp_path, tmp_module):
+def test_network_is_cut_below_python_too(tmp_path, tmp_module, fallback):
     """libc's connect() is past any audit hook: the worker's network namespace stops it."""
     if not _can_unshare_net():
         pytest.skip("no network namespaces here (not root, no user namespaces)")
@@ -525,7 +534,7 @@ REFERENCE_ATTEMPTS = {
 
 @slow
 @pytest.mark.parametrize("name", sorted(REFERENCE_ATTEMPTS))
-def test_reaching_for_the_reference_is_forbidden(tmp_module, name):
+def test_reaching_for_the_reference_is_forbidden(tmp_module, name, fallback):
     code, where, what = REFERENCE_ATTEMPTS[name]
     src = model(head=code + "\n") if where == "head" else model(pre=code)
     r = run(tmp_module(src))
@@ -534,7 +543,7 @@ def test_reaching_for_the_reference_is_forbidden(tmp_module, name):
 
 
 @slow
-def test_a_library_that_probes_for_a_tool_and_copes_is_not_punished(tmp_path, tmp_module):
+def test_a_library_that_probes_for_a_tool_and_copes_is_not_punished(tmp_path, tmp_module, fallback):
     """Like matplotlib's font cache running fc-list: refused, handled, not the user's doing."""
     lib = tmp_path / "lib"
     lib.mkdir()
@@ -565,7 +574,7 @@ def test_other_processes_are_off_limits(tmp_module):
 
 
 @slow
-def test_the_reference_is_not_even_loaded_in_the_worker(tmp_path, tmp_module):
+def test_the_reference_is_not_even_loaded_in_the_worker(tmp_path, tmp_module, fallback):
     out = tmp_path / "modules.json"
     pre = f"import sys, json\njson.dump(sorted(sys.modules), open({str(out)!r}, 'w'))"
     run(tmp_module(model(pre=pre)))
@@ -635,7 +644,7 @@ def test_secret_sets_the_seed_unless_one_is_given(monkeypatch):
 
 
 @slow
-def test_hard_coded_seed0_answers_pass_in_public_and_fail_with_the_secret(tmp_path):
+def test_hard_coded_seed0_answers_pass_in_public_and_fail_with_the_secret(tmp_path, fallback):
     table = tmp_path / "table.jsonl"
     rec = tmp_path / "rec" / "recorder.py"
     rec.parent.mkdir()
@@ -680,7 +689,7 @@ open({str(out)!r}, "w").write(str(fd))
               f"limits.disable_namespaces()\n"  # no namespaces: the fallback
               f"settings.settings(); engine.check({str(path)!r})\n")
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120,
-                   env={**os.environ, "BPTTCHECK_SECRET": "hidden"})
+                   env={**os.environ, "BPTTCHECK_SECRET": "hidden", "BPTTCHECK_SANDBOX": "weak"})
     assert int(out.read_text()) == -1
 
 

@@ -120,7 +120,7 @@ def synthetic_report() -> Report:
                 tolerance=tol),
         Heatmap(group="by", user_name="by", row_axis="", col_axis="output token",
                 row_labels=[""], col_labels=[f"y{i}" for i in range(Y)],
-                diff=[[0.0, 1e-3, -1e-3, math.nan, math.inf, 1e-14, -1e-11]],
+                diff=[[0.0, 1e-2, -1e-2, math.nan, math.inf, 1e-14, -1e-11]],
                 fd_minus_user=[[0.0, 1e-8, -1e-8, math.nan, 0.0, 0.0, 0.0]], tolerance=tol,
                 fd_step=1e-3),
     ]
@@ -276,9 +276,13 @@ def test_synthetic_report_content_and_escaping():
     assert "100×120 pooled to 50×60 cells" in text and "2×2 block" in text
     assert "NaN/inf" in text and "NaN or inf" in text
     plain = re.sub("<[^>]+>", "", text)
-    assert "4800 of 12000 beyond ±1.00e-13; max |value| 1.00e-02" in plain
+    # a failing group's map is in units of 0.1% of its largest reference entry (scale 1.0
+    # here), so its pattern shows; a passing group's in units of its tolerance
+    beyond = sum(abs(x) > 1e-3 for row in r.heatmaps[0].diff for x in row)
+    assert f"{beyond} of 12000 beyond ±1.00e-03 (‰ of the largest entry); max |value| 1.00e-02" in plain
     assert "beyond ±3.00e-08" in plain
-    assert "yours − reference, in units of the group's tolerance" in text
+    assert "yours − reference, in units of the group's tolerance (passing groups)" in text
+    assert "in units of 0.1% of the group's largest reference entry" in text
     assert "no entry-wise finite differences (too many entries)" in text  # Whh has none
     # numbers as measured values
     assert "3.00e-02" in text and "1.50e+00" in text and "100 of 12000" in text
@@ -605,7 +609,7 @@ def scored_index_entries() -> list[dict]:
     """INDEX_ENTRIES with each student's scored checks (what `grade` passes)."""
     checks = {"student10": {"grad.Whh": "pass", "fd.all": "pass"},
               "student2": {"grad.Whh": "fail", "fd.all": "pass"},
-              "alice": {"grad.Whh": "not run", "fd.all": "not run"}}
+              "alice": {"grad.Whh": "not-run", "fd.all": "not-run"}}
     return [dict(e, checks=checks.get(e["student"], {"grad.Whh": "fail", "fd.all": "fail"}))
             for e in INDEX_ENTRIES]
 

@@ -58,9 +58,11 @@ def test_answers_replayed_from_another_submissions_hidden_case_fail(tmp_path):
     rec = tmp_path / "rec" / "recorder.py"
     rec.parent.mkdir()
     rec.write_text(RECORDER.replace("TABLE", repr(str(table))))
+    # the fallback isolation: the recorder writes outside its folder, which the OS sandbox
+    # would not show (the attack does not need it: a student could print the case instead)
     out = _cli("run", str(rec), "--json", str(tmp_path / "rec.json"), "--junit",
                str(tmp_path / "rec.xml"), "--html", str(tmp_path / "rec.html"),
-               env=_env(BPTTCHECK_SECRET=SECRET))
+               env=_env(BPTTCHECK_SECRET=SECRET, BPTTCHECK_SANDBOX="weak"))
     assert out.returncode == 0, out.stdout + out.stderr
     data = json.loads((tmp_path / "rec.json").read_text())
     assert "seed" in data and data["seed"] is None
@@ -79,7 +81,7 @@ def test_answers_replayed_from_another_submissions_hidden_case_fail(tmp_path):
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert json.loads((tmp_path / "cheat.json").read_text())["verdict"] == "fail"
     # the control: the recorder itself, a correct model, passes its own hidden case again
-    again = _cli("run", str(rec), env=_env(BPTTCHECK_SECRET=SECRET))
+    again = _cli("run", str(rec), env=_env(BPTTCHECK_SECRET=SECRET, BPTTCHECK_SANDBOX="weak"))
     assert again.returncode == 0, again.stdout + again.stderr
 
 
@@ -129,7 +131,9 @@ def test_as_root_the_checker_environment_holds_no_secret_even_through_libc(tmp_p
     out = tmp_path / "environ"
     path = tmp_path / "model.py"
     path.write_text(model(head=LEAK.replace("OUT", repr(str(out)))))
-    res = _cli("run", str(path), env=_env(BPTTCHECK_SECRET=SECRET))
+    # the fallback isolation: in the OS sandbox the checker is no process the worker can see
+    # (tests/test_os_sandbox.py), and the code could not write its finding out
+    res = _cli("run", str(path), env=_env(BPTTCHECK_SECRET=SECRET, BPTTCHECK_SANDBOX="weak"))
     assert res.returncode == 0, res.stdout + res.stderr
     got = out.read_bytes()
     assert got != b"<unreadable>" and b"PATH=" in got  # it did read the checker's environment

@@ -10,6 +10,7 @@ from bpttcheck.check.cases import Case, make_case, random_direction
 from bpttcheck.check.findings import Findings
 from bpttcheck.check.model import facts_of
 from bpttcheck.check.numerics import (
+    arithmetic_dtype,
     compare,
     directional_check,
     fd_offsets,
@@ -229,18 +230,28 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
 
     if T < 2 or agrees(o.ref) or not probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
         return
+    if _late_tokens_wrong(probe, o, rtol):
+        return  # what no truncation changes is wrong: something else is (no depth can match)
     # from k = 2: depth 1 (nothing from later steps) is the catalogue's rnn.missing-dh-next,
     # a bug the contract names, not a truncation anyone chooses
     native = True  # the reference plants truncation itself (RNN); else check/truncation.py
+    windows: dict = {}  # the windows' references, shared by every depth (truncation.py)
+    # the built-in references' step-by-step float64 forward: chained one-step windows give the
+    # true states bit for bit (tests/test_budget.py); plugins and rounding take the long way
+    chain = (probe.arch.name in ("rnn", "lstm", "gru") and not getattr(probe, "rounding", None)
+             and arithmetic_dtype(f.dtype) == np.float64)
     for k in range(2, min(T, MAX_TRUNCATION + 1)):
-        tr = probe.reference(o.case, f.dtype, o.reduction, frozenset({f"bptt.truncated:{k}"}))
-        if native and k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
-                                     for n in probe.arch.param_names):
-            native = False
+        if native:
+            tr = probe.reference(o.case, f.dtype, o.reduction,
+                                 frozenset({f"bptt.truncated:{k}"}))
+            if k == 2 and all(np.array_equal(tr.grads[n], o.ref.grads[n])
+                              for n in probe.arch.param_names):
+                native = False
         if not native:
             if facts_of(probe.arch).zero_state:
                 return  # its reference always starts from zero: no window from a later state
-            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction)
+            tr = truncated(lambda c: probe.reference(c, f.dtype), o.case, k, o.ref, o.reduction,
+                           windows, chain=chain)
         changed = [n for n in probe.arch.param_names  # beyond rounding: the windows' sums
                    if not compare(tr.grads[n], o.ref.grads[n], rtol).passed]
         if k == 2 and not agrees(o.ref, [n for n in probe.arch.param_names
@@ -261,6 +272,38 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
                      f"and finite differences were skipped for these groups. A spec with "
                      f"[checks] \"bptt.truncated\" = \"fail\" requires full BPTT instead.")
             return
+
+
+def _late_tokens_wrong(probe: Probe, o, rtol: float) -> bool:
+    """Whether the gradient columns that BPTT truncated at any depth k >= 2 leaves as they
+    are differ from the reference far beyond rounding: the input-weight columns of tokens
+    that occur only in the last two steps (from there no path reaches back 2 steps). Then no
+    depth can explain the gradients, and the search over depths (about T^3/6 steps of the
+    reference) is skipped. Only for the built-in architectures, whose input weights are known:
+    the RNN's Wxh (H, X), an LSTM's or GRU's gate weights (H, H+X) acting on [h; x]."""
+    d, xs = o.case.dims, o.case.xs
+    if probe.arch.name not in ("rnn", "lstm", "gru") or d.T < 3:
+        return False
+    late = sorted(set(xs[-2:]) - set(xs[:-2]))
+    if not late:
+        return False
+    for k, g in o.grads.items():
+        ref = o.ref.grads.get(k)
+        if ref is None or g.shape != ref.shape or g.ndim != 2:
+            continue
+        if probe.arch.name == "rnn":
+            if k != "Wxh":
+                continue
+            cols = late
+        elif g.shape == (d.H, d.H + d.X):
+            cols = [d.H + x for x in late]
+        else:
+            continue
+        mag = o.ref.magnitude[k][:, cols]
+        # 10x the tolerance: the truncated reference's columns differ from these by rounding
+        if not compare(g[:, cols], ref[:, cols], 10 * rtol, magnitude=mag).passed:
+            return True
+    return False
 
 
 def check_behaviour(rec: Recorder, w, f: Findings) -> None:
@@ -351,6 +394,21 @@ def _logit_parts(case: Case, ref) -> tuple[float, float] | None:
     return float(np.max(z)), (b[-1] if b else 0.0)
 
 
+def per_group_fd(f: Findings) -> bool:
+    """Whether each group gets a finite-difference direction of its own: on small models, on
+    failing ones (evidence next to the reference's verdict) and on a model of the user's own
+    (where they are the verdict)."""
+    o = f.unclipped or f.observation
+    n_params = sum(v.size for v in o.case.params.values())
+    return n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+
+
+def fd_calls(probe: Probe, f: Findings) -> int:
+    """Calls check_fd plans: five a direction, one direction or one more per group."""
+    dirs = 1 + (len(probe.arch.param_names) if per_group_fd(f) else 0)
+    return dirs * len(fd_offsets(fd_step(f.dtype)))
+
+
 def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     # clipped gradients are not the loss's derivative: with clipping accepted, the finite
     # differences are taken on the second case, where nothing is clipped (check_groups)
@@ -358,8 +416,18 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     h = fd_step(f.dtype)
     rng = np.random.default_rng(o.case.seed + 7919)
     names = list(probe.arch.param_names)
-    n_params = sum(v.size for v in o.case.params.values())
-    per_group = n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+    per_group = per_group_fd(f)
+    # slow code: the per-group directions are extra evidence where the reference judges each
+    # group, and are left out when they would make the check long (sandbox/budget.py); with
+    # a model of the user's own they are the verdict and always run
+    budget = getattr(w, "budget", None)
+    extra = len(names) * len(fd_offsets(h))
+    skipped = None
+    if per_group and not f.nonstandard and budget is not None and not budget.affordable():
+        per_group = False
+        skipped = (budget.describe(), budget.estimate(budget.expected_calls()) or 0.0,
+                   extra, budget.call_timeout)
+        budget.plan(budget.expected_calls() - extra)
     dirs = [random_direction(o.case.params, rng)]
     if per_group:
         dirs += [random_direction(o.case.params, rng, only=k) for k in names]
@@ -392,12 +460,36 @@ def check_fd(rec: Recorder, w, probe: Probe, f: Findings) -> None:
     if f.nonstandard:
         _groups_from_fd(rec, o, f, dict(zip(names, checks[1:], strict=True)))
         return
+    if skipped:
+        _fd_not_run(rec, names, f, *skipped)
     for k, dc in zip(names, checks[1:], strict=False):
         g = next(g for g in r.groups if g.name == k)
         status = "skip" if k in f.truncated_groups else None
         g.fd, message = fd_result(dc, g.user_name, status=status)
         if status != "skip":
             rec.add(f"fd.{k}", dc.passed, message + where)
+
+
+def _fd_not_run(rec: Recorder, names: list[str], f: Findings, measured: str, total: float,
+                extra: int, limit: float) -> None:
+    """The per-group finite-difference checks left out for time: each says so (status skip,
+    "not run"), and a note says why and how to have them."""
+    from bpttcheck.sandbox.budget import EXTRA_EVIDENCE_LIMITS, round_up
+    cap = EXTRA_EVIDENCE_LIMITS * limit
+    why = (f"{measured}: with one finite-difference direction per group ({extra} more calls) "
+           f"the check would take longer than {cap:g} s ({EXTRA_EVIDENCE_LIMITS:g} x the limit "
+           f"of {limit:g} s per call)")
+    for k in names:
+        if k not in f.truncated_groups:
+            rec.add(f"fd.{k}", True, f"d{k}: not run, to save time ({why}); the reference "
+                    f"and fd.all judged this group").status = "skip"
+    more = round_up(total / EXTRA_EVIDENCE_LIMITS)
+    rec.note("budget.fewer-calls", "Fewer calls: your code is slow",
+             f"{why[:1].upper()}{why[1:]}, so each group was judged by the reference and all "
+             f"of them together by "
+             f"one finite-difference direction (fd.all); the per-group directions, extra "
+             f"evidence, were left out. Raise the limit per call (e.g. `--timeout {more}`) "
+             f"to have them run.")
 
 
 def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:

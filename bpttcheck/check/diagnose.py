@@ -38,11 +38,11 @@ def _point_at_line(probe: Probe, f: Findings, ds: list[Diagnosis]) -> None:
     if top is None or f.nonstandard:
         return
     m = Matcher(probe, f)
-    try:
+    try:  # the line is extra evidence: if locating fails, the diagnosis stands without it
         top.location = locate(probe, f.observation, frozenset(top._planted) or None,
                               max(m.rtol, 1e-7),
                               overwrite=top.groups if top.id == LOCATED[1] else None)
-    except UserCodeError:
+    except (UserCodeError, ValueError, KeyError, IndexError, TypeError):
         return
 
 
@@ -81,21 +81,27 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         return _rank(out)
 
     singles = catalogue.mutants(m.arch.name)
+    # a mutant is planted in the first (large) case only when what it leaves as it is (the
+    # loss, groups) does not already rule it out (matching.py)
     scored = []
-    for bug in singles:
-        exact, worst, changed = m.explains(o, [bug])
+    for bug in [[b] for b in singles if m.possible([b])]:
+        if not m.exact(o, bug):  # the planted reference is kept: explains() reuses it
+            continue
+        exact, worst, changed = m.explains(o, bug)
         if exact and changed + (["loss"] if m.loss_bad else []):
-            scored.append(([bug], worst, changed))
+            scored.append((bug, worst, changed))
     overwritten = {} if scored else _overwritten_steps(m)
     if overwritten:
         out.append(_overwrite_diag(m, overwritten))
     elif not scored:
-        for a, b in itertools.combinations(singles, 2):
-            if a.split(":")[0] == b.split(":")[0]:
+        pairs = [[a, b] for a, b in itertools.combinations(singles, 2)
+                 if a.split(":")[0] != b.split(":")[0] and m.possible([a, b])]
+        for pair in pairs:
+            if not m.exact(o, pair):
                 continue
-            exact, worst, changed = m.explains(o, [a, b])
+            exact, worst, changed = m.explains(o, pair)
             if exact and changed:
-                scored.append(([a, b], worst, changed))
+                scored.append((pair, worst, changed))
     for bugs, worst, changed in scored[:4]:
         out += _planted(m, bugs, worst, changed)
     if not (scored or overwritten):

@@ -3,9 +3,11 @@ kind (a sequence function or layer units), each of which compares it with the fl
 reference and with finite differences of the user's own loss."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bpttcheck import __version__
 from bpttcheck.check import severity
@@ -14,8 +16,13 @@ from bpttcheck.check.recorder import Recorder
 from bpttcheck.errors import UserCodeError
 from bpttcheck.oracle.common import Dims
 from bpttcheck.result import ErrorInfo, Report
+from bpttcheck.sandbox import osbox
 from bpttcheck.sandbox.limits import Limits
 from bpttcheck.sandbox.session import WorkerSession, session
+
+if TYPE_CHECKING:
+    from bpttcheck.check.layers import LayerChecker
+    from bpttcheck.check.sequence import SequenceChecker
 
 
 @dataclass
@@ -47,12 +54,17 @@ class Options:
     secret: str | None = field(default=None, repr=False)
     # where C builds are kept: None, the user's cache; `grade` gives a folder of its own
     so_cache: str | None = None
+    # refuse to run user code without the OS sandbox (--require-sandbox, [limits]
+    # require_sandbox; sandbox/osbox.py): SandboxError, exit 4
+    require_sandbox: bool = False
 
 
 def check(path: str, opts: Options | None = None) -> Report:
     # a copy: the run fills in the style and the sanitizer's preload, which must not carry
     # over into the caller's next run with the same Options
     opts = copy.deepcopy(opts or Options())
+    if opts.require_sandbox:
+        osbox.require()
     t0 = time.perf_counter()
     tag = _hidden_case(path, opts)
     rec = Recorder(Report(verdict="pass", path=path, seed=None if tag else opts.seed,
@@ -67,6 +79,10 @@ def check(path: str, opts: Options | None = None) -> Report:
         r.verdict = "error"
         r.error = ErrorInfo(kind=e.kind, message=e.message, line=e.line, output=e.output)
         r.evaluations = getattr(worker, "evaluations", 0)
+    # the sandbox the code ran in (or would have: a C file that does not compile)
+    weak = osbox.weak_note(worker.sandbox if worker is not None else osbox.current())
+    if weak:
+        rec.note(*weak)
     r.timings["total"] = round(time.perf_counter() - t0, 4)
     if r.verdict != "error":
         severity.apply(r, opts.checks)
@@ -109,13 +125,21 @@ def _check_loaded(path: str, opts: Options, rec: Recorder, w: WorkerSession,
                  f"bpttcheck did not run {skipped} while importing your module.")
     for n in info.get("notes", []):  # the loader's and the adapter's
         rec.note(n["id"], n["title"], n["evidence"])
+    checker: LayerChecker | SequenceChecker
     if info["capabilities"]["kind"] == "units":  # batched step/sequence functions
         from bpttcheck.check.layers import LayerChecker
-        with rec.timed("layers"):
-            LayerChecker(rec, w, info, opts).run()
+        checker, timing = LayerChecker(rec, w, info, opts), "layers"
     else:
         from bpttcheck.check.sequence import SequenceChecker
-        SequenceChecker(rec, w, info, opts).run()
+        checker, timing = SequenceChecker(rec, w, info, opts), None  # it times its parts
+    try:
+        with rec.timed(timing) if timing else contextlib.nullcontext():
+            checker.run()
+    except UserCodeError as e:
+        # the checks that passed before the error are no verdict: say which did not run
+        rec.not_run(checker.expected_checks(), f"the check stopped at the {e.kind} error "
+                    "above before it ran")
+        raise
 
 
 def _compile(path: str, opts: Options, rec: Recorder) -> str | None:

@@ -26,7 +26,15 @@ from bpttcheck.result import Diagnosis, Location
 
 def locate_layers(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
     """Give the top diagnosis of a failing unit the line of the user's unit where it goes
-    wrong. A trace that fails leaves the diagnosis without a line."""
+    wrong. A trace that fails leaves the diagnosis without a line (the line is extra
+    evidence: the diagnosis stands without it)."""
+    try:
+        _locate(w, f, ds)
+    except (UserCodeError, ValueError, KeyError, IndexError, TypeError):
+        return
+
+
+def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
     top = next((d for d in ds if d.groups and "." in d.groups[0]), None)
     if top is None:
         return
@@ -90,21 +98,29 @@ def _what(lab: tuple) -> str:
 
 
 def _inside(recs: list[Rec], function: str) -> list[Rec]:
-    """The records whose line lies in the user's function ``function``."""
-    import ast
-    out, spans = [], {}
+    """The records whose line lies in the user's function ``function`` (``rnn_backward``, or
+    a method as ``TimeRNN.backward``)."""
+    out: list[Rec] = []
+    spans: dict[str, list[tuple[int, int]]] = {}
     for r in recs:
         if r.file not in spans:
-            try:
-                tree = ast.parse("".join(linecache.getlines(r.file)))
-            except (SyntaxError, ValueError):
-                tree = None
-            spans[r.file] = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
-                             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                             and n.name == function] if tree else []
+            spans[r.file] = _spans(r.file, function)
         if any(a <= r.line <= b for a, b in spans[r.file]):
             out.append(r)
     return out
+
+
+def _spans(file: str, function: str) -> list[tuple[int, int]]:
+    import ast
+    try:
+        tree = ast.parse("".join(linecache.getlines(file)))
+    except (SyntaxError, ValueError):
+        return []
+    cls, _, name = function.rpartition(".")
+    scopes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls] \
+        if cls else [tree]
+    return [(n.lineno, n.end_lineno or n.lineno) for sc in scopes for n in ast.walk(sc)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
 
 
 def _mutant(run: UnitRun, bid: str) -> str | None:

@@ -148,6 +148,17 @@ class LayerChecker:
                                       names={u.name: names_of(u, extra) for u in self.units})
         self.styled = bool(extra.get("names"))  # the user's names differ from the layer API's
 
+    def expected_checks(self) -> list[str]:
+        """The checks of every unit the file defines, when nothing stops the run (the scored
+        checks of the layer style, scoring.py)."""
+        names: list[str] = []
+        for u in self.units:
+            names += [f"forward.{u.name}.{o}" for o in u.outputs]
+            names += [f"grad.{u.name}.{g}" for g in u.grads]
+            names.append(f"behaviour.{u.name}.inputs-unchanged")
+            names += [f"fd.{u.name}.{g}" for g in u.grads]
+        return names
+
     def run(self) -> Report:
         r, f = self.r, self.findings
         r.sizes = {"N": N, "T": T, "D": D, "H": H}

@@ -28,7 +28,7 @@ from bpttcheck.check.findings import Observation
 from bpttcheck.check.probe import Probe
 from bpttcheck.result import Location
 
-Label = tuple[str, int]  # (quantity, step)
+Label = tuple[str, int | None]  # (quantity, step; None: not of a step)
 
 # what each quantity is, as the reference computes it ({W}: the output matrix's name)
 EXPECTED = {
@@ -72,11 +72,24 @@ ALIASES = {
     "c_cur": {"ct", "ccur", "ccurr", "cnow", "c"},
     "dc": {"dc", "dct", "dcell", "dcs"}, "do": {"do", "dot", "dout", "dog"},
     "df": {"df", "dft", "dfg"}, "di": {"di", "dit", "dig"}, "dg": {"dg", "dgt", "dcbar", "dcc"},
-    "da_f": {"daf", "dfraw", "dfa", "dfpre"}, "da_i": {"dai", "diraw", "dia", "dipre"},
-    "da_g": {"dag", "dgraw", "dga", "dgpre", "dcbarraw"}, "da_o": {"dao", "doraw", "doa", "dopre"},
+    # d<gate> names either gradient of a gate, before or after its nonlinearity
+    "da_f": {"daf", "dfraw", "dfa", "dfpre", "df", "dft", "dfg"},
+    "da_i": {"dai", "diraw", "dia", "dipre", "di", "dit", "dig"},
+    "da_g": {"dag", "dgraw", "dga", "dgpre", "dcbarraw", "dg", "dgt", "dcbar", "dcc"},
+    "da_o": {"dao", "doraw", "doa", "dopre", "do", "dot", "dog"},
     "da": {"da", "dgates", "dz", "difog", "dgatesraw", "draw"},
+    "h_prev": {"hprev", "hp", "htm1", "hlast", "hold", "hbefore", "hprevious"},
+    "tanh_c": {"tanhc", "tc", "tanhct", "ctanh", "tanhcell"},
+    "dn_raw": {"dnraw", "dhc", "dhcraw", "dcand", "dnpre", "dhhat", "dhtilde", "dcandidate",
+               "dnhat"},
+    "dz_raw": {"dzraw", "dzpre", "dzgraw", "dzgpre", "dug", "duraw", "dz", "dzg"},
+    "dr_raw": {"drraw", "drpre", "drgraw", "drgpre", "dr", "drg"},
+    "dh_direct": {"dhdirect", "dhprev", "dhp", "dhold", "dh"},
+    # a GRU gate's gradient, before its sigmoid's derivative (the names are shared)
+    "dz": {"dz", "dzg", "du", "dug"}, "dr": {"dr", "drg"},
 }
-GRAD_LIKE = re.compile(r"^(self\.)?(d|grad|delta)", re.IGNORECASE)
+# a name that holds a gradient: dWhh, d_h, grad_W, delta, self.dW, g["by"], W_v_d, Wxh_grad
+GRAD_LIKE = re.compile(r"^(self\.)?(d|grad|delta)|^g\[|grad|_d$|_d\[", re.IGNORECASE)
 
 
 @dataclass(eq=False)
@@ -101,6 +114,20 @@ class Bank:
         self.values = dict(quantities)
         self.groups = {n: ([lab for lab, _ in g], np.stack([v for _, v in g]))
                        for n, g in groups.items()}
+
+    def zeroed(self, good: Bank, step: int | None) -> list[Label]:
+        """Quantities of ``step`` that are zero here and not in ``good`` (a bug's missing
+        term)."""
+        return [lab for lab, v in self.values.items() if lab[1] == step
+                and not np.any(v) and np.any(good.values.get(lab, 0.0))]
+
+    def fitting(self, name: str, step: int) -> list[Label]:
+        """The quantities of step ``step`` that a variable called ``name`` is named for."""
+        if not hasattr(self, "_by_step"):
+            self._by_step: dict = {}
+            for lab in self.values:
+                self._by_step.setdefault(lab[1], []).append(lab)
+        return [lab for lab in self._by_step.get(step, ()) if _fits(name, lab[0])]
 
     def matches(self, v: np.ndarray) -> set[Label]:
         g = self.groups.get(v.size)
@@ -129,6 +156,12 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
     lay, d = o.layout, o.case.dims
     T, H = d.T, d.H
     for t in range(T):
+        x = np.zeros(d.X)
+        x[o.case.xs[t]] = 1.0
+        q[("x", t)] = x  # the step's one-hot input, which many lines read
+        if lay.concat == "xh" and ("v", t) in taps:
+            v = taps[("v", t)]
+            q[("v", t)] = np.concatenate([v[H:], v[:H]])
         if lay.stacked and (f"da_{lay.stacked[0]}", t) in taps:
             q[("da", t)] = np.concatenate([taps[(f"da_{g}", t)] for g in lay.stacked])
         if lay.concat == "xh" and ("dv", t) in taps:
@@ -143,6 +176,11 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
                 if g.size > H:  # [h; x] and [x; h], and the part that reaches h
                     q[(f"back:{W}:xh", t)] = np.concatenate([g[H:], g[:H]])
                     q[(f"back:{W}:h", t)] = g[:H]
+    try:  # the parameters themselves, in the user's layout: a line may copy them
+        for uk, v in lay.params_to_user(probe.arch, o.case.params, H).items():
+            q[(f"param:{uk}", None)] = v
+    except (KeyError, ValueError):
+        pass
     scale = T if o.reduction == "mean" else 1  # accumulated by the step, divided at the end
     names = [k for k in probe.arch.param_names if k in tr.contrib]
     running = {k: np.zeros_like(tr.contrib[k][0]) for k in names}
@@ -163,6 +201,9 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
 
 
 def _fits(name: str, label: str) -> bool:
+    kind, _, group = label.partition(":")
+    if kind in ("sum", "contrib") and group:  # an accumulator: dWhh, grads["Whh"], W_d
+        return _names_group(name, group)
     n = _norm(name)
     key = label.split(":")[0]
     return n in ALIASES.get(key, ()) or n == re.sub(r"[^a-z0-9]", "", key.lower())
@@ -187,7 +228,10 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
     quantity it stands for (None when it stands for none we know)."""
     if bad is not None:
         for r in recs:
-            if not np.any(r.value):
+            if not np.any(r.value):  # a quantity the bug zeroes (a term left out) starts here
+                gone = [lab for lab in bad.zeroed(good, r.step) if _fits(r.name, lab[0])]
+                if gone and r.step is not None:
+                    return r, gone[0]
                 continue
             mc, mb = good.matches(r.value), bad.matches(r.value)
             only_bad = [lab for lab in mb - mc if not _same(good, bad, lab)]
@@ -203,22 +247,47 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
         return None
     last_ok: dict[str, bool] = {}
     fallback = None
-    for j, r in enumerate(recs):
+    offset = _step_offset(recs, good)
+    backward = False  # names are judged from the backward pass on (forward temporaries such
+    for j, r in enumerate(recs):  # as a softmax's shifted logits are named loosely)
         if not np.any(r.value):
             last_ok[_target_names(r)] = True
             continue
-        ok = bool(good.matches(r.value))
+        labs = good.matches(r.value)
+        ok = bool(labs)
+        backward = backward or (GRAD_LIKE.search(r.name) is not None and any(
+            n.startswith(("d", "sum:", "contrib:")) for n, _ in labs))
         # a quantity built over several lines (dv += W_k.T @ da_k for each gate) is judged
         # by its value once the step is done with it, and located where it starts
         final = r.step is None or not any(x.name == r.name and x.step == r.step
                                            for x in recs[j + 1:j + 400])
-        if not ok and final and GRAD_LIKE.match(r.name):
+        # the name says which quantity it is (dh_next, h_prev, tanh_c) and the value is
+        # another one, or the same one at another step
+        named = [lab for lab in (good.fitting(r.name, r.step + offset) if r.step is not None
+                                 else []) if np.size(good.values[lab]) == r.value.size
+                 and len(_norm(r.name)) > 1]  # h, c, f: too short to say which one
+        misnamed = backward and bool(named) and not set(named) & labs
+        if final and ((not ok and GRAD_LIKE.search(r.name)) or misnamed):
             reads = _reads(r.file, r.line)
             if all(last_ok.get(n, True) for n in reads):
-                return _statement_start(recs, r, good), None
+                return _statement_start(recs, r, good), (named[0] if misnamed else None)
             fallback = fallback or r
-        last_ok[_target_names(r)] = ok or not final
+        last_ok[_target_names(r)] = (ok and not misnamed) or not final
     return (fallback, None) if fallback else None
+
+
+def _step_offset(recs: list[Rec], good: Bank) -> int:
+    """How the user's loop counter relates to the reference's step: 0 for ``for t in
+    range(T)``, -1 for a loop over t = 1..T; the commonest difference among the records whose
+    name fits the quantity their value is."""
+    seen: dict[int, int] = {}
+    for r in recs[:2000]:
+        if r.step is None or not np.any(r.value):
+            continue
+        for name, t in good.matches(r.value):
+            if t is not None and t >= 0 and _fits(r.name, name):
+                seen[t - r.step] = seen.get(t - r.step, 0) + 1
+    return max(seen, key=lambda k: (seen[k], -abs(k))) if seen else 0
 
 
 def _statement_start(recs: list[Rec], r: Rec, good: Bank) -> Rec:
@@ -263,7 +332,7 @@ def _prefer(labels: list[Label], r: Rec) -> Label:
     the same step, else the first."""
     fit = [lab for lab in labels if _fits(r.name, lab[0])]
     same_step = [lab for lab in labels if lab[1] == r.step]
-    return (fit or same_step or sorted(labels, key=lambda x: (-x[1], x[0])))[0]
+    return (fit or same_step or sorted(labels, key=lambda x: (-(x[1] or 0), x[0])))[0]
 
 
 def mutated_quantity(good: dict[Label, np.ndarray], bad: dict[Label, np.ndarray]) -> Label | None:
@@ -327,14 +396,31 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
                    and lab[0].split(":")[1].removesuffix("*T") in groups]
         if contrib and not any(lab[0].startswith("sum:") for lab in labs):
             hits.append((r, contrib[0]))
-    named = [(r, lab) for r, lab in hits
-             if _norm(r.name) == "d" + _norm(lab[0].split(":")[1].removesuffix("*T"))]
+    named = [(r, lab) for r, lab in hits if _names_group(r.name, lab[0].split(":")[1])]
     found = named or hits
     return found[0] if found else None
 
 
+def _names_group(name: str, group: str) -> bool:
+    """Whether a variable (``dWhh``, ``grads["bf"]``, ``self.dW``, ``W_v_d``) is the gradient
+    accumulator of ``group`` (the user's name of it); ``P["Whh"]`` is the parameter itself."""
+    g = re.sub(r"[^a-z0-9]", "", group.removesuffix("*T").lower())
+    key = re.search(r"^(.*)\[['\"](\w+)['\"]\]$", name)
+    if key is not None:
+        k = key.group(2).lower()
+        return k == "d" + g or (k == g and bool(GRAD_LIKE.search(key.group(1))))
+    return _norm(name) in ("d" + g, g + "d", g + "grad", "grad" + g)
+
+
 def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", re.sub(r"\[.*?\]$", "", name.split(".")[-1]).lower())
+    """A variable's name as compared with the quantities': ``s["f"]`` is ``f`` (a dict of
+    named values), ``hs[3]`` is ``hs``, ``self.dW`` is ``dw``."""
+    key = re.search(r"^(.*)\[['\"](\w+)['\"]\]$", name)
+    if key:  # da["f"] is df (the forget gate's gradient), s["f"] is f
+        base = ("d" if GRAD_LIKE.search(key.group(1)) else "") + key.group(2)
+    else:
+        base = re.sub(r"\[.*?\]$", "", name.split(".")[-1])
+    return re.sub(r"[^a-z0-9]", "", base.lower())
 
 
 def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,

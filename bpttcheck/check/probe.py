@@ -47,8 +47,19 @@ def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
         c = case.rounded(np.float32)
     else:
         c = case.rounded(np.float32, rounding) if rounding else case
-    more = {} if taps is None else {"taps": taps}  # a plugin's model may have none
+    more = {} if taps is None or not _takes_taps(arch.run) else {"taps": taps}
     return arch.run(c.params, c.xs, c.ys, c.state, bugs=bugs, reduction=reduction, **more)
+
+
+def _takes_taps(run) -> bool:
+    """Whether a model's run() records its intermediates (the built-in ones do; a plugin's
+    may not: its traces then give the locator its gradients only)."""
+    import inspect
+    try:
+        ps = inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return False
+    return "taps" in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
 
 
 def representable(grads: dict, dtype: str) -> bool:
@@ -78,6 +89,13 @@ def loss_matches(user: float, ref: float, dtype: str, case: Case) -> bool:
         abs(ref), 1.0)
 
 
+# references a probe keeps: each holds its gradients and their magnitudes (and, once
+# diagnosis asked for them, its per-step contributions, T x the parameters: Karpathy-size
+# LSTM about 15 MB), so at most this many and this many bytes
+KEPT_REFERENCES = 16
+KEPT_BYTES = 256 << 20
+
+
 class UserProbe:
     """A Probe over the user's code, as loaded in a worker. ``variant`` is the legitimate
     variant of the cell the user's forward was found to be (oracle ``Arch.variants``): every
@@ -90,11 +108,28 @@ class UserProbe:
         # returns (check/precision.py): the judged dtype, and what it rounds to float32 first
         self.precision: str | None = None
         self.rounding: frozenset[str] = frozenset()
+        # (case id, dtype, reduction, bugs, rounding) -> (case, trace, its size in bytes)
+        self._kept: dict = {}
 
     def reference(self, case: Case, dtype: str, reduction: str = "sum",
                   bugs: frozenset[str] = frozenset(), taps: dict | None = None) -> Trace:
-        return reference(self.arch, case, dtype, reduction, frozenset(bugs) | self.variant,
-                         self.rounding, taps)
+        """The reference at ``case``; the last few are kept (finding the layout judges each
+        candidate against the same reference, and diagnosis asks again for what the checks
+        computed). A Trace is never changed after it is made: the same one can be shared.
+        ``taps`` (the locator's intermediates) are recorded by a run of their own."""
+        planted = frozenset(bugs) | self.variant
+        if taps is not None:
+            return reference(self.arch, case, dtype, reduction, planted, self.rounding, taps)
+        key = (id(case), dtype, reduction, planted, self.rounding)
+        kept = self._kept.pop(key, None)
+        if kept is None or kept[0] is not case:
+            tr = reference(self.arch, case, dtype, reduction, planted, self.rounding)
+            kept = (case, tr, tr.nbytes())
+        self._kept[key] = kept  # most recent last
+        while len(self._kept) > 1 and (len(self._kept) > KEPT_REFERENCES or sum(
+                k[2] for k in self._kept.values()) > KEPT_BYTES):
+            self._kept.pop(next(iter(self._kept)))
+        return kept[1]
 
     def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]:
         return self.calls.trace(case, layout)

@@ -25,6 +25,18 @@ class Recorder:
         self.report.checks.append(c)
         return c
 
+    def not_run(self, expected: list[str], why: str) -> None:
+        """After an error that stopped the check: each expected check that did not run is
+        listed with status "not-run", so that no report shows the checks that passed before
+        the error as if they were all (nothing is added when no check ran)."""
+        if not self.report.checks:
+            return
+        ran = {c.name for c in self.report.checks}
+        for name in expected:
+            if name not in ran:
+                self.report.checks.append(CheckResult(
+                    name=name, status="not-run", message=f"not run: {why}"))
+
     def failed_checks(self) -> list[str]:
         return [c.name for c in self.report.checks if c.status == "fail"]
 

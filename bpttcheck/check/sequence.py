@@ -14,6 +14,8 @@ from bpttcheck.check.checks import (
     check_forward,
     check_groups,
     check_large_logits,
+    fd_calls,
+    per_group_fd,
 )
 from bpttcheck.check.findings import Findings, Observation
 from bpttcheck.check.model import ModelFacts, declared
@@ -43,6 +45,7 @@ class SequenceChecker:
         self.fixed_dims = bool(info.get("dims"))
         self.gate_order_mismatch: tuple[str, str] | None = None
         self.nonstandard: str | None = None  # how the user's model differs (FD-judged mode)
+        self.expected: list[str] = []  # the checks of a whole run, once plan() knows them
 
     def run(self) -> Report:
         rec, r, opts, info = self.rec, self.rec.report, self.opts, self.info
@@ -69,6 +72,7 @@ class SequenceChecker:
                 check_forward(rec, self.probe, f)
                 check_groups(rec, self.probe, f,
                              allow_truncated=severity.allows(opts.checks, "bptt.truncated"))
+        self.plan(f)
         with rec.timed("behaviour"):
             with rec.shared():
                 check_behaviour(rec, self.w, f)
@@ -90,6 +94,26 @@ class SequenceChecker:
             with rec.timed("views"):
                 self.collect_views(obs)
         return r
+
+    def plan(self, f: Findings) -> None:
+        """Tell the worker session how many calls the check makes from here (the repeat, the
+        large-logits probe, the finite differences): the budget of the whole check and the
+        numbers a timeout message gives (sandbox/budget.py). Also the checks to mark "not
+        run" if the check stops early."""
+        budget = getattr(self.w, "budget", None)
+        if budget is not None:
+            budget.plan(budget.made + 2 + fd_calls(self.probe, f))
+        names = self.probe.arch.param_names
+        self.expected = ["forward.loss",
+                         *(f"forward.last_{s}" for s in self.probe.arch.state_names),
+                         *(f"grad.{k}" for k in names),
+                         "behaviour.inputs-unchanged", "behaviour.repeat",
+                         "probe.large-logits", "fd.all",
+                         *((f"fd.{k}" for k in names) if per_group_fd(f) else ())]
+
+    def expected_checks(self) -> list[str]:
+        """The checks this run makes when nothing stops it (known after the first call)."""
+        return list(self.expected)
 
     def _follow(self, facts: ModelFacts, caps: dict) -> None:
         """Check the model these facts describe: its architecture and a probe over it."""
@@ -227,9 +251,13 @@ class SequenceChecker:
         fd, fd_tol = None, None
         try:
             small = sum(v.size for v in o.case.params.values()) <= views.ENTRYWISE_LIMIT
-            if small and self.opts.views_fd and any(g.status == "fail" for g in r.groups):
+            entries = views.entry_offsets(o.case.params, h) if small else []
+            budget = getattr(w, "budget", None)
+            # slow code: the picture is left out where its calls would make the check long
+            affordable = budget is None or budget.affordable(len(entries))
+            if small and self.opts.views_fd and affordable and any(
+                    g.status == "fail" for g in r.groups):
                 # only a failing check needs the picture of where finite differences disagree
-                entries = views.entry_offsets(o.case.params, h)
                 fd, fd_tol = views.entrywise_fd(
                     o.case.params, w.losses(o.case, o.layout, [], [], entries), h, o.loss, dtype)
         except UserCodeError as e:

@@ -22,18 +22,41 @@ def window(case: Case, s: int, t: int, state: tuple) -> Case:
     return Case(case.arch, d, case.params, case.xs[s:t], case.ys[s:t], state, case.seed)
 
 
-def truncated(reference, case: Case, k: int, full: Trace, reduction: str = "sum") -> Trace:
+def truncated(reference, case: Case, k: int, full: Trace, reduction: str = "sum",
+              cache: dict | None = None, chain: bool = False) -> Trace:
     """``full`` with its gradients replaced by truncated BPTT of depth k; ``reference(case)``
-    is the (sum-reduced) reference at a case. ``contrib`` holds each loss term's share."""
+    is the (sum-reduced) reference at a case. ``contrib`` holds each loss term's share.
+    ``cache`` (a dict kept by the caller for one case and one ``reference``) holds the true
+    states and the windows' gradients, which every depth shares: trying depths 2..T costs
+    about one depth's windows, not T of them."""
     T = case.dims.T
-    states = [case.state] + [reference(window(case, 0, s, case.state)).state
-                             for s in range(1, T)]  # the true state before step s
+    cache = {} if cache is None else cache
+
+    def trace(s: int, t: int) -> Trace:
+        """The reference over the window s..t-1 started from the true state before step s."""
+        tr = cache.get((s, t))
+        if tr is None:
+            tr = cache[(s, t)] = reference(window(case, s, t, states[s]))
+        return tr
+
+    # the true state before step s. ``chain``: one step at a time, where the forward of steps
+    # 0..s-1 in one window is the same arithmetic as these one-step windows chained (a
+    # reference that rounds its inputs, float32's, rounds the state at every start instead)
+    states = cache.setdefault("states", [case.state])
+    while len(states) < T:
+        s = len(states)
+        states.append(trace(s - 1, s).state if chain else
+                      reference(window(case, 0, s, case.state)).state)
+
+    def grads(s: int, t: int) -> dict:
+        return trace(s, t).grads
+
     zero = {n: np.zeros_like(g) for n, g in full.grads.items()}
     contrib = {n: np.zeros((T, *g.shape)) for n, g in full.grads.items()}
     for t in range(T):
         s = max(0, t - k + 1)
-        upto = reference(window(case, s, t + 1, states[s])).grads
-        before = reference(window(case, s, t, states[s])).grads if t > s else zero
+        upto = grads(s, t + 1)
+        before = grads(s, t) if t > s else zero
         for n in contrib:
             contrib[n][t] = upto[n] - before[n]
     if reduction == "mean":

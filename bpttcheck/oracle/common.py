@@ -54,6 +54,12 @@ class Trace:
         self._contrib, self._again, self.only = value, None, None
         self.magnitude = {k: np.abs(v).sum(axis=0) for k, v in value.items()}
 
+    def nbytes(self) -> int:
+        """The memory its arrays hold (the per-step shares only when kept)."""
+        arrays = [*self.grads.values(), *self.magnitude.values(),
+                  *((self._contrib or {}).values())]
+        return sum(v.nbytes for v in arrays)
+
     def keep_only(self, names) -> None:
         """Report only the groups ``names`` (a model without some parameters)."""
         self.only = frozenset(names)

@@ -118,7 +118,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
         c["Wr"][t] = np.outer(dr_raw, vs[t]); c["br"][t] = dr_raw
         dv = Wz.T @ dz_raw + Wr.T @ dr_raw  # (H+X,)
         dh_next = dh_direct + dh_from_n + dv[:H]
-        for name, v in (("dy", dy), ("dh", dh), ("dn", dn), ("dz", dz), ("dn_raw", dn_raw),
+        for name, v in (("h_prev", h), ("dh_direct", dh_direct), ("dy", dy), ("dh", dh),
+                        ("dn", dn), ("dz", dz), ("dn_raw", dn_raw),
                         ("dz_raw", dz_raw), ("dr", dr), ("dr_raw", dr_raw), ("dv", dv),
                         ("dh_next", dh_next)):
             tap((name, t), v)

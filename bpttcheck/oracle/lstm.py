@@ -104,7 +104,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
             dc = dc_next + dh * o * (1.0 - tc**2)
         dact = {"f": dc * c_prev, "i": dc * g, "g": dc * i, "o": do}
         dv = np.zeros(H + X, dtype=dt)  # (H+X,)
-        for name, v in (("h_cur", h_cur), ("c_cur", c_cur), ("c_prev", c_prev), ("dy", dy),
+        for name, v in (("h_cur", h_cur), ("c_cur", c_cur), ("c_prev", c_prev),
+                        ("h_prev", vs[t, :H]), ("tanh_c", tc), ("dy", dy),
                         ("dh", dh), ("dc", dc), ("do", do), ("df", dact["f"]),
                         ("di", dact["i"]), ("dg", dact["g"])):
             tap((name, t), v)

@@ -75,7 +75,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
         c["Whh"][t] = np.outer(draw, h_in)  # (H, H)
         W = Whh if has(bugs, "rnn.whh-not-transposed") is not None else Whh.T
         dh_next = W @ draw  # (H,)
-        tap(("dy", t), dy); tap(("dh", t), dh); tap(("dh_raw", t), draw)
+        tap(("dy", t), dy); tap(("dh", t), dh); tap(("dh_raw", t), draw); tap(("h_prev", t), hs[t])
         tap(("dh_next", t), dh_next)
     depth = has(bugs, "bptt.truncated")
     if depth is not None:

@@ -5,8 +5,17 @@ use: starting processes, the network, signals to other processes, other processe
 diagnosis code (importing it, or opening its files).
 
 A refusal is a PermissionError that says what was blocked and why. Since user code can catch
-it, every refusal is also recorded; the worker sends the list with each reply (``attempts()``)
-and the checker turns it into the error kind ``forbidden``.
+it, every refusal of the user's own doing is also written, the moment it happens, to a pipe of
+its own (the report channel: a file descriptor the checker passes to the worker, opened before
+any user code runs, its number kept only in this module's closures). The checker reads it in a
+thread (session.py) and ends the check as ``forbidden`` whatever later replies say; clearing
+``attempts()`` erases nothing there, and closing or replacing the channel is itself caught.
+
+Paths are judged as the kernel resolves them: by the (device, inode) that a path reaches from
+the current folder and from every open directory file descriptor (``os.open(rel, dir_fd=fd)``
+and ``open(..., opener=...)`` give the hook no dir_fd, so every one is tried), with the
+folder the file would be created in checked too. ``os.stat``, ``os.access`` and
+``os.readlink`` raise no audit event; they read metadata, never a file's bytes.
 
 This is a tripwire on the obvious routes, not a sandbox: code that calls libc through ctypes,
 or digs through ``sys.modules``, ``gc`` or frame objects, gets past any in-process hook. The
@@ -21,11 +30,14 @@ import importlib.util
 import linecache
 import os
 import re
+import resource
+import stat as stat_mode
 import sys
 import sysconfig
 from types import ModuleType
 
 from bpttcheck.errors import source_line
+from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, encode
 
 _PKG = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the bpttcheck package
 
@@ -77,9 +89,10 @@ def _is_secret(path: str) -> bool:
 
 
 def _secret_inodes() -> set[tuple[int, int]]:
-    """(device, inode) of every secret file: a hard link has another path but the same."""
-    paths = [os.path.join(root, n) for d in SECRET_DIRS for root, _, names in os.walk(d)
-             for n in names]
+    """(device, inode) of every secret file and folder: a hard link or a bind mount has
+    another path but the same; a folder's lets a file created in it later be recognised."""
+    paths = [os.path.join(root, n) for d in SECRET_DIRS for root, dirs, names in os.walk(d)
+             for n in [*names, *dirs]] + list(SECRET_DIRS)
     out = set()
     for p in paths:
         try:
@@ -90,11 +103,57 @@ def _secret_inodes() -> set[tuple[int, int]]:
     return out
 
 
-def install(workdir: str) -> None:
-    """Arm the guard for the user's code under ``workdir`` (once: an audit hook stays)."""
+def _open_fds() -> list[int] | None:
+    """Every open file descriptor of this process; None when that cannot be known (no /proc
+    and a descriptor limit too high to try each number)."""
+    try:
+        return [int(n) for n in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard == resource.RLIM_INFINITY or hard > 1 << 16:
+            return None
+        return list(range(hard))
+
+
+def _reporter(fd: int | None):
+    """The function that writes one refusal to the report channel ``fd`` (None: no channel,
+    the guard only keeps its list), and the channel's (device, inode). It writes to the pipe it was given, found by its (device,
+    inode) even if user code moved it to another number; with no copy of it left in the
+    process it ends the worker with CHANNEL_LOST_EXIT, which the checker reports."""
+    if fd is None:
+        return (lambda message, line: None), None
+    os.set_inheritable(fd, False)
+    st = os.fstat(fd)
+    pipe = (st.st_dev, st.st_ino)
+    fstat, write, exit_now = os.fstat, os.write, os._exit
+
+    def same(n: int) -> bool:
+        try:
+            s = fstat(n)
+        except OSError:
+            return False
+        return (s.st_dev, s.st_ino) == pipe
+
+    def report(message: str, line: str | None) -> None:
+        data = encode(message, line)
+        n = fd if same(fd) else next((k for k in _open_fds() or () if same(k)), None)
+        try:
+            if n is None:
+                raise OSError("no report channel")
+            write(n, data)
+        except OSError:
+            exit_now(CHANNEL_LOST_EXIT)
+    return report, pipe
+
+
+def install(workdir: str, report_fd: int | None = None) -> None:
+    """Arm the guard for the user's code under ``workdir`` (once: an audit hook stays);
+    refusals are written to ``report_fd`` as they happen (see _reporter)."""
     if _state["armed"]:
         return
     _state["armed"] = True
+    report, channel = _reporter(report_fd)
+    written = [0]  # records sent on the channel: kept here, out of the user's easy reach
     workdir = os.path.realpath(workdir) + os.sep
     main_thread = _thread.get_ident()
     me = os.getpid()
@@ -105,6 +164,7 @@ def install(workdir: str) -> None:
                     for k in ("stdlib", "platstdlib")})
     busy: set[int] = set()  # threads inside the hook: what the hook itself does is not judged
     getframe, realpath, stat, fspath = sys._getframe, os.path.realpath, os.stat, os.fspath
+    fstat, readlink, getcwd = os.fstat, os.readlink, os.getcwd
 
     def is_user(filename: str) -> bool:
         r = is_user_cache.get(filename)
@@ -152,6 +212,9 @@ def install(workdir: str) -> None:
             f = f.f_back
         if f is not None and is_user(f.f_code.co_filename):
             entry = {"message": message, "line": where(f)}
+            if written[0] < MAX_RECORDED:  # reported now: nothing the code does later erases it
+                written[0] += 1
+                report(message, entry["line"])
             if entry not in _attempts and len(_attempts) < MAX_RECORDED:
                 _attempts.append(entry)
         raise PermissionError(f"bpttcheck blocked this: {message}")
@@ -164,14 +227,101 @@ def install(workdir: str) -> None:
             block(f"to import {name} ({what})",
                   "submissions may not use bpttcheck's own reference or checking code", frame)
 
-    def secret_file(p: str) -> bool:
-        if _is_secret(p):
-            return True
+    def reaches_secret(path: str, dir_fd: int | None) -> bool:
+        """Whether ``path``, resolved from ``dir_fd`` (None: the current folder) as the kernel
+        would, is a secret file or folder, or a new file in a secret folder."""
+        for p in (path, os.path.dirname(path) or "."):
+            try:
+                st = stat(p, dir_fd=dir_fd)
+            except (OSError, ValueError, TypeError):
+                continue
+            if (st.st_dev, st.st_ino) in secret_inodes:
+                return True
+        return False
+
+    def reaches_channel(path: str, dir_fd: int | None) -> bool:
+        """Whether ``path`` opens the report channel again (``/proc/self/fd/N``, /dev/fd/N):
+        a read end would let the code take its own refusals off the pipe."""
         try:
-            st = stat(p)
-        except (OSError, ValueError):
+            st = stat(path, dir_fd=dir_fd)
+        except (OSError, ValueError, TypeError):
             return False
-        return (st.st_dev, st.st_ino) in secret_inodes
+        return (st.st_dev, st.st_ino) == channel
+
+    def places(path: str) -> list[tuple[int | None, str | None]] | None:
+        """(dir_fd, absolute path) of every place ``path`` may be opened from: itself when
+        absolute; else the current folder and every open folder descriptor (an os.open with
+        dir_fd, or an opener using one, gives the hook no dir_fd). None: the descriptors
+        cannot be listed, so where a relative path leads is unknown."""
+        if os.path.isabs(path):
+            return [(None, path)]
+        try:
+            out: list[tuple[int | None, str | None]] = [(None, os.path.join(getcwd(), path))]
+        except OSError:  # the current folder was removed: only the inode test applies
+            out = [(None, None)]
+        fds = _open_fds()
+        if fds is None:
+            return None
+        for n in fds:
+            try:
+                if not stat_mode.S_ISDIR(fstat(n).st_mode):
+                    continue
+            except OSError:
+                continue
+            try:
+                base: str | None = readlink(f"/proc/self/fd/{n}")
+            except OSError:
+                base = None
+            ok = base is not None and base.startswith("/") and not base.endswith(" (deleted)")
+            out.append((n, os.path.join(base, path) if ok and base else None))
+        return out
+
+    def judge_path(path, verb: str) -> None:
+        """Refuse ``verb`` on ``path`` (a path, or an open descriptor) when it leads into
+        bpttcheck's reference or checking code, or into another process's /proc files, and
+        the user's code asked (judged first: the rest costs system calls)."""
+        frame = getframe(3)
+        if not culprit(frame)[0]:
+            return
+        if path is None:
+            path = "."
+        if isinstance(path, int):
+            try:
+                st = fstat(path)
+            except OSError:
+                return
+            if (st.st_dev, st.st_ino) in secret_inodes:
+                block(f"to {verb} file descriptor {path} (bpttcheck's own reference or "
+                      "diagnosis code)", "submissions may not read bpttcheck's reference", frame)
+            return
+        try:
+            path = os.fsdecode(fspath(path))
+        except (TypeError, ValueError):
+            return
+        found = places(path)
+        if found is None:
+            block(f"to {verb} {path} relative to a folder bpttcheck cannot identify",
+                  "the guard cannot tell where the path leads, so it is refused", frame)
+            return
+        for dir_fd, full in found:
+            real = None
+            if full is not None:
+                try:
+                    real = realpath(full)
+                except (OSError, ValueError):
+                    real = None
+            m = _PROC_PID.match(real) if real else None
+            if m and int(m.group(1)) != me:
+                block(f"to {verb} {path} (another process's files)",
+                      "submissions may not look into other processes, the checker's included",
+                      frame)
+            if channel is not None and reaches_channel(path, dir_fd):
+                block(f"to {verb} {path} (bpttcheck's channel for refused operations)",
+                      "submissions may not touch the pipes bpttcheck uses", frame)
+            if (real is not None and _is_secret(real)) or reaches_secret(path, dir_fd):
+                how = "" if dir_fd is None else f" (from file descriptor {dir_fd})"
+                block(f"to {verb} {path}{how} (bpttcheck's own reference or diagnosis code)",
+                      "submissions may not read bpttcheck's reference", frame)
 
     def on_process(event, args):
         cmd = ""
@@ -202,26 +352,12 @@ def install(workdir: str) -> None:
             refuse_module(args[0], getframe(2))
 
     def on_open(event, args):
-        path = args[0] if args else None
-        if path is None or isinstance(path, int):
-            return
-        try:
-            path = os.fsdecode(fspath(path))
-            real = realpath(path)
-        except (TypeError, ValueError, OSError):
-            return
-        m = _PROC_PID.match(real)
-        if m and int(m.group(1)) != me:
-            frame = getframe(2)
-            if culprit(frame)[0]:
-                block(f"to open {path} (another process's files)",
-                      "submissions may not look into other processes, the checker's included",
-                      frame)
-        if secret_file(real):
-            frame = getframe(2)
-            if culprit(frame)[0]:
-                block(f"to open {path} (bpttcheck's own reference or diagnosis code)",
-                      "submissions may not read bpttcheck's reference", frame)
+        if args and args[0] is not None:
+            judge_path(args[0], "open")
+
+    def on_folder(event, args):  # os.listdir, os.scandir (None: the current folder), chdir
+        judge_path(args[0] if args else None,
+                   "change into" if event == "os.chdir" else "list")
 
     def on_signal(event, args):
         pid = args[0] if args else 0
@@ -235,7 +371,8 @@ def install(workdir: str) -> None:
     handlers = {e: on_process for e in PROCESS_EVENTS}
     handlers.update({e: on_network for e in NETWORK_EVENTS})
     handlers.update({"import": on_import, "open": on_open, "os.kill": on_signal,
-                     "os.killpg": on_signal})
+                     "os.killpg": on_signal, "os.listdir": on_folder, "os.scandir": on_folder,
+                     "os.chdir": on_folder})
 
     def hook(event, args):
         h = handlers.get(event)
@@ -278,6 +415,7 @@ def install(workdir: str) -> None:
         refuse_module(full, getframe(1))
         return real_import_module(name, package)
 
+    _gate_pidfds(me, block, getframe)
     builtins.__import__ = guarded_import
     importlib.import_module = guarded_import_module
     importlib.__import__ = guarded_import
@@ -293,6 +431,48 @@ def install(workdir: str) -> None:
             raise AttributeError(f"module 'bpttcheck' has no attribute {attr!r}")
         pkg.__getattr__ = missing  # type: ignore[method-assign]  # PEP 562 on a live module
     sys.addaudithook(hook)
+
+
+def _pidfd_target(pidfd: int) -> int | None:
+    """The process a pidfd stands for (its fdinfo's ``Pid:`` line), or None."""
+    try:
+        with open(f"/proc/self/fdinfo/{int(pidfd)}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, TypeError, IndexError):
+        return None
+    return None
+
+
+def _gate_pidfds(me: int, block, getframe) -> None:
+    """os.pidfd_open and signal.pidfd_send_signal raise no audit event: put a gate on them
+    (in os/posix and signal/_signal alike) that refuses any process but the worker itself.
+    A tripwire on the obvious route; the OS sandbox's PID namespace is the wall."""
+    import _signal  # type: ignore[import-not-found]  # the C module behind signal
+    import posix
+    import signal
+
+    real_open = getattr(posix, "pidfd_open", None)
+    real_send = getattr(_signal, "pidfd_send_signal", None)
+    why = "submissions may not signal other processes"
+
+    def pidfd_open(pid, flags=0):
+        if pid != me:
+            block(f"to open a pidfd of process {pid} (os.pidfd_open)", why, getframe(1))
+        return real_open(pid, flags)  # type: ignore[misc]
+
+    def pidfd_send_signal(pidfd, sig, siginfo=None, flags=0):
+        target = _pidfd_target(pidfd)
+        if target != me:
+            block(f"to send signal {sig} through a pidfd to process {target} "
+                  "(signal.pidfd_send_signal)", why, getframe(1))
+        return real_send(pidfd, sig, siginfo, flags)  # type: ignore[misc]
+
+    if real_open is not None:
+        os.pidfd_open = posix.pidfd_open = pidfd_open
+    if real_send is not None:
+        signal.pidfd_send_signal = _signal.pidfd_send_signal = pidfd_send_signal
 
 
 class _Gate:

@@ -86,9 +86,12 @@ def nproc(uid: int) -> int | None:
     return n + NPROC_MARGIN
 
 
-def preexec(limits: Limits, nproc: int | None = None, libc=None):
+def preexec(limits: Limits, nproc: int | None = None, libc=None, namespaces: bool = True):
     """The worker's preexec_fn (after fork, before exec): resource limits; dies with the
-    checker; adopts its orphaned descendants (so close() finds them); no network."""
+    checker; adopts its orphaned descendants (so close() finds them); no network. Under the
+    OS sandbox (osbox.py) the process is bwrap: the limits hold for it and everything it
+    starts, and ``namespaces`` is False, since bwrap makes its own (a user namespace made
+    here would leave bwrap unable to map its users)."""
     memory_mb = 0 if limits.preload else limits.memory_mb  # ASan reserves terabytes of address
     cpu = cpu_seconds(limits)                                # space for its shadow: no RLIMIT_AS
 
@@ -108,10 +111,10 @@ def preexec(limits: Limits, nproc: int | None = None, libc=None):
         if libc is not None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-            # a network namespace of its own has nothing but a loopback that is down; without
-            # root, a user namespace may allow it; otherwise guard.py still refuses sockets
-            if libc.unshare(CLONE_NEWNET) != 0:
-                libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        # a network namespace of its own has nothing but a loopback that is down; without
+        # root, a user namespace may allow it; otherwise guard.py still refuses sockets
+        if libc is not None and namespaces and libc.unshare(CLONE_NEWNET) != 0:
+            libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
     return apply
 
 def worker_env(home: str) -> dict:

@@ -1,4 +1,5 @@
-"""The worker's process tree: every process below it, and killing all of them at once."""
+"""The worker's process tree: every process below it, and killing all of them at once; and
+the processes that escape it (below)."""
 from __future__ import annotations
 
 import contextlib
@@ -46,3 +47,121 @@ def kill_tree(pid: int) -> None:
     for kill, target in ((os.killpg, pid), (os.kill, pid)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             kill(target, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- escapees
+# A process can leave the worker's tree without leaving this process's: clone(CLONE_PARENT)
+# makes it a child of the worker's parent (the checker), outside the worker's process group,
+# session and subreaper. So the checker is a subreaper itself (orphans below it come back
+# to it instead of init), remembers the children it started (the workers, and in `grade`
+# its per-submission processes), and when a check ends kills every other child of its own
+# born since that check's worker, with all below it.
+
+PR_SET_CHILD_SUBREAPER = 36
+_STARTED: set[int] = set()  # children this process started and still knows
+_subreaper: list[bool] = []
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of orphaned processes below it (Linux), once."""
+    if not _subreaper:
+        ok = False
+        try:
+            import ctypes
+            ok = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            ok = False
+        _subreaper.append(ok)
+    return _subreaper[0]
+
+
+def started(pid: int) -> int:
+    """Remember ``pid`` as a child this process started; returns its start time (clock
+    ticks since boot): every stray born from it is born no earlier."""
+    become_subreaper()
+    _STARTED.add(pid)
+    return start_ticks(pid) or 0
+
+
+def ended(pid: int) -> None:
+    _STARTED.discard(pid)
+
+
+def now_ticks() -> int:
+    """Now, in the clock ticks since boot that start_ticks uses."""
+    import time
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children() -> set[int]:
+    """This process's children (zombies included), from every thread's list."""
+    me = os.getpid()
+    out: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+        for t in tasks:
+            with open(f"/proc/{me}/task/{t}/children") as f:
+                out.update(int(c) for c in f.read().split())
+        return out
+    except (OSError, ValueError):  # no CONFIG_PROC_CHILDREN: read the whole table
+        import psutil
+        return {p.pid for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == me}
+
+
+def strays(since: int) -> set[int]:
+    """Children of this process it did not start, born at or after ``since`` (ticks)."""
+    out = set()
+    for c in children() - _STARTED:
+        t = start_ticks(c)
+        if t is not None and t >= since:
+            out.add(c)
+    return out
+
+
+def kill_strays(since: int) -> set[int]:
+    """SIGKILL every stray child born since ``since`` and everything below it, and reap
+    them. All are stopped first, again and again until no new one appears (a stray cannot
+    clone while stopped); returns the pids killed."""
+    found: set[int] = set()
+    for _ in range(50):
+        new = set()
+        for s in strays(since) - found:
+            new |= {s} | descendants(s)
+        new -= found
+        if not new:
+            break
+        for p in new:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p, signal.SIGSTOP)
+        found |= new
+    for p in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+    _reap(found)
+    return found
+
+
+def _reap(pids: set[int], seconds: float = 2.0) -> None:
+    """Wait for the killed children of ours: no zombie is left behind."""
+    import time
+    end = time.monotonic() + seconds
+    left = set(pids)
+    while left and time.monotonic() < end:
+        for p in list(left):
+            try:
+                done, _ = os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:  # not (or no longer) ours to wait for
+                done = p
+            if done:
+                left.discard(p)
+        if left:
+            time.sleep(0.01)

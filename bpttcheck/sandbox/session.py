@@ -3,6 +3,7 @@ that can go wrong in user code into a UserCodeError that names the cause and the
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import re
@@ -16,8 +17,11 @@ import threading
 import time
 
 from bpttcheck.errors import ErrorKind, PluginError, UserCodeError, source_line
+from bpttcheck.sandbox import osbox, proctree
+from bpttcheck.sandbox.budget import GRACE, MARGIN, CallBudget, duration, suggested_limit
 from bpttcheck.sandbox.limits import Limits, libc, nproc, preexec, worker_env
 from bpttcheck.sandbox.proctree import kill_tree
+from bpttcheck.sandbox.refusals import CHANNEL_LOST_EXIT, RefusalChannel
 from bpttcheck.sandbox.sanitizer import sanitizer_excerpt, sanitizer_report
 from bpttcheck.sandbox.staging import copy_submission, root_of
 
@@ -66,6 +70,9 @@ _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "layer_run": "one call of your code", "layer_project": "a batch of calls of your code",
          "trace": "one call of your code, its lines recorded",
          "layer_trace": "one call of your code, its lines recorded"}
+
+_BATCH = {"losses": "finite differences of your loss",
+          "layer_project": "finite differences of your forward"}
 
 _STR, _OPT_STR = (str,), (str, type(None))
 _DICT, _OPT_DICT, _LIST = (dict,), (dict, type(None)), (list,)
@@ -161,6 +168,22 @@ def _records(hdr: dict, arrs: dict) -> tuple[list[tuple[str, int, str, int | Non
             values.append(arrs[f"R{i}"])
     return recs, values, bool(hdr["truncated"])
 
+_CHANNEL_CLOSED = (
+    "your code closed or replaced a file descriptor bpttcheck uses (the worker's channel for "
+    "refused operations), so nothing it did after that can be trusted. Do not close file "
+    "descriptors your code did not open (os.closerange, os.dup2 over low numbers).")
+
+
+def _is_progress(got, rid: str) -> bool:
+    """A progress message of request ``rid``: {"id": rid, "progress": n}, sent by the worker
+    after each call of a batch (and nothing else: a reply has "ok")."""
+    if not isinstance(got, tuple) or not isinstance(got[0], dict):
+        return False
+    hdr = got[0]
+    n = hdr.get("progress")
+    return ("ok" not in hdr and hdr.get("id") == rid and isinstance(n, int)
+            and not isinstance(n, bool))
+
 
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
@@ -200,7 +223,9 @@ class WorkerSession:
     def __init__(self, path: str, limits: Limits | None = None):
         self.path = os.path.abspath(path)
         self.limits = limits or Limits()
-        self.tmp = tempfile.mkdtemp(prefix="bpttcheck-")
+        # its real path: the OS sandbox shows the folder at that path, and the worker's
+        # paths (workdir, traceback file) must name the same files inside and out
+        self.tmp = os.path.realpath(tempfile.mkdtemp(prefix="bpttcheck-"))
         self.workdir = os.path.join(self.tmp, "work")
         os.makedirs(self.workdir)
         self.user_path = copy_submission(self.path, self.workdir, self.limits.copy,
@@ -211,18 +236,39 @@ class WorkerSession:
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
+        r3, w3 = os.pipe()  # the guard's refusals, as they happen (refusals.py)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        # its own session and process group (killed as a whole), limits, no network: preexec
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
-             self.workdir, origin, self.tb_path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(r1, w2), cwd=self.workdir, env=self._env(home), start_new_session=True,
-            # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
-            # resolved before the fork): nothing a thread of ours could hold a lock on
-            preexec_fn=preexec(self.limits, nproc(os.getuid()), libc()))
-        os.close(r1)
-        os.close(w2)
+        argv = [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
+                self.workdir, origin, self.tb_path, str(w3)]
+        env = self._env(home)
+        fds: tuple[int, ...] = (r1, w2, w3)  # closed here once the worker has them
+        self.sandbox = osbox.current()
+        self._info: int | None = None  # bwrap says here that the sandbox is up
+        self._up: bool | None = None  # what it said (read once the worker has ended)
+        if self.sandbox.strong:
+            # the worker in its own namespaces, seeing only the Python installation, bpttcheck
+            # (without check/ and oracle/) and this session's folder (osbox.py)
+            self._info, info_w = os.pipe()
+            argv = osbox.worker_command(
+                self.sandbox, argv, writable=self.tmp, chdir=self.workdir,
+                plugin_path=_plugin_path().split(os.pathsep) if _plugin_path() else (),
+                preload=env.pop("LD_PRELOAD", None), hide=self._hidden(origin), info_fd=info_w)
+            fds += (info_w,)
+        try:
+            # its own session and process group (killed as a whole), limits, no network:
+            # preexec (bwrap, when it runs, makes the namespaces itself)
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=fds, cwd=self.workdir, env=env, start_new_session=True,
+                # preexec only makes system calls (setrlimit, and prctl/unshare through a libc
+                # resolved before the fork): nothing a thread of ours could hold a lock on
+                preexec_fn=preexec(self.limits, nproc(os.getuid()), libc(),
+                                   namespaces=not self.sandbox.strong))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.refusals = RefusalChannel(r3, self._stop_at_refusal)
+        self.born = proctree.started(self.proc.pid)  # escapees are born after it (close())
         self.wf = os.fdopen(w1, "wb")
         self.rf = os.fdopen(r2, "rb")
         self.out = _Drain(self.proc.stdout, self.limits.output_cap)
@@ -232,6 +278,14 @@ class WorkerSession:
         self.evaluations = 0
         self.call_seconds = float("inf")  # the fastest round trip of one call seen so far
 
+    def _hidden(self, origin: str) -> list[str]:
+        """Folders the sandboxed worker must not see even where a folder bound for it (a
+        PYTHONPATH entry) holds them: the submission's own and the one above it (the class
+        folder), the folder bpttcheck runs from, and the real HOME."""
+        return [origin, os.path.dirname(origin), os.path.dirname(self.path),
+                os.path.dirname(os.path.dirname(self.path)), self.limits.run_from or origin,
+                os.getcwd(), os.path.expanduser("~"), os.environ.get("HOME") or origin]
+
     def _env(self, home: str) -> dict:
         env = worker_env(home)
         if self.limits.preload:
@@ -239,6 +293,37 @@ class WorkerSession:
             env["ASAN_OPTIONS"] = "detect_leaks=0:halt_on_error=1:exitcode=86"
             env["UBSAN_OPTIONS"] = "halt_on_error=1:print_stacktrace=1:exitcode=86"
         return env
+
+    def visible(self, path: str) -> str:
+        """A path of ``path`` the worker can read: itself, or in the sandbox, where only this
+        session's folder shows, a copy in it (a C library built in the compile cache)."""
+        real = os.path.realpath(path)
+        if not self.sandbox.strong or real.startswith(self.tmp + os.sep):
+            return path
+        dst = os.path.join(self.tmp, "lib", os.path.basename(path))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(path, dst)
+        return dst
+
+    def _worker_exit(self, code: int | None) -> int | None:
+        """The worker's exit status, once it has ended: bwrap's status turned back into the
+        worker's (osbox.exit_status); SandboxError if bwrap never set the sandbox up."""
+        if self._info is None:
+            return code
+        if self._up is None:
+            try:
+                os.set_blocking(self._info, False)
+                self._up = bool(os.read(self._info, 4096))
+            except OSError:  # nothing written, and still open: bwrap is not done
+                self._up = True
+        if not self._up:
+            lines = [ln for ln in self.err.text().splitlines() if ln.startswith("bwrap:")]
+            raise osbox.SandboxError(
+                "bwrap could not set up the OS sandbox for the worker"
+                + (f" ({lines[0]})" if lines else f" (exit status {code})")
+                + f"; run with {osbox.SWITCH_VAR}=weak to check without it, and please "
+                  "report this")
+        return osbox.exit_status(code)
 
     def _read(self):
         while True:
@@ -251,7 +336,19 @@ class WorkerSession:
 
     # ------------------------------------------------------------------ requests
 
-    def request(self, header: dict, arrays: dict | None, timeout: float):
+    @property
+    def budget(self) -> CallBudget:
+        """The time account of this check (sandbox/budget.py), made on first use."""
+        b = self.__dict__.get("_budget")
+        if b is None:
+            b = self.__dict__["_budget"] = CallBudget(self.limits.call_timeout)
+        return b
+
+    def request(self, header: dict, arrays: dict | None, timeout: float, calls: int = 0):
+        """Send one request and wait for its reply. ``timeout`` is the limit of one call of
+        the user's code (or of the import); a request of ``calls`` calls gets each of them
+        within it (the worker reports each call it finishes) and all of them within what is
+        left of the check's budget."""
         # a fresh id a request: a reply that does not carry it answers something else (a
         # message user code wrote to the reply pipe itself)
         from bpttcheck.sandbox import protocol
@@ -261,10 +358,7 @@ class WorkerSession:
             protocol.send(self.wf, header, arrays)
         except (BrokenPipeError, OSError):
             self._died()
-        try:
-            got = self.replies.get(timeout=timeout + 2.0)
-        except queue.Empty:
-            self._timed_out(header["op"], timeout)
+        got = self._await(header["op"], rid, timeout, calls)
         if isinstance(got, protocol.ProtocolError):
             self._forged(header["op"], str(got))
         if isinstance(got, Exception):
@@ -274,6 +368,9 @@ class WorkerSession:
         if problem:
             self._forged(header["op"], problem)
         self.evaluations = hdr.get("evaluations", self.evaluations)
+        refused = self._refused(alive=True)
+        if refused:
+            raise refused
         blocked = hdr.get("blocked")
         if blocked:  # refused by the worker's guard (guard.py), even if the code caught it
             more = len(blocked) - 1
@@ -287,9 +384,40 @@ class WorkerSession:
                                 hdr.get("line"), self._output(hdr.get("traceback", "")))
         return hdr, arrs
 
+    def _stop_at_refusal(self):
+        """The guard refused something of the user's: the check is over, stop the worker now
+        (from the channel's thread; the request waiting for a reply then reports it)."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    def _refused(self, alive: bool, garbage: bool = True) -> UserCodeError | None:
+        """What the refusal channel says, or None: a refusal the guard reported (forbidden,
+        whatever the replies say); bytes on it that are no record (protocol); the channel
+        closed while the worker runs (``alive``): the user's code closed or replaced it."""
+        ch = self.refusals
+        ch.drain()
+        if ch.records:
+            line, message = ch.records[0]
+            more = len(ch.records) - 1
+            return UserCodeError(ErrorKind.FORBIDDEN, message + (
+                f" (and {more} other blocked attempt{'s' if more > 1 else ''})" if more else ""),
+                line, self._output())
+        if garbage and ch.garbage:
+            return UserCodeError(
+                ErrorKind.PROTOCOL, f"something in the worker process wrote {ch.garbage} "
+                "bytes to bpttcheck's channel for refused operations (does your code write to "
+                "a file descriptor it did not open?); no reply can be trusted after that.",
+                None, self._output())
+        if alive and ch.eof and self.proc.poll() is None:
+            return UserCodeError(ErrorKind.FORBIDDEN, _CHANNEL_CLOSED, None, self._output())
+        return None
+
     def _forged(self, op: str, problem: str):
         """A reply the worker never sends: the pipe can no longer be trusted, the check ends."""
+        refused = self._refused(alive=False, garbage=False)
         self.kill()
+        if refused:
+            raise refused
         raise UserCodeError(
             ErrorKind.PROTOCOL, f"the worker's reply to {_WHAT.get(op, op)} is not one "
             f"bpttcheck's worker sends ({problem}): something in the worker process wrote to "
@@ -298,7 +426,8 @@ class WorkerSession:
             None, self._output())
 
     def load(self, style: str | None, options: dict, path: str | None = None) -> dict:
-        hdr, _ = self.request({"op": "load", "path": path or self.user_path, "style": style,
+        hdr, _ = self.request({"op": "load", "path": self.visible(path or self.user_path),
+                               "style": style,
                                "options": options}, None, self.limits.load_timeout)
         return hdr
 
@@ -319,19 +448,44 @@ class WorkerSession:
         return hdr, outs, grads
 
     def _one_call(self, header: dict, arrays: dict):
-        """A request for one call of the user's code, timed: the fastest round trip seen sets
-        how long a batch of calls may take (_batch_timeout)."""
+        """A request for one call of the user's code, timed: these round trips are what one
+        call takes, the yardstick of the check's budget."""
         t = time.perf_counter()
-        got = self.request(header, arrays, self.limits.call_timeout)
-        self.call_seconds = min(self.call_seconds, time.perf_counter() - t)
+        got = self.request(header, arrays, self.limits.call_timeout, calls=1)
+        self.budget.measured(time.perf_counter() - t)
         return got
 
-    def _batch_timeout(self, n: int) -> float:
-        """A batch of n calls may take one slow call plus ample time for the rest (20x the
-        fastest call seen, each), but never more than two call timeouts in all: a hang
-        anywhere in a batch ends about as fast as a hang in a single call."""
-        each = max(20 * self.call_seconds, 0.05)
-        return self.limits.call_timeout + min(n * each, self.limits.call_timeout)
+    def _await(self, op: str, rid: str, timeout: float, calls: int):
+        """The reply to request ``rid``. Each of its ``calls`` calls must end within
+        ``timeout`` of the one before (the worker reports each call it finishes: a progress
+        message), and all of them within what is left of the budget; a request that is no
+        call (the import) gets ``timeout``. Past either, the worker is killed (_timed_out)."""
+        start = last = time.perf_counter()
+        done, mark = 0, self._dump_size()
+        budget_end = start + self.budget.remaining(calls) + GRACE if calls else math.inf
+        while True:
+            now = time.perf_counter()
+            end = min(last + timeout + GRACE, budget_end)
+            try:
+                got = self.replies.get(timeout=max(end - now, 0.0))
+            except queue.Empty:
+                self.budget.spend(time.perf_counter() - start, done)
+                self._timed_out(op, timeout, calls, done, mark,
+                                by_budget=budget_end < last + timeout + GRACE)
+            if _is_progress(got, rid):
+                done, last, mark = done + 1, time.perf_counter(), self._dump_size()
+                continue
+            ok = isinstance(got, tuple) and isinstance(got[0], dict) and got[0].get("ok") is True
+            self.budget.spend(time.perf_counter() - start, calls if ok else done)
+            return got
+
+    def _dump_size(self) -> int:
+        """How far the worker's traceback dumps (faulthandler) reach now: a timeout names the
+        line of the dump written after it, not one of an earlier slow call."""
+        try:
+            return os.path.getsize(self.tb_path)
+        except OSError:
+            return 0
 
     def layer_project(self, unit: str, args: list, ups: list, dirs: list[list], offsets):
         arrays = {f"A{i}": a for i, a in enumerate(args)}
@@ -340,7 +494,7 @@ class WorkerSession:
             arrays.update({f"D{j}_{i}": a for i, a in enumerate(d)})
         _, arrs = self.request({"op": "layer_project", "unit": unit, "ndirs": len(dirs),
                                 "offsets": [list(o) for o in offsets]}, arrays,
-                               self._batch_timeout(len(offsets)))
+                               self.limits.call_timeout, calls=len(offsets))
         return arrs["values"]
 
     def _case_arrays(self, case, params=None) -> dict:
@@ -412,12 +566,11 @@ class WorkerSession:
         for j, d in enumerate(directions):
             from bpttcheck.sandbox import protocol
             arrays.update(protocol.pack_params(f"D{j}", d))
-        # a batch may take as long as one slow call plus ample time for the rest: a hang in
-        # any call still ends within about one call_timeout, not n of them
-        timeout = self._batch_timeout(len(offsets) + len(entries))
+        # each call within the per-call limit, all of them within the check's budget
         _, arrs = self.request({"op": "losses", "offsets": [list(o) for o in offsets],
                                 "entries": [list(e) for e in entries],
-                                **self._case_header(case, layout)}, arrays, timeout)
+                                **self._case_header(case, layout)}, arrays,
+                               self.limits.call_timeout, calls=len(offsets) + len(entries))
         return arrs["losses"]
 
     # ------------------------------------------------------------------ failures
@@ -430,11 +583,13 @@ class WorkerSession:
             parts.append("your code printed:\n" + out[-4000:])
         return "\n".join(parts)
 
-    def _user_line(self, dump_path: str) -> str | None:
-        """The innermost frame in the user's files of a faulthandler dump."""
+    def _user_line(self, dump_path: str, start: int = 0) -> str | None:
+        """The innermost frame in the user's files of a faulthandler dump (the first dump
+        written from byte ``start`` on)."""
         try:
-            with open(dump_path, errors="replace") as dump:
-                text = dump.read()
+            with open(dump_path, "rb") as dump:
+                dump.seek(start)
+                text = dump.read().decode("utf-8", "replace")
         except OSError:
             return None
         for m in re.finditer(r'File "([^"]+)", line (\d+)', text):
@@ -443,21 +598,65 @@ class WorkerSession:
                 return source_line(f, n)
         return None
 
-    def _timed_out(self, op: str, timeout: float):
+    def _timed_out(self, op: str, timeout: float, calls: int = 0, done: int = 0,
+                   mark: int = 0, by_budget: bool = False):
+        """End the worker and say what ran out: the import's limit, one call's limit (alone
+        or within a batch) or the check's budget; with what was measured and one fix."""
+        refused = self._refused(alive=True)
+        if by_budget and not refused:  # mid-call: the worker's own clock has not dumped its stack yet
+            self._ask_for_stack(mark)
         self.kill()
-        line = self._user_line(self.tb_path)
-        what = {"load": "importing your module", "call": "one call of your code",
-                "layer_run": "one call of your code"}.get(
-            op, f"a batch of calls of your code (finite differences; {self.limits.call_timeout:g} s "
-                f"a call)")
-        hint = (" If that is a training loop, put it under `if __name__ == \"__main__\":` "
-                "(bpttcheck skips top-level `while` loops and `for` loops that call your loss "
-                "function, but not other long-running code)." if op == "load" else
-                " Look for a loop whose condition never changes; raise the limit with "
-                "--timeout if the code is just slow.")
-        raise UserCodeError(ErrorKind.TIMEOUT, f"{what} did not finish within {timeout:.1f} s"
-                            + (f"; it was running {line}" if line else "") + "." + hint,
-                            line, self._output())
+        if refused:  # a refusal explains the hang better (the worker may wait on it)
+            raise refused
+        line = self._user_line(self.tb_path, mark)
+        running = f"; it was running {line}" if line else ""
+        if op in ("load", "inspect"):
+            raise UserCodeError(
+                ErrorKind.TIMEOUT, f"importing your module did not finish within {timeout:g} s"
+                f"{running}. If that is a training loop, put it under `if __name__ == "
+                f"\"__main__\":` (bpttcheck skips top-level `while` loops and `for` loops that "
+                f"call your loss function, but not other long-running code); if the import is "
+                f"just slow, raise the limit: `--timeout {suggested_limit(timeout)}` or "
+                f"`[limits] timeout = {suggested_limit(timeout)}` in the spec.",
+                line, self._output())
+        b = self.budget
+        measured = b.describe()
+        fix_to = suggested_limit(max(timeout, b.call_seconds or 0.0))
+        fix = (f"`--timeout {fix_to}` (or `[limits] timeout = {fix_to}` in the spec)")
+        if by_budget:
+            t = b.call_seconds or 0.0
+            msg = (f"the calls of your code ran past the check's time budget: {measured}; "
+                   f"the limit is {timeout:g} s per call, and the check allows its calls "
+                   f"{MARGIN:g}x their measured time plus one limit, "
+                   f"{duration(b.allowance(calls - done))}. After {b.made} calls it had spent "
+                   f"{duration(b.spent)} ({duration(b.spent / max(b.made, 1))} a call, against "
+                   f"{duration(t)} measured){running}. Your calls get slower as the check goes "
+                   f"on: is something kept between calls that grows (a list, a history)? If "
+                   f"your code is just that slow, raise the limit per call: {fix}.")
+        else:
+            batch = calls > 1
+            what = (f"call {done + 1} of {calls} in a batch of calls of your code "
+                    f"({_BATCH.get(op, 'finite differences')})" if batch
+                    else "one call of your code")
+            msg = (f"{what} did not finish within {timeout:g} s"
+                   + (f" ({measured}; the limit is {timeout:g} s per call)" if measured
+                      else ", the limit per call")
+                   + f"{running}. If that is an endless loop, look for a loop whose condition "
+                   f"never changes; if your code is just slow, raise the limit per call: "
+                   f"{fix}.")
+        raise UserCodeError(ErrorKind.TIMEOUT, msg, line, self._output())
+
+    def _ask_for_stack(self, mark: int, wait: float = 1.0) -> None:
+        """SIGUSR1 to the worker's process group (the worker dumps its stack on it) and a
+        short wait for the dump; nothing if the signal cannot be sent."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGUSR1)
+        except (ProcessLookupError, PermissionError, OSError):
+            return
+        end = time.perf_counter() + wait
+        while time.perf_counter() < end and self._dump_size() <= mark:
+            time.sleep(0.02)
+        time.sleep(0.05)  # the dump is written in one go; let it finish
 
     def _died(self):
         try:
@@ -465,6 +664,12 @@ class WorkerSession:
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.proc.returncode
+        code = self._worker_exit(code)
+        refused = self._refused(alive=False)
+        if refused:
+            raise refused
+        if code == CHANNEL_LOST_EXIT:
+            raise UserCodeError(ErrorKind.FORBIDDEN, _CHANNEL_CLOSED, None, self._output())
         line = self._user_line(self.tb_path + ".crash")
         found = sanitizer_report(self.err.text())
         if found:
@@ -502,15 +707,30 @@ class WorkerSession:
         # no graceful exit to wait for: the worker has nothing to save, and a process it
         # forked must not outlive the check
         self.kill()
+        # a process that left the worker's tree (clone with CLONE_PARENT) is ours: end it too
+        proctree.kill_strays(self.born)
+        proctree.ended(self.proc.pid)
+        self.refusals.stop()
         with contextlib.suppress(OSError):
             self.wf.close()
+        if self._info is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._info)
+            self._info = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # a refusal the checker swallowed on the way (a diagnosis probe that may fail) still
+        # ends the check as forbidden, and it names the cause better than a later error
+        refused = None
+        if exc is None or isinstance(exc, UserCodeError):
+            refused = self._refused(alive=self.proc.poll() is None)
         self.close()
+        if refused and not (isinstance(exc, UserCodeError) and exc.kind == refused.kind):
+            raise refused from None
 
 
 def _measured_fields(t) -> dict | None:

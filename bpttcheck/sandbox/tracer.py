@@ -67,11 +67,17 @@ def _add(out: dict, name: str, v) -> None:
         out[name] = v
 
 
-def _step(frame) -> int | None:
-    for n in STEP_NAMES:
-        v = frame.f_locals.get(n)
-        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            return int(v)
+def _step(frame, is_user=None) -> int | None:
+    """The loop step a frame is at: its own counter, else (a step function called from the
+    loop, ``cell.backward(dh, cache)``) the nearest user caller's."""
+    for _ in range(4):
+        for n in STEP_NAMES:
+            v = frame.f_locals.get(n)
+            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                return int(v)
+        frame = frame.f_back
+        if frame is None or is_user is None or not is_user(frame.f_code.co_filename):
+            return None
     return None
 
 
@@ -94,7 +100,7 @@ class Tracer:
             for k, a in now.items():
                 if before.get(k) != snap[k]:
                     self._record(frame, line, k, step, a)
-        self.seen[id(frame)] = (frame.f_lineno, _step(frame), snap)
+        self.seen[id(frame)] = (frame.f_lineno, _step(frame, self.is_user), snap)
 
     def _record(self, frame, line: int, name: str, step, a: np.ndarray) -> None:
         r = self.rec
@@ -108,7 +114,8 @@ class Tracer:
 
     def global_trace(self, frame, event, arg):
         if event == "call" and self.is_user(frame.f_code.co_filename):
-            self.seen[id(frame)] = (frame.f_lineno, _step(frame), self._snapshot(frame))
+            self.seen[id(frame)] = (frame.f_lineno, _step(frame, self.is_user),
+                                   self._snapshot(frame))
             return self.local_trace
         return None
 

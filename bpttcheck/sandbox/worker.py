@@ -9,6 +9,7 @@ import faulthandler
 import linecache
 import os
 import re
+import signal
 import sys
 import traceback
 import types
@@ -36,6 +37,10 @@ class Worker:
         self.workdir = os.path.realpath(workdir)
         self.origdir = origdir
         self.tb_file = open(tb_path, "w")
+        # the checker asks for the stack with SIGUSR1 before it ends a check that ran out of
+        # its budget in the middle of a call (session._timed_out): the line it was running
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError):
+            faulthandler.register(signal.SIGUSR1, file=self.tb_file, all_threads=False)
         self.adapter: Any = None  # the adapter instance, once a module is loaded
         self.evaluations = 0
 
@@ -237,6 +242,7 @@ def serve(w: Worker, rf, wf) -> None:
             return
         op, timeout = hdr["op"], float(hdr.get("timeout", 10.0))
         out_arrays: dict = {}
+        progress = _progress(wf, hdr.get("id"))
         try:
             if op == "load":
                 if hdr["path"].endswith(".so"):
@@ -303,6 +309,7 @@ def serve(w: Worker, rf, wf) -> None:
                         loss, *_ = w.guarded("your loss function", timeout, w.adapter.call, Q, xs,
                                              ys, state, layout, False)
                         losses.append(loss)
+                        progress()
                     for g, i, s in hdr.get("entries", []):  # one entry of one group moved by s
                         Q = dict(P)
                         Q[g] = P[g].copy()
@@ -311,10 +318,11 @@ def serve(w: Worker, rf, wf) -> None:
                         loss, *_ = w.guarded("your loss function", timeout, w.adapter.call, Q, xs,
                                              ys, state, layout, False)
                         losses.append(loss)
+                        progress()
                     out_arrays["losses"] = np.asarray(losses, dtype=np.float64)
                     reply = {"ok": True}
             elif op in ("layer_run", "layer_project"):
-                reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout)
+                reply, out_arrays = _layer_op(w, op, hdr, arrs, timeout, progress)
             elif op == "trace":
                 reply, out_arrays = _trace_op(w, hdr, arrs, timeout)
             elif op == "layer_trace":
@@ -464,7 +472,19 @@ def _choose_adapter(w: Worker, mod, path: str, style: str | None, timeout: float
     return cls
 
 
-def _layer_op(w: Worker, op: str, hdr: dict, arrs: dict, timeout: float):
+def _progress(wf, rid):
+    """What a batch calls after each call of the user's code it finishes: a progress message
+    to the checker, which then gives the next call its own per-call limit (session._await)."""
+    from bpttcheck.sandbox import protocol
+    done = [0]
+
+    def report() -> None:
+        done[0] += 1
+        protocol.send(wf, {"id": rid, "progress": done[0]})
+    return report
+
+
+def _layer_op(w: Worker, op: str, hdr: dict, arrs: dict, timeout: float, progress):
     """Layer style: run one forward/backward unit, or project its forward on upstream
     gradients at moved inputs (for finite differences)."""
     import numpy as np
@@ -485,7 +505,10 @@ def _layer_op(w: Worker, op: str, hdr: dict, arrs: dict, timeout: float):
     ndirs = hdr["ndirs"]
     dirs = [[arrs[f"D{j}_{i}"] for i in range(len(u.inputs))] for j in range(ndirs)]
     w.evaluations += len(hdr["offsets"])
-    vals = w.adapter.project(u, args, ups, dirs, [tuple(o) for o in hdr["offsets"]])
+    vals = []
+    for o in hdr["offsets"]:  # one at a time: each call gets its own limit (progress)
+        vals += w.adapter.project(u, args, ups, dirs, [tuple(o)])
+        progress()
     return {"ok": True}, {"values": np.asarray(vals, dtype=np.float64)}
 
 
@@ -506,6 +529,11 @@ def _preload() -> None:
 def main(argv: list[str]) -> None:
     fd_in, fd_out = int(argv[0]), int(argv[1])
     workdir, origdir, tb_path = argv[2], argv[3], argv[4]
+    report_fd = int(argv[5]) if len(argv) > 5 else None  # the refusal channel (guard.py)
+    # the channel's number stays out of what user code reads first (sys.argv is the user's
+    # file once it loads; sys.orig_argv would still show it)
+    sys.argv = sys.argv[:1]
+    sys.orig_argv = [sys.executable]
     os.chdir(workdir)
     # the user's folders join sys.path only when their module loads, after bpttcheck's own
     # imports: a copy.py or random.py beside the model cannot replace what numpy imports
@@ -514,6 +542,6 @@ def main(argv: list[str]) -> None:
     sys.stdin = open(os.devnull)
     faulthandler.enable(file=open(tb_path + ".crash", "w"))
     _preload()
-    guard.install(workdir)  # from here on: no processes, no network, no reference (guard.py)
+    guard.install(workdir, report_fd)  # from here on: no processes, no network, no reference (guard.py)
     serve(Worker(workdir, origdir, tb_path), rf, wf)
     os._exit(0)  # skip atexit hooks the user's module may have registered
