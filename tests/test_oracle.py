@@ -112,3 +112,31 @@ def test_the_gru_update_flipped_bug_is_the_other_conventions_backward():
     run = lambda bugs: gru.run(case.params, case.xs, case.ys, case.state, bugs=frozenset(bugs))  # noqa: E731
     assert not np.allclose(run([v, "gru.update-gate-flipped"]).grads["Wz"], run([v]).grads["Wz"])
     np.testing.assert_allclose(run([v]).loss, run([v, "gru.update-gate-flipped"]).loss)
+
+
+
+@settings(max_examples=30, deadline=None)
+@given(arch=st.sampled_from(["rnn", "lstm", "gru"]), seed=st.integers(0, 10**6),
+       T=st.integers(1, 6), mean=st.booleans())
+def test_streamed_sums_equal_the_kept_shares(arch, seed, T, mean):
+    """A reference that streams its steps' shares (the default) gives the same gradients and
+    magnitudes as one that keeps them, and its contrib, made again on first use, is the kept
+    run's: nothing a check reads depends on whether they were kept."""
+    import numpy as np
+
+    from bpttcheck.check.cases import make_case
+    from bpttcheck.oracle.common import Dims
+    from bpttcheck.plugins import architectures
+    a = architectures()[arch]
+    c = make_case(a, Dims(T=T, X=4, H=3, Y=5), seed)
+    red = "mean" if mean else "sum"
+    lean = a.run(c.params, c.xs, c.ys, c.state, reduction=red)
+    full = a.run(c.params, c.xs, c.ys, c.state, reduction=red, keep=True)
+    assert lean._contrib is None and full._contrib is not None  # nothing kept unless asked
+    for k in a.param_names:
+        np.testing.assert_array_equal(lean.grads[k], full.grads[k])
+        np.testing.assert_allclose(lean.magnitude[k], np.abs(full.contrib[k]).sum(axis=0),
+                                   rtol=1e-12, atol=1e-300)
+        np.testing.assert_array_equal(lean.contrib[k], full.contrib[k])
+        np.testing.assert_allclose(lean.contrib[k].sum(axis=0), lean.grads[k], rtol=1e-12,
+                                   atol=1e-15)

@@ -96,7 +96,7 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool
     cmps, clipped_groups = {}, []
     for k in probe.arch.param_names:
         u, ref = o.grads[k], o.ref.grads[k]
-        mag = np.abs(o.ref.contrib[k]).sum(axis=0)  # per-step terms: cancellation's size
+        mag = o.ref.magnitude[k]  # per-step terms: cancellation's size
         cmps[k] = compare(u, ref, rtol, magnitude=mag)
         if not cmps[k].passed and clip is not None:
             c2 = compare(u, np.clip(ref, -clip, clip), rtol, magnitude=mag)
@@ -110,7 +110,7 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool
     if doubts:  # clipping not accepted: every group is judged against the reference
         first = next(iter(doubts))
         for k in clipped_groups:
-            mag = np.abs(o.ref.contrib[k]).sum(axis=0)
+            mag = o.ref.magnitude[k]
             cmps[k] = compare(o.grads[k], o.ref.grads[k], rtol, magnitude=mag)
             doubts.setdefault(k, f"clipping is not accepted (d{first}: {doubts[first]})")
         clipped_groups = []
@@ -169,7 +169,7 @@ def _confirm_clipping(probe: Probe, f: Findings, clip: float, rtol: float,
     doubts = {}
     for k in probe.arch.param_names:
         cmp = compare(obs.grads[k], ref.grads[k], rtol,
-                      magnitude=np.abs(ref.contrib[k]).sum(axis=0))
+                      magnitude=ref.magnitude[k])
         if not cmp.passed:
             idx = ",".join(map(str, cmp.worst_index))
             doubts[k] = (f"on a second case whose gradients all lie within ±{clip / 10:g} "
@@ -225,7 +225,7 @@ def _recognise_truncation(rec: Recorder, probe: Probe, f: Findings, rtol: float)
 
     def agrees(ref, names=probe.arch.param_names) -> bool:
         return all(compare(o.grads[k], ref.grads[k], rtol,
-                           magnitude=np.abs(ref.contrib[k]).sum(axis=0)).passed
+                           magnitude=ref.magnitude[k]).passed
                    for k in names)
 
     if T < 2 or agrees(o.ref) or not probe.loss_matches(o.loss, o.ref.loss, f.dtype, o.case):
@@ -299,7 +299,7 @@ def _late_tokens_wrong(probe: Probe, o, rtol: float) -> bool:
             cols = [d.H + x for x in late]
         else:
             continue
-        mag = np.abs(o.ref.contrib[k][:, :, cols]).sum(axis=0)
+        mag = o.ref.magnitude[k][:, cols]
         # 10x the tolerance: the truncated reference's columns differ from these by rounding
         if not compare(g[:, cols], ref[:, cols], 10 * rtol, magnitude=mag).passed:
             return True

@@ -97,8 +97,7 @@ def declared(arch: Arch, facts: ModelFacts) -> Arch:
             want = arch.shapes(_dims_of(arch, P, H))
             full.update({k: np.zeros(want[k], dtype=dt) for k in facts.absent})
         tr = arch.run(full, xs, ys, state, bugs=bugs, reduction=reduction, **taps)
-        tr.grads = {k: v for k, v in tr.grads.items() if k in present}
-        tr.contrib = {k: v for k, v in tr.contrib.items() if k in present}
+        tr.keep_only(present)
         return tr
 
     groups = tuple(g for g in (tuple(k for k in grp if k in present)

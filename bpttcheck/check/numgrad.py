@@ -75,7 +75,7 @@ def dormant_mismatches(o: Observation, names, skip=()) -> tuple[list[tuple], int
     bad, n = [], 0
     groups = [k for k in names if k not in skip and k in o.grads and k in o.ref.grads
               and np.shape(o.grads[k]) == o.ref.grads[k].shape]
-    mags = {k: np.abs(o.ref.contrib[k]).sum(axis=0) for k in groups}
+    mags = {k: o.ref.magnitude[k] for k in groups}
     # tiny against the largest gradient of the whole model (with H = 1 a group is all dormant)
     top = max((float(m.max()) for m in mags.values() if m.size), default=0.0)
     for k in groups:
@@ -98,7 +98,7 @@ def near_misses(o: Observation, groups) -> list[str]:
     for k in groups:
         if k not in o.grads or k not in o.ref.grads or np.shape(o.grads[k]) != o.ref.grads[k].shape:
             continue
-        scale = float(np.abs(o.ref.contrib[k]).sum(axis=0).max(initial=0.0))
+        scale = float(o.ref.magnitude[k].max(initial=0.0))
         err = np.abs(np.asarray(o.grads[k], dtype=np.float64) - o.ref.grads[k])
         if scale > 0 and bool(np.all(err <= NEAR * scale)):
             out.append(k)

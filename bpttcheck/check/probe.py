@@ -89,8 +89,9 @@ def loss_matches(user: float, ref: float, dtype: str, case: Case) -> bool:
         abs(ref), 1.0)
 
 
-# references a probe keeps: each holds its case's per-step contributions, T x the
-# parameters (Karpathy-size LSTM: about 15 MB), so at most this many and this many bytes
+# references a probe keeps: each holds its gradients and their magnitudes (and, once
+# diagnosis asked for them, its per-step contributions, T x the parameters: Karpathy-size
+# LSTM about 15 MB), so at most this many and this many bytes
 KEPT_REFERENCES = 16
 KEPT_BYTES = 256 << 20
 
@@ -123,7 +124,7 @@ class UserProbe:
         kept = self._kept.pop(key, None)
         if kept is None or kept[0] is not case:
             tr = reference(self.arch, case, dtype, reduction, planted, self.rounding)
-            kept = (case, tr, sum(v.nbytes for v in tr.contrib.values()))
+            kept = (case, tr, tr.nbytes())
         self._kept[key] = kept  # most recent last
         while len(self._kept) > 1 and (len(self._kept) > KEPT_REFERENCES or sum(
                 k[2] for k in self._kept.values()) > KEPT_BYTES):

@@ -61,5 +61,4 @@ def truncated(reference, case: Case, k: int, full: Trace, reduction: str = "sum"
             contrib[n][t] = upto[n] - before[n]
     if reduction == "mean":
         contrib = {n: v / T for n, v in contrib.items()}
-    grads_k = {n: v.sum(axis=0) for n, v in contrib.items()}
-    return dataclasses.replace(full, grads=grads_k, contrib=contrib)
+    return full.with_contrib(contrib)

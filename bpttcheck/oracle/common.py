@@ -10,18 +10,123 @@ import numpy as np
 from bpttcheck.archmeta import Dims
 
 
-@dataclass
 class Trace:
-    """Everything one forward/backward pass of a reference model produces."""
+    """Everything one forward/backward pass of a reference model produces.
 
-    loss: float
-    loss_steps: np.ndarray  # (T,)   -log p[t][target[t]] (already scaled if reduction is mean)
-    probs: np.ndarray  # (T, Y)
-    state: tuple[np.ndarray, ...]  # last state: (h,) or (h, c), each (H,)
-    grads: dict[str, np.ndarray]  # name -> array of the parameter's shape
-    contrib: dict[str, np.ndarray]  # name -> (T, *shape): step t's share of the gradient
-    dh: np.ndarray  # (T, H)  dL/dh[t+1], everything that reaches the hidden state of step t
-    hs: np.ndarray | None = None  # (T+1, H) hidden states, hs[0] = h0
+    ``contrib`` (name -> (T, *shape), each step's share of the gradient) is T times the
+    parameters' memory, so a built-in model keeps it only when asked (diagnosis reads it, a
+    passing check never does) and otherwise makes the run again, keeping it, on first use;
+    ``magnitude`` (name -> sum over t of |step t's share|, the size of the terms a gradient
+    cancels from, for the tolerances) is always there. A plugin's model may pass ``contrib``
+    as before: the magnitudes are taken from it."""
+
+    def __init__(self, loss: float, loss_steps: np.ndarray, probs: np.ndarray,
+                 state: tuple[np.ndarray, ...], grads: dict[str, np.ndarray],
+                 contrib: dict[str, np.ndarray] | None, dh: np.ndarray,
+                 hs: np.ndarray | None = None, *,
+                 magnitude: dict[str, np.ndarray] | None = None,
+                 again: Callable[[], Trace] | None = None):
+        self.loss = loss
+        self.loss_steps = loss_steps  # (T,) -log p[t][target[t]] (scaled if reduction is mean)
+        self.probs = probs  # (T, Y)
+        self.state = state  # last state: (h,) or (h, c), each (H,)
+        self.grads = grads  # name -> array of the parameter's shape
+        self.dh = dh  # (T, H) dL/dh[t+1], everything that reaches the hidden state of step t
+        self.hs = hs  # (T+1, H) hidden states, hs[0] = h0
+        self._contrib = contrib
+        self._again = again  # the same run, keeping the steps' shares
+        self.only: frozenset[str] | None = None  # the groups it reports (keep_only)
+        self.magnitude = magnitude if magnitude is not None else (
+            {k: np.abs(v).sum(axis=0) for k, v in contrib.items()} if contrib is not None
+            else {})
+
+    @property
+    def contrib(self) -> dict[str, np.ndarray]:
+        if self._contrib is None:
+            if self._again is None:
+                raise ValueError("this trace kept no per-step contributions")
+            self._contrib = self._again()._contrib
+        assert self._contrib is not None
+        return {k: v for k, v in self._contrib.items() if self.only is None or k in self.only}
+
+    @contrib.setter
+    def contrib(self, value: dict[str, np.ndarray]) -> None:
+        self._contrib, self._again, self.only = value, None, None
+        self.magnitude = {k: np.abs(v).sum(axis=0) for k, v in value.items()}
+
+    def nbytes(self) -> int:
+        """The memory its arrays hold (the per-step shares only when kept)."""
+        arrays = [*self.grads.values(), *self.magnitude.values(),
+                  *((self._contrib or {}).values())]
+        return sum(v.nbytes for v in arrays)
+
+    def keep_only(self, names) -> None:
+        """Report only the groups ``names`` (a model without some parameters)."""
+        self.only = frozenset(names)
+        self.grads = {k: v for k, v in self.grads.items() if k in self.only}
+        self.magnitude = {k: v for k, v in self.magnitude.items() if k in self.only}
+
+    def with_contrib(self, contrib: dict[str, np.ndarray]) -> Trace:
+        """A copy whose steps' shares are ``contrib`` (gradients and magnitudes from them)."""
+        return Trace(self.loss, self.loss_steps, self.probs, self.state,
+                     {k: v.sum(axis=0) for k, v in contrib.items()}, contrib, self.dh, self.hs)
+
+
+class Steps:
+    """Each step's share of every gradient as a model writes it, one step after another
+    (``c[k][t] = v``, ``c[k][t][:, j] = v``): summed as the steps come, with the sum of their
+    absolute values, into arrays of the parameters' shapes. The (T, ...) arrays of all the
+    shares are kept only when ``keep``: at H = 512 they are a quarter of a gigabyte a run."""
+
+    def __init__(self, P: dict[str, np.ndarray], names, T: int, keep: bool):
+        self.keep = keep
+        self.t: int | None = None
+        self.shapes = {k: P[k].shape for k in names}
+        self.dtype = P[next(iter(names))].dtype
+        self.full = {k: np.zeros((T, *s), dtype=self.dtype) for k, s in self.shapes.items()} \
+            if keep else None
+        self.sum = {k: np.zeros(s, dtype=self.dtype) for k, s in self.shapes.items()}
+        self.abs = {k: np.zeros(s, dtype=self.dtype) for k, s in self.shapes.items()}
+        self.cur: dict[str, np.ndarray] = {}
+        self.rewritten = False  # arrays() handed the kept shares out to be rewritten
+
+    def __getitem__(self, k: str) -> _Group:
+        return _Group(self, k)
+
+    def buffer(self, k: str, t: int) -> np.ndarray:
+        if t != self.t:
+            self.flush()
+            self.t = t
+        if k not in self.cur:
+            self.cur[k] = self.full[k][t] if self.full is not None else np.zeros(
+                self.shapes[k], dtype=self.dtype)
+        return self.cur[k]
+
+    def flush(self) -> None:
+        for k, a in self.cur.items():
+            self.sum[k] += a
+            self.abs[k] += np.abs(a)
+        self.cur = {}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The kept (T, ...) arrays, to rewrite whole (truncated BPTT); needs ``keep``."""
+        self.flush()
+        assert self.full is not None, "Steps(keep=True) is needed to rewrite the shares"
+        self.rewritten = True
+        return self.full
+
+
+class _Group:
+    __slots__ = ("k", "steps")
+
+    def __init__(self, steps: Steps, k: str):
+        self.steps, self.k = steps, k
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return self.steps.buffer(self.k, t)
+
+    def __setitem__(self, t: int, v) -> None:
+        self.steps.buffer(self.k, t)[...] = v
 
 
 @dataclass(frozen=True)
@@ -95,13 +200,9 @@ def output_grad(p: np.ndarray, target: int, bugs: frozenset[str]) -> np.ndarray:
     return -dy if has(bugs, "loss.dy-sign") is not None else dy
 
 
-def finish(
-    loss_steps: np.ndarray,
-    contrib: dict[str, np.ndarray],
-    bugs: frozenset[str],
-    reduction: str,
-) -> tuple[float, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Sum per-step contributions into gradients and apply the loss reduction (and its bug)."""
+def finish(loss_steps: np.ndarray, c: Steps, bugs: frozenset[str], reduction: str):
+    """Sum the steps' shares into gradients and apply the loss reduction (and its bug):
+    (loss, loss_steps, grads, magnitude, the kept shares or None)."""
     T = len(loss_steps)
     loss_scale = grad_scale = 1.0 / T if reduction == "mean" else 1.0
     variant = has(bugs, "loss.mean-grad-sum")
@@ -109,8 +210,13 @@ def finish(
         loss_scale, grad_scale = 1.0 / T, 1.0  # loss averaged, gradients summed
     elif variant == "mean-grad":
         loss_scale, grad_scale = 1.0, 1.0 / T  # loss summed, gradients averaged
-    if grad_scale != 1.0:  # a copy of every per-step array only where it changes them
-        contrib = {k: v * grad_scale for k, v in contrib.items()}
-    grads = {k: v.sum(axis=0) for k, v in contrib.items()}
+    c.flush()
+    kept = None if c.full is None else {k: v * grad_scale for k, v in c.full.items()}
+    if kept is not None and c.rewritten:  # rewritten whole (truncation): sum them again
+        grads = {k: v.sum(axis=0) for k, v in kept.items()}
+        magnitude = {k: np.abs(v).sum(axis=0) for k, v in kept.items()}
+    else:  # the same sums, in the same order, whether the shares were kept or not
+        grads = {k: v * grad_scale for k, v in c.sum.items()}
+        magnitude = {k: v * grad_scale for k, v in c.abs.items()}
     steps = loss_steps * loss_scale
-    return float(steps.sum()), steps, grads, contrib
+    return float(steps.sum()), steps, grads, magnitude, kept

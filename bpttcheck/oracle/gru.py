@@ -17,6 +17,7 @@ import numpy as np
 from bpttcheck.archmeta import META, gru_shapes
 from bpttcheck.oracle.common import (
     Arch,
+    Steps,
     Trace,
     finish,
     has,
@@ -40,9 +41,11 @@ def _dsig(gate: str, a: np.ndarray, bugs) -> np.ndarray:
     return a * (1.0 - a)
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
+        keep=False) -> Trace:
     """``taps``, a dict, receives each step's intermediate quantities by (name, t)
-    (check/locate.py looks for them in what the user's code computes)."""
+    (check/locate.py looks for them in what the user's code computes). ``keep``: keep each
+    step's share of every gradient (Trace.contrib; made again on first use otherwise)."""
     tap = taps.__setitem__ if taps is not None else _no_tap
     Wz, Wr, Wn, bz, br, bn, Wy, by = (P[k] for k in NAMES)
     (h0,) = state
@@ -78,7 +81,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
             tap((name, t), v)
 
     # backward
-    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
+    keep = keep or has(bugs, "bptt.truncated") is not None  # truncation rewrites them
+    c = Steps(P, NAMES, T, keep)  # each step's share of every gradient
     dhs = np.empty((T, H), dtype=dt)
     dh_next = np.zeros(H, dtype=dt)
     # a backward written for the other convention than the forward's (the bug)
@@ -120,8 +124,9 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
                         ("dh_next", dh_next)):
             tap((name, t), v)
 
-    loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
-    return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+    loss, loss_steps, grads, magnitude, kept = finish(loss_steps, c, bugs, reduction)
+    return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, kept, dhs, hs, magnitude=magnitude,
+                 again=lambda: run(P, xs, ys, state, bugs, reduction, keep=True))
 
 
 def _no_tap(key, value) -> None:

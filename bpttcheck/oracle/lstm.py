@@ -12,6 +12,7 @@ import numpy as np
 from bpttcheck.archmeta import META, lstm_shapes
 from bpttcheck.oracle.common import (
     Arch,
+    Steps,
     Trace,
     finish,
     has,
@@ -36,9 +37,11 @@ def _gate_grad(name: str, dact: np.ndarray, act: np.ndarray, bugs) -> np.ndarray
     return dact * ((1.0 - act**2) if name == "g" else act * (1.0 - act))
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
+        keep=False) -> Trace:
     """``taps``, a dict, receives each step's intermediate quantities by (name, t)
-    (check/locate.py looks for them in what the user's code computes)."""
+    (check/locate.py looks for them in what the user's code computes). ``keep``: keep each
+    step's share of every gradient (Trace.contrib; made again on first use otherwise)."""
     tap = taps.__setitem__ if taps is not None else _no_tap
     W = {k: P[f"W{k}"] for k in GATES}  # each (H, H+X)
     b = {k: P[f"b{k}"] for k in GATES}  # each (H,)
@@ -71,7 +74,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
             tap((name, t), v)
 
     # backward
-    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}
+    keep = keep or has(bugs, "bptt.truncated") is not None  # truncation rewrites them
+    c = Steps(P, NAMES, T, keep)  # each step's share of every gradient
     dhs = np.empty((T, H), dtype=dt)
     dh_next, dc_next = np.zeros(H, dtype=dt), np.zeros(H, dtype=dt)
     offset = has(bugs, "lstm.state-offset") is not None
@@ -120,8 +124,9 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
         dc_next = dc if has(bugs, "lstm.dc-next-missing-forget") is not None else dc * f
         tap(("dv", t), dv); tap(("dh_next", t), dh_next); tap(("dc_next", t), dc_next)
 
-    loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
-    return Trace(loss, loss_steps, ps, (hs[T].copy(), cs[T].copy()), grads, c, dhs, hs)
+    loss, loss_steps, grads, magnitude, kept = finish(loss_steps, c, bugs, reduction)
+    return Trace(loss, loss_steps, ps, (hs[T].copy(), cs[T].copy()), grads, kept, dhs, hs, magnitude=magnitude,
+                 again=lambda: run(P, xs, ys, state, bugs, reduction, keep=True))
 
 
 def _no_tap(key, value) -> None:

@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from bpttcheck.archmeta import META, rnn_shapes
-from bpttcheck.oracle.common import Arch, Trace, finish, has, output_grad, softmax_xent
+from bpttcheck.oracle.common import (
+    Arch,
+    Steps,
+    Trace,
+    finish,
+    has,
+    output_grad,
+    softmax_xent,
+)
 
 NAMES = META["rnn"].param_names
 
@@ -20,9 +28,11 @@ NAMES = META["rnn"].param_names
 shapes = rnn_shapes
 
 
-def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace:
+def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
+        keep=False) -> Trace:
     """``taps``, a dict, receives each step's intermediate quantities by (name, t)
-    (check/locate.py looks for them in what the user's code computes)."""
+    (check/locate.py looks for them in what the user's code computes). ``keep``: keep each
+    step's share of every gradient (Trace.contrib; made again on first use otherwise)."""
     tap = taps.__setitem__ if taps is not None else _no_tap
     Wxh, Whh, Why, bh, by = (P[k] for k in NAMES)
     (h0,) = state
@@ -41,7 +51,8 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
         tap(("a", t), a); tap(("h", t), hs[t + 1]); tap(("z", t), z); tap(("p", t), ps[t])
 
     # backward
-    c = {k: np.zeros((T, *P[k].shape), dtype=dt) for k in NAMES}  # per-step contributions
+    keep = keep or has(bugs, "bptt.truncated") is not None  # truncation rewrites them
+    c = Steps(P, NAMES, T, keep)  # each step's share of every gradient
     dhs = np.empty((T, H), dtype=dt)  # (T, H)
     dh_next = np.zeros(H, dtype=dt)  # (H,)
     dys = np.empty((T, Y), dtype=dt)  # (T, Y)
@@ -68,10 +79,11 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None) -> Trace
         tap(("dh_next", t), dh_next)
     depth = has(bugs, "bptt.truncated")
     if depth is not None:
-        _truncate(c, P, xs, hs, dys, int(depth))
+        _truncate(c.arrays(), P, xs, hs, dys, int(depth))
 
-    loss, loss_steps, grads, c = finish(loss_steps, c, bugs, reduction)
-    return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, c, dhs, hs)
+    loss, loss_steps, grads, magnitude, kept = finish(loss_steps, c, bugs, reduction)
+    return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, kept, dhs, hs, magnitude=magnitude,
+                 again=lambda: run(P, xs, ys, state, bugs, reduction, keep=True))
 
 
 def _no_tap(key, value) -> None:
