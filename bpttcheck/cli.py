@@ -142,6 +142,39 @@ def init(
     raise typer.Exit(0)
 
 
+@app.command()
+def watch(
+    path: str = typer.Argument(..., help="Your model (.py, .ipynb, .c or .so); the Python files it imports are watched too."),
+    spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
+    arch: str | None = typer.Option(None, "--arch", help="rnn, lstm, gru or an installed plugin's architecture (default: inferred)."),
+    style: str | None = typer.Option(None, "--style", help="Adapter style (default: detected)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
+) -> None:
+    """Check PATH now and again on every save, printing the verdict and what changed since the last check. Ctrl-C stops it (exit 0)."""
+    from bpttcheck.feedback import for_student
+    from bpttcheck.settings import settings
+    from bpttcheck.watch import render
+    from bpttcheck.watch import watch as watching
+
+    s = settings(spec, arch, style, seed, timeout, memory_mb)
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    if not path.endswith((".py", ".ipynb", ".c", ".so")):
+        raise UsageError(f"{path}: bpttcheck checks .py, .ipynb, .c and .so files")
+    s.opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
+    typer.echo(f"watching {path} (Ctrl-C to stop)")
+    try:
+        for out in watching(path, s.opts, present=lambda r: for_student(r, s.feedback)):
+            sys.stdout.write(render(out, verbose))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        typer.echo("stopped watching")
+    raise typer.Exit(0)
+
+
 def _version(value: bool) -> None:
     if value:
         from bpttcheck import __version__
