@@ -7,6 +7,7 @@ import sys
 import typer
 
 from bpttcheck.errors import BpttcheckError, UsageError
+from bpttcheck.runcheck import failure_exit
 from bpttcheck.sandbox.limits import Limits  # light: the default limits for --help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,79 +35,10 @@ def run(
     require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to run (exit 4) where the OS sandbox (bubblewrap) is not available, instead of running with a sandbox.weak note."),
 ) -> None:
     """Check one implementation. Exit 0 pass, 1 a check failed, 2 usage, 3 your code could not be run, 4 internal error."""
-    from bpttcheck import report_json, report_terminal
-    from bpttcheck.check import engine
-    from bpttcheck.feedback import for_student
-    from bpttcheck.output import write_atomic
-    from bpttcheck.settings import settings
-
-    s = settings(spec, arch, style, seed, timeout, memory_mb, sanitize, require_sandbox)
-    note = ""
-    if os.path.isdir(path):
-        path, note = _model_in(path, s.entry)
-    if not os.path.isfile(path):
-        raise UsageError(f"no such file: {path}")
-    if not path.endswith((".py", ".ipynb", ".c", ".so")):
-        raise UsageError(f"{path}: bpttcheck checks .py, .ipynb, .c and .so files")
-    if [json_out, junit, gradescope, html].count("-") > 1:
-        raise UsageError("only one report can go to stdout ('-'); give the others a file name")
-    outputs = [o for o in (json_out, junit, gradescope, html) if o and o != "-"]
-    for o in outputs:
-        if os.path.isdir(o):
-            raise UsageError(f"{o} is a folder: give a file name for the report, e.g. "
-                             f"{os.path.join(o, 'report.json')}")
-    if write_fixed:
-        outputs.append(write_fixed)
-    if os.path.abspath(path) in map(os.path.abspath, outputs):
-        raise UsageError(f"an output file is your model {path}: bpttcheck never writes over it")
-    opts, points = s.opts, s.points
-    opts.views = bool(html)
-    opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
-    report = engine.check(path, opts)
-    from bpttcheck import repair
-    repair.attach(report, path, opts, write_fixed)
-    if note:
-        from bpttcheck.result import Note
-        report.notes.insert(0, Note(id="run.folder", title="The model file was chosen in the "
-                                    "folder", evidence=note))
-    from bpttcheck import scoring
-    scoring.attach(report, points, opts.arch, opts.style)
-    # what the student may see (spec [feedback]): every report below renders this copy
-    report = for_student(report, s.feedback)
-    if json_out:
-        write_atomic(json_out, report_json.render(report))
-    if junit:
-        from bpttcheck import report_junit
-        write_atomic(junit, report_junit.render(report))
-    if gradescope:
-        from bpttcheck import report_gradescope
-        write_atomic(gradescope, report_gradescope.render(report, points, s.feedback.visibility,
-                                                          arch=opts.arch, style=opts.style))
-    if html:
-        from bpttcheck import report_html
-        write_atomic(html, report_html.render(report))
-    if not quiet and "-" not in (json_out, junit, gradescope, html):  # stdout holds a report
-        sys.stdout.write(report_terminal.render(report, verbose))
-    raise typer.Exit(report.exit_code)
-
-
-def _model_in(folder: str, entry: str | None) -> tuple[str, str]:
-    """`run FOLDER`: the model file in the folder, chosen as `grade` chooses it in a student's
-    folder (the spec's assignment.file, else the one model file, helpers it imports aside);
-    the folder is copied whole, so the model imports its helpers as `python FILE` would."""
-    from bpttcheck.grade import model_in_folder
-    name = os.path.basename(os.path.abspath(folder))
-    sub = model_in_folder(name, folder, entry)
-    if sub.path is None:
-        raise UsageError(f"{folder} is a folder, and bpttcheck cannot tell which file is the "
-                         f"model: {sub.problem}. Give the file (bpttcheck run "
-                         f"{os.path.join(folder, 'model.py')}), or grade a class folder with "
-                         f"`bpttcheck grade {folder} --out graded`")
-    note = sub.note or (f"{folder} is a folder: checked {os.path.relpath(sub.path, folder)}, "
-                        f"the file in it that defines the model; the other files of the folder "
-                        f"are importable as for `python {sub.path}`")
-    sys.stderr.write(f"bpttcheck: {note}\n")
-    return sub.path, note
+    from bpttcheck.runcheck import run_check  # entry.py calls it without typer, usually
+    raise typer.Exit(run_check(path, json_out, junit, gradescope, html, spec, arch, style, seed,
+                               timeout, memory_mb, sanitize, write_fixed, verbose, quiet,
+                               require_sandbox))
 
 
 @app.command()
@@ -220,6 +152,39 @@ def init(
     raise typer.Exit(0)
 
 
+@app.command()
+def watch(
+    path: str = typer.Argument(..., help="Your model (.py, .ipynb, .c or .so); the Python files it imports are watched too."),
+    spec: str | None = typer.Option(None, "--spec", help="Assignment spec (TOML)."),
+    arch: str | None = typer.Option(None, "--arch", help="rnn, lstm, gru or an installed plugin's architecture (default: inferred)."),
+    style: str | None = typer.Option(None, "--style", help="Adapter style (default: detected)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the probe case."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds allowed per call of your code (default 10)."),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help=f"Memory limit of the worker in MiB (default {Limits.memory_mb})."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every check, not only failures."),
+) -> None:
+    """Check PATH now and again on every save, printing the verdict and what changed since the last check. Ctrl-C stops it (exit 0)."""
+    from bpttcheck.feedback import for_student
+    from bpttcheck.settings import settings
+    from bpttcheck.watch import render
+    from bpttcheck.watch import watch as watching
+
+    s = settings(spec, arch, style, seed, timeout, memory_mb)
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    if not path.endswith((".py", ".ipynb", ".c", ".so")):
+        raise UsageError(f"{path}: bpttcheck checks .py, .ipynb, .c and .so files")
+    s.opts.limits.run_from = os.getcwd()  # imports resolve as for `python FILE` run from here
+    typer.echo(f"watching {path} (Ctrl-C to stop)")
+    try:
+        for out in watching(path, s.opts, present=lambda r: for_student(r, s.feedback)):
+            sys.stdout.write(render(out, verbose))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        typer.echo("stopped watching")
+    raise typer.Exit(0)
+
+
 def _version(value: bool) -> None:
     if value:
         from bpttcheck import __version__
@@ -253,16 +218,12 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except BpttcheckError as e:
-        sys.stderr.write(f"bpttcheck: {e}\n")
-        sys.exit(e.exit_code)
+        sys.exit(failure_exit(e))
     except Exception as e:  # noqa: BLE001 - the parser's errors, else our bug (exit 4)
         if hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2:
             sys.stderr.write(f"bpttcheck: {e.format_message()}\n")  # a usage error of the parser
             sys.exit(2)
         if type(e).__name__ == "Abort":
             sys.exit(2)
-        import traceback  # anything else is our bug: say so, exit 4
-        sys.stderr.write("bpttcheck: internal error (please report it with this output):\n")
-        traceback.print_exc()
-        sys.exit(4)
+        sys.exit(failure_exit(e))  # anything else is our bug: say so, exit 4
     sys.exit(rc or 0)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+class _Model(BaseModel):
+    # each model builds its validator when first used, not when this module is imported:
+    # a passing check never uses half of them (Diagnosis, Location, Repair, Heatmap, ...),
+    # and building them all is about a tenth of a one-shot `bpttcheck run`'s CPU time
+    model_config = ConfigDict(defer_build=True)
 
 # "warn": the check found something worth fixing that is no error of the gradient (a softmax
 # that overflows on large logits): the verdict stays pass (check/severity.py)
@@ -14,7 +21,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 Status = Literal["pass", "fail", "skip", "warn", "not-run"]
 
 
-class FDResult(BaseModel):
+class FDResult(_Model):
     status: Status
     analytic: float
     numeric: float
@@ -26,7 +33,7 @@ class FDResult(BaseModel):
     step: float
 
 
-class GroupResult(BaseModel):
+class GroupResult(_Model):
     name: str  # canonical name
     # what the user calls it: Layout.group_name ("W_f", "W rows 4:8 (forget gate)") or the
     # unit style's own name; every report shows this, none derives it again
@@ -45,14 +52,14 @@ class GroupResult(BaseModel):
     clipped_at: float | None = None
 
 
-class CheckResult(BaseModel):
+class CheckResult(_Model):
     name: str  # unique: "forward.loss", "grad.Whh", "fd.Whh", "behaviour.repeat", ...
     status: Status
     message: str
     seconds: float = 0.0
 
 
-class Location(BaseModel):
+class Location(_Model):
     """Where the user's code goes wrong (check/locate.py): the file, line and loop step of the
     first assignment that leaves the reference's path, its source, and the reference quantity
     it stands for. C code gets the quantity only (no line is guessed)."""
@@ -92,7 +99,7 @@ class Location(BaseModel):
         return out
 
 
-class Repair(BaseModel):
+class Repair(_Model):
     """A rewrite of the located line(s) (repair.py), checked on a copy of the user's code:
     ``verified`` when the copy passes every check, else what still fails."""
     file: str
@@ -117,7 +124,7 @@ class Repair(BaseModel):
         return "\n".join([*rows, said])
 
 
-class Diagnosis(BaseModel):
+class Diagnosis(_Model):
     id: str
     confidence: float
     groups: list[str]
@@ -132,20 +139,20 @@ class Diagnosis(BaseModel):
     _planted: tuple[str, ...] = PrivateAttr(default=())
 
 
-class Note(BaseModel):
+class Note(_Model):
     id: str
     title: str
     evidence: str
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(_Model):
     kind: str
     message: str
     line: str | None = None
     output: str = ""
 
 
-class Flow(BaseModel):
+class Flow(_Model):
     """Gradient flow through time, one entry per step t = 0..T-1.
 
     ``reference`` is |dL/dh[t]| of the reference (the total gradient reaching the hidden state
@@ -160,7 +167,7 @@ class Flow(BaseModel):
     reference_preact: list[float | None] = Field(default_factory=list)
 
 
-class Heatmap(BaseModel):
+class Heatmap(_Model):
     """One parameter group as a matrix in the canonical layout (CONTRACT §1): rows and columns
     keep their meaning (row i = hidden unit i, column j = input token j, ...). A bias is one row.
     ``diff`` = user - reference; ``fd_minus_user`` = Richardson-extrapolated central differences
@@ -181,7 +188,7 @@ class Heatmap(BaseModel):
     fd_tolerance: float | None = None  # what the entry-wise differences themselves carry
 
 
-class CheckScore(BaseModel):
+class CheckScore(_Model):
     """What one scored check earned. ``status`` "not-run": the check is part of the assignment
     but did not run on this code (it failed to load, timed out before it, returned no state)."""
 
@@ -191,7 +198,7 @@ class CheckScore(BaseModel):
     possible: float
 
 
-class Score(BaseModel):
+class Score(_Model):
     """The score of a run (bpttcheck/scoring.py): ``possible`` is the assignment's maximum, the
     same for every submission; ``checks`` lists every check that carries points, in report
     order, the ones that did not run included. ``note`` says how the maximum was decided when
@@ -204,7 +211,7 @@ class Score(BaseModel):
     note: str = ""
 
 
-class Report(BaseModel):
+class Report(_Model):
     verdict: Literal["pass", "fail", "error"]
     arch: str | None = None
     path: str

@@ -24,7 +24,7 @@ from bpttcheck.sandbox.limits import Limits as WorkerLimits
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Sizes(_Strict):

@@ -8,14 +8,11 @@ import signal
 
 
 def descendants(pid: int) -> set[int]:
-    """Live (not zombie) processes below ``pid``. psutil reads the whole table in one pass
-    and copes with processes that end while it is read."""
-    import psutil  # here, not at the top: only a worker's end needs it
-
+    """Live (not zombie) processes below ``pid``, from one pass over the process table. A
+    process that ends while the table is read is simply not there."""
     children: dict[int, list[int]] = {}
-    for p in psutil.process_iter(["ppid", "status"]):
-        if p.info["ppid"] is not None and p.info["status"] != psutil.STATUS_ZOMBIE:
-            children.setdefault(p.info["ppid"], []).append(p.pid)
+    for ppid, child in _parents():
+        children.setdefault(ppid, []).append(child)
     out, todo = set(), [pid]
     while todo:
         for c in children.get(todo.pop(), ()):
@@ -23,6 +20,34 @@ def descendants(pid: int) -> set[int]:
                 out.add(c)
                 todo.append(c)
     return out
+
+
+def _parents():
+    """(parent, pid) of every live process. /proc is read directly where there is one: it
+    costs a tenth of psutil's import and walk (about 25 ms of CPU at the end of every check);
+    psutil elsewhere."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = []
+    if "self" not in entries:
+        import psutil  # no /proc: psutil knows how to read this system's table
+        for p in psutil.process_iter(["ppid", "status"]):
+            if p.info["ppid"] is not None and p.info["status"] != psutil.STATUS_ZOMBIE:
+                yield p.info["ppid"], p.pid
+        return
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # it ended meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ")"
+        fields = stat[stat.rfind(b")") + 2:].split(None, 2)
+        if len(fields) >= 2 and fields[0] != b"Z":
+            yield int(fields[1]), int(e)
 
 
 def kill_tree(pid: int) -> None:

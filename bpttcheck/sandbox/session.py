@@ -286,6 +286,19 @@ class WorkerSession:
                 os.path.dirname(os.path.dirname(self.path)), self.limits.run_from or origin,
                 os.getcwd(), os.path.expanduser("~"), os.environ.get("HOME") or origin]
 
+    def restage(self) -> None:
+        """Stage the submission again as it is now, in place of the copy made at the start
+        (`bpttcheck watch` starts a worker ahead of the next save: the save is staged into it)."""
+        for name in os.listdir(self.workdir):
+            p = os.path.join(self.workdir, name)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        self.user_path = copy_submission(self.path, self.workdir, self.limits.copy,
+                                         self.limits.run_from)
+
     def _env(self, home: str) -> dict:
         env = worker_env(home)
         if self.limits.preload:
