@@ -171,7 +171,7 @@ def test_the_hand_parser_reads_a_command_line_as_typer_does(argv, monkeypatch):
     fast = parse_run(argv)
     assert fast is not None
     names = ["path", "json_out", "junit", "gradescope", "html", "spec", "arch", "style", "seed",
-             "timeout", "memory_mb", "sanitize", "write_fixed", "verbose", "quiet"]
+             "timeout", "memory_mb", "sanitize", "write_fixed", "verbose", "quiet", "require_sandbox"]
     got: dict = {}
     monkeypatch.setattr(runcheck, "run_check", lambda *a: got.update(zip(names, a, strict=True)) or 0)
     monkeypatch.setattr(sys, "argv", ["bpttcheck", *argv])
