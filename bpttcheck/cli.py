@@ -135,8 +135,9 @@ def grade(
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     if cluster is not None:
-        from bpttcheck.cluster import parse
-        parse(cluster)  # a usage error before any submission is looked at
+        from bpttcheck.cluster import parse, require
+        parse(cluster)  # usage errors before any submission is looked at
+        require()
         if jobs is not None:
             raise UsageError("--jobs sets how many local processes check at once; with "
                              "--cluster the workers' threads decide it: give one or the other")

@@ -35,7 +35,7 @@ KILLED = "killed"  # the error kind of a submission whose check kills the worker
 LOCAL_ALLOWED_FAILURES = 1  # `local:N`: a task is re-run once on another worker, then given up
 WINDOW_MIN, WINDOW_PER_THREAD = 1000, 8  # submissions in flight at once (see _window)
 _INSTALL = "pip install 'bpttcheck[cluster]'"
-_ADDRESS = re.compile(r"(tcp|tls|ws|wss|ucx|inproc)://\S+")
+_ADDRESS = re.compile(r"(tcp|tls|ws|wss|ucx)://\S+")
 _LOCAL = re.compile(r"local:(\d+)")
 
 
@@ -60,6 +60,15 @@ def parse(spec: str) -> tuple[str, str | int]:
     raise UsageError(f"--cluster {spec!r} is neither a Dask scheduler's address "
                      f"(tcp://HOST:8786) nor local:N (N local workers), e.g. --cluster "
                      f"tcp://scheduler.example.org:8786 or --cluster local:4")
+
+
+def require() -> None:
+    """A usage error, before anything is graded, when Dask distributed is not installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--cluster needs Dask distributed, which is not installed: "
+                         f"{_INSTALL}") from None
 
 
 @contextlib.contextmanager

@@ -16,11 +16,11 @@ import pytest
 pytest.importorskip("distributed", reason="grade --cluster needs Dask distributed, an optional "
                                           "extra: pip install 'bpttcheck[cluster]' (CI installs it)")
 
-from bpttcheck import cluster  # noqa: E402 - only with Dask installed
-from bpttcheck.errors import UsageError  # noqa: E402
-from bpttcheck.grade import discover, grade  # noqa: E402
-from bpttcheck.settings import settings  # noqa: E402
-from conftest import REF, ROOT, ZOO  # noqa: E402
+from bpttcheck import cluster  # after the skip: only with Dask installed
+from bpttcheck.errors import UsageError
+from bpttcheck.grade import discover, grade
+from bpttcheck.settings import settings
+from conftest import REF, ROOT, ZOO
 
 # the worker's parent is the process that runs the check: on a cluster, the Dask worker
 KILLER = "import ctypes, os\nctypes.CDLL(None).kill(os.getppid(), 9)\n"
@@ -100,7 +100,7 @@ def test_a_local_cluster_writes_what_a_local_grade_writes(local_grade, tmp_path)
     assert len(mine) == 2 * 7 + 3  # report.json and .html each, index, grades.csv and .json
     for rel in theirs:
         assert mine[rel] == theirs[rel], rel
-    rows = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").read_text().splitlines())}
     assert (rows["alice"]["verdict"], rows["bob"]["verdict"], rows["frank"]["error_kind"]) == (
         "pass", "fail", "syntax")
     assert rows["bob"]["top_diagnosis"] == "rnn.dwhy-uses-prev-h"
