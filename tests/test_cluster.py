@@ -4,6 +4,7 @@ that kills its Dask worker ends as an error of its own while every other is grad
 grading secret never reaches a worker."""
 import csv
 import json
+import os
 import pickle
 import re
 import shutil
@@ -201,3 +202,38 @@ def test_a_reply_that_is_not_a_row_is_bpttchecks_failure_not_a_grade():
     assert cluster._row_from({**good, "verdict": True}) is None
     assert cluster._row_from({k: v for k, v in good.items() if k != "note"}) is None
     assert cluster._row_from("a row") is None
+
+
+@pytest.mark.slow
+def test_a_dask_worker_lost_mid_check_has_its_submission_checked_on_another(scheduler, tmp_path):
+    """Dask's own resilience: the worker running a check is killed from outside (a node taken
+    away); the scheduler runs the task again on the other worker and the row is as if nothing
+    had happened."""
+    import signal
+    import threading
+    import time
+
+    from distributed import Client
+    k = tmp_path / "class"
+    k.mkdir()
+    (k / "slow.py").write_text("import time\ntime.sleep(3)\n" + (REF / "rnn_functional.py").read_text())
+    out = tmp_path / "out"
+    done: dict = {}
+    t = threading.Thread(target=lambda: done.update(rows=grade(
+        str(k), settings(timeout=TIMEOUT), str(out), html=False, progress=False,
+        tell=lambda m: None, cluster=scheduler)))
+    t.start()
+    with Client(scheduler) as client:
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            busy = {w: keys for w, keys in client.processing().items()
+                    if any(str(x).startswith("bpttcheck-") for x in keys)}
+            victim = next(iter(busy), None)
+            time.sleep(0.2)
+        assert victim is not None, "the task never started"
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+    t.join(timeout=300)
+    (row,) = done["rows"]
+    assert (row.student, row.verdict, row.error_kind) == ("slow", "pass", "")
