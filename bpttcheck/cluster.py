@@ -85,7 +85,10 @@ def connect(spec: str) -> Iterator:
     if kind == "local":
         # one thread a worker: a submission that kills its Dask worker takes no neighbour
         # with it; the scheduler re-runs a task whose worker died once on another worker
-        with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}), \
+        # and no statistical profiler sampling each check's thread every 10 ms: nobody reads
+        # its profiles here, and on few cores it takes time from the checks
+        with dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+                              "distributed.worker.profile.enabled": False}), \
                 LocalCluster(n_workers=int(where), threads_per_worker=1, processes=True,
                              dashboard_address=None, silence_logs=50) as lc, \
                 Client(lc) as client:
@@ -128,7 +131,10 @@ def _same_bpttcheck(client) -> None:
 
 
 def _worker_version() -> str:
-    from bpttcheck import __version__
+    """The worker's bpttcheck version, the modules every check needs imported on the way
+    (once per worker process, before its first task rather than during it)."""
+    from bpttcheck import __version__, report_html, report_json  # noqa: F401
+    from bpttcheck.check import engine  # noqa: F401
     return __version__
 
 
