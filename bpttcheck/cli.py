@@ -60,6 +60,7 @@ def grade(
     failed: bool = typer.Option(False, "--failed", help="Regrade the students whose row in --out's grades.csv is not pass (and any new submission), merged as with --only."),
     csv_bom: bool = typer.Option(False, "--csv-bom", help="Start grades.csv with a UTF-8 byte-order mark, so Excel reads non-ASCII names right."),
     require_sandbox: bool = typer.Option(False, "--require-sandbox", help="Refuse to grade (exit 4, before any submission runs) where the OS sandbox (bubblewrap) is not available."),
+    cluster: str | None = typer.Option(None, "--cluster", help="Check on a Dask cluster: a scheduler's address (tcp://HOST:8786) or local:N for N local workers (pip install 'bpttcheck[cluster]'; docs/cluster.md)."),
 ) -> None:
     """Check every submission in a folder; write a report each, index.html, grades.csv and grades.json. Exit 0 once every output is written; 4 if bpttcheck itself failed on any submission."""
     from bpttcheck.grade import grade as run_grade
@@ -67,6 +68,13 @@ def grade(
 
     if jobs is not None and jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    if cluster is not None:
+        from bpttcheck.cluster import parse, require
+        parse(cluster)  # usage errors before any submission is looked at
+        require()
+        if jobs is not None:
+            raise UsageError("--jobs sets how many local processes check at once; with "
+                             "--cluster the workers' threads decide it: give one or the other")
     if fail_under is not None and not 0 <= fail_under <= 100:
         raise UsageError(f"--fail-under is a percentage from 0 to 100, not {fail_under:g}")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -78,7 +86,7 @@ def grade(
     picked = [*(only or []), *(names or [])] or None
     s = settings(spec, arch, style, seed, timeout, memory_mb, require_sandbox=require_sandbox)
     rows = run_grade(folder, s, out, jobs, html=not no_html, progress=not quiet, only=picked,
-                     failed=failed, csv_bom=csv_bom)
+                     failed=failed, csv_bom=csv_bom, cluster=cluster)
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "error")}
     what = f"{len(rows)} rows after the regrade" if picked or failed else \
         f"graded {len(rows)} submissions"

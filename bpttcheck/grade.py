@@ -268,37 +268,52 @@ def _safe(name: str) -> str:
 
 def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     """Check one submission and write its reports (runs in a pool process)."""
-    from bpttcheck import scoring
-    from bpttcheck.check import engine
-    from bpttcheck.feedback import for_student
-    from bpttcheck.result import ErrorInfo, Note, Report
-
     t0 = time.perf_counter()
+    return finish_one(sub, s, check_one(sub, s, html), out, html, t0)
+
+
+def check_one(sub: Submission, s: Settings, html: bool):
+    """The engine's report on one submission (and its verified repair), before scoring: an
+    error report naming the problem when nothing was found to check."""
+    from bpttcheck.check import engine
+    from bpttcheck.result import ErrorInfo, Report
+
     if sub.path is None:
-        report = Report(verdict="error", path=sub.student,
-                        error=ErrorInfo(kind=sub.kind, message=sub.problem))
-    else:
-        # a class's reports skip the entry-wise finite-difference maps (4 calls per parameter):
-        # `bpttcheck run FILE --html` draws them for the one submission someone looks into
-        opts = engine.Options(**{**s.opts.__dict__, "views": html, "views_fd": False})
-        if sub.flat:  # one file per student side by side: copy the data files, not the others' code
-            opts.limits = replace(opts.limits, copy="data")
-        try:
-            report = engine.check(sub.path, opts)
-            from bpttcheck import repair
-            repair.attach(report, sub.path, opts)
-        except Exception as e:  # noqa: BLE001 - our bug: record it, grade the others
-            report = Report(verdict="error", path=sub.path,
-                            error=ErrorInfo(kind="internal",
-                                            message=f"bpttcheck failed on this submission: "
-                                                    f"{type(e).__name__}: {e}"))
+        return Report(verdict="error", path=sub.student,
+                      error=ErrorInfo(kind=sub.kind, message=sub.problem))
+    # a class's reports skip the entry-wise finite-difference maps (4 calls per parameter):
+    # `bpttcheck run FILE --html` draws them for the one submission someone looks into
+    opts = engine.Options(**{**s.opts.__dict__, "views": html, "views_fd": False})
+    if sub.flat:  # one file per student side by side: copy the data files, not the others' code
+        opts.limits = replace(opts.limits, copy="data")
+    try:
+        report = engine.check(sub.path, opts)
+        from bpttcheck import repair
+        repair.attach(report, sub.path, opts)
+    except Exception as e:  # noqa: BLE001 - our bug: record it, grade the others
+        report = Report(verdict="error", path=sub.path,
+                        error=ErrorInfo(kind="internal",
+                                        message=f"bpttcheck failed on this submission: "
+                                                f"{type(e).__name__}: {e}"))
+    return report
+
+
+def finish_one(sub: Submission, s: Settings, report, out: str, html: bool, t0: float,
+               files: dict[str, str] | None = None) -> Row:
+    """Score the report, apply what the spec lets the student see, write the reports (into
+    ``files``, name -> text, instead when given: a cluster worker sends them back) and make
+    the row."""
+    from bpttcheck import scoring
+    from bpttcheck.feedback import for_student
+    from bpttcheck.result import Note
+
     if sub.note:
         report.notes.insert(0, Note(id="grade.other-file", title="Not the file the spec names",
                                     evidence=sub.note))
     scoring.attach(report, s.points, s.opts.arch, s.opts.style)
     report = for_student(report, s.feedback)  # the student's reports show what the spec lets
     folder = sub.folder or _safe(sub.student)
-    href = _write_reports(report, out, folder, html)
+    href = _write_reports(report, out, folder, html, files)
     top = report.diagnoses[0] if report.diagnoses else None
     row = Row(student=sub.student, file=sub.path or "", verdict=report.verdict,
               score=0.0, max_score=0.0, percent=0.0,
@@ -312,16 +327,21 @@ def grade_one(sub: Submission, s: Settings, out: str, html: bool) -> Row:
     return _scored(row, report)
 
 
-def _write_reports(report, out: str, folder: str, html: bool) -> str:
-    """A student's report.json (and report.html), atomically; the href the index links."""
+def _write_reports(report, out: str, folder: str, html: bool,
+                   files: dict[str, str] | None = None) -> str:
+    """A student's report.json (and report.html), atomically, or their texts into ``files``
+    by file name; the href the index links."""
     from bpttcheck import report_json
-    d = os.path.join(out, folder)
-    write_atomic(os.path.join(d, "report.json"), report_json.render(report))
-    if not html:
-        return f"{folder}/report.json"
-    from bpttcheck import report_html
-    write_atomic(os.path.join(d, "report.html"), report_html.render(report))
-    return f"{folder}/report.html"
+    texts = {"report.json": report_json.render(report)}
+    if html:
+        from bpttcheck import report_html
+        texts["report.html"] = report_html.render(report)
+    if files is not None:
+        files.update(texts)
+    else:
+        for name, text in texts.items():
+            write_atomic(os.path.join(out, folder, name), text)
+    return f"{folder}/report.html" if html else f"{folder}/report.json"
 
 
 def _scored(row: Row, report) -> Row:
@@ -389,14 +409,16 @@ def _printable(text: str) -> str:
 
 def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: bool = True,
           progress: bool = True, only: list[str] | None = None, failed: bool = False,
-          csv_bom: bool = False, tell: Callable[[str], None] | None = None) -> list[Row]:
+          csv_bom: bool = False, tell: Callable[[str], None] | None = None,
+          cluster: str | None = None) -> list[Row]:
     """Grade the class in ``folder`` into ``out``; return every row of its grades.csv.
 
     ``only`` (student names) and ``failed`` (the rows of out's grades.csv that are not pass)
     regrade those submissions and merge them into the grades, index and report folders already
     in ``out``, every other row kept as it was. A plain run replaces what ``out`` held, and
     says so through ``tell`` (default: standard error) when that was another class folder or
-    had students who are no longer there."""
+    had students who are no longer there. ``cluster`` (``tcp://HOST:PORT`` or ``local:N``):
+    the checks run as tasks on Dask workers (cluster.py) instead of local processes."""
     if not os.path.isdir(folder):
         raise UsageError(f"{folder} is not a folder of submissions")
     if os.path.realpath(out) == os.path.realpath(folder):
@@ -418,6 +440,10 @@ def grade(folder: str, s: Settings, out: str, jobs: int | None = None, html: boo
     else:
         _replacing(book, subs, folder, out, say)
     os.makedirs(out, exist_ok=True)
+    if cluster:
+        from bpttcheck.cluster import check_on_cluster
+        rows = check_on_cluster(cluster, subs, s, out, html, progress)
+        return _write_class(folder, s, out, html, rows, kept, csv_bom)
     jobs = max(1, jobs or os.cpu_count() or 1)
     # C builds of this run go to a folder only this run writes (mode 0700, removed at the
     # end), never to the user's cache, which earlier code run as the same user could have

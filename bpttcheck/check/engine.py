@@ -52,6 +52,9 @@ class Options:
     # BPTTCHECK_SECRET (settings.py): each submission's seed is derived from it and its
     # content, and reports show a case tag instead of that seed
     secret: str | None = field(default=None, repr=False)
+    # a hidden case whose seed (in `seed`) was derived where the secret is kept: `grade
+    # --cluster` sends each check its seed and tag, never the secret; reports show this tag
+    case_tag: str | None = None
     # where C builds are kept: None, the user's cache; `grade` gives a folder of its own
     so_cache: str | None = None
     # refuse to run user code without the OS sandbox (--require-sandbox, [limits]
@@ -95,6 +98,8 @@ def check(path: str, opts: Options | None = None) -> Report:
 def _hidden_case(path: str, opts: Options) -> str | None:
     """With a secret: this submission's seed (from the secret and the file's bytes) into
     opts.seed, and the case tag reports show instead of it."""
+    if opts.case_tag:
+        return opts.case_tag
     if not opts.secret:
         return None
     from bpttcheck.secret import case_tag, submission_seed

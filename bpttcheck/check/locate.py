@@ -234,7 +234,10 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
                     return r, gone[0]
                 continue
             mc, mb = good.matches(r.value), bad.matches(r.value)
-            only_bad = [lab for lab in mb - mc if not _same(good, bad, lab)]
+            # in a fixed order (latest step first, then by name): a set's order follows the
+            # process's string hashing, and the report must not change from run to run
+            only_bad = [lab for lab in sorted(mb - mc, key=_label_order)
+                        if not _same(good, bad, lab)]
             if not only_bad:
                 continue
             fit_good = [lab for lab in mc if _fits(r.name, lab[0])
@@ -327,6 +330,10 @@ def _same(good: Bank, bad: Bank, lab: Label) -> bool:
     return a is not None and b is not None and np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def _label_order(lab: Label) -> tuple:
+    return -(lab[1] or 0), lab[0]
+
+
 def _prefer(labels: list[Label], r: Rec) -> Label:
     """The label a record most likely stands for: one its name fits, else an accumulator of
     the same step, else the first."""
@@ -392,7 +399,7 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
     hits = []
     for r in recs:
         labs = good.matches(r.value) if np.any(r.value) else set()
-        contrib = [lab for lab in labs if lab[0].startswith("contrib:")
+        contrib = [lab for lab in sorted(labs, key=_label_order) if lab[0].startswith("contrib:")
                    and lab[0].split(":")[1].removesuffix("*T") in groups]
         if contrib and not any(lab[0].startswith("sum:") for lab in labs):
             hits.append((r, contrib[0]))
