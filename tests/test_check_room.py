@@ -126,6 +126,10 @@ class MutantCalls:
         tr = self.arch.run(case.params, case.xs, case.ys, case.state, bugs=self.bugs)
         return tr.loss, tr.grads, tr.state, {"dtype": "float64"}
 
+    def trace(self, case, layout):
+        """No user lines to record: the reference is no one's source file."""
+        return [], [], False
+
 
 CAPS = {"kind": "sequence", "language": "python", "fixed_sizes": "none",
         "poisoned_buffers": False, "entry": "loss_and_grads"}

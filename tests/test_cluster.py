@@ -77,7 +77,7 @@ def _timeless(x):
 
 
 @pytest.fixture(scope="module")
-def local_grade(tmp_path_factory):
+def local_grade(tmp_path_factory, _fallback_isolation):
     base = tmp_path_factory.mktemp("cluster")
     k = make_class(base / "class")
     out = base / "local"
@@ -109,8 +109,23 @@ def test_a_local_cluster_writes_what_a_local_grade_writes(local_grade, tmp_path)
     assert rows["dan"]["verdict"] == rows["erin"]["verdict"] == "pass"  # helper shipped, C built
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fallback_isolation():
+    """The whole module without the OS sandbox, local grades and the Dask workers alike (they
+    inherit this environment when the cluster starts): under bwrap a submission cannot reach
+    its Dask worker at all (tests/test_os_sandbox.py), and this module tests what the cluster
+    does when a worker dies anyway."""
+    old = os.environ.get("BPTTCHECK_SANDBOX")
+    os.environ["BPTTCHECK_SANDBOX"] = "weak"
+    yield
+    if old is None:
+        os.environ.pop("BPTTCHECK_SANDBOX", None)
+    else:
+        os.environ["BPTTCHECK_SANDBOX"] = old
+
+
 @pytest.fixture(scope="module")
-def scheduler():
+def scheduler(_fallback_isolation):
     """A LocalCluster of two worker processes (one thread each) as `local:N` starts it, used
     by its address as a remote cluster would be."""
     with cluster.connect("local:2") as client:

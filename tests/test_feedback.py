@@ -224,9 +224,11 @@ def test_grad_rtol_and_fd_rtol_judge_the_gradients(tmp_path):
     assert {n["title"] for n in data["notes"] if n["id"] == "tolerances.spec"} == {
         "grad_rtol set by the assignment", "fd_rtol set by the assignment"}
     # a tolerance tighter than the code's round-off fails correct code: the spec is obeyed
-    _, rc, data, _ = _run(tmp_path, REF / "rnn_functional.py",
+    # (an LSTM: its gate sums round differently from the reference's; the RNN files add up
+    # their steps in the reference's order, bit for bit)
+    _, rc, data, _ = _run(tmp_path, REF / "lstm_functional.py",
                           "[tolerances]\ngrad_rtol = 1e-19\n", name="tight")
-    assert rc == 1 and _status(data, "grad.Whh") == "fail"
+    assert rc == 1 and any(_status(data, f"grad.{k}") == "fail" for k in ("Wf", "Wi", "Wg", "Wo"))
 
 
 # ----------------------------------------------------------------------------- unknown keys

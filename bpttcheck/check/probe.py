@@ -30,7 +30,7 @@ class Probe(Protocol):
 
 class Calls(Protocol):
     """What a probe needs of the worker: one call of the user's code (and one with the user's
-    lines recorded, sandbox/tracer.py)."""
+    lines recorded by the worker's tracer)."""
 
     def call(self, case: Case, layout: Layout) -> tuple: ...
 

@@ -212,9 +212,16 @@ def finish(loss_steps: np.ndarray, c: Steps, bugs: frozenset[str], reduction: st
         loss_scale, grad_scale = 1.0, 1.0 / T  # loss summed, gradients averaged
     c.flush()
     kept = None if c.full is None else {k: v * grad_scale for k, v in c.full.items()}
-    if kept is not None and c.rewritten:  # rewritten whole (truncation): sum them again
-        grads = {k: v.sum(axis=0) for k, v in kept.items()}
-        magnitude = {k: np.abs(v).sum(axis=0) for k, v in kept.items()}
+    if kept is not None and c.rewritten:  # rewritten whole (truncation): sum them again,
+        # step by step from the last as the stream did, so untouched groups come out the same
+        assert c.full is not None
+        grads, magnitude = {}, {}
+        for k, v in c.full.items():
+            g, a = np.zeros_like(v[0]), np.zeros_like(v[0])
+            for t in reversed(range(len(v))):
+                g += v[t]
+                a += np.abs(v[t])
+            grads[k], magnitude[k] = g * grad_scale, a * grad_scale
     else:  # the same sums, in the same order, whether the shares were kept or not
         grads = {k: v * grad_scale for k, v in c.sum.items()}
         magnitude = {k: v * grad_scale for k, v in c.abs.items()}
