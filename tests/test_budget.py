@@ -3,6 +3,7 @@ slow but correct code and code that prints a lot pass with the default limits; a
 loop anywhere ends within one per-call limit with the line it was running; a check that
 stops part-way says in every report which checks did not run."""
 import json
+import re
 import time
 
 import pytest
@@ -167,7 +168,8 @@ def test_an_endless_loop_in_a_batch_ends_within_one_limit_naming_the_line(tmp_mo
                                                               load_timeout=5)))
     took = time.perf_counter() - t
     assert r.error.kind == "timeout"
-    assert "while N[0] > 5" in r.error.line
+    # the loop's line: its test or its body, wherever the stack dump caught it
+    assert re.search(r"while N\[0\] > 5|: pass$", r.error.line), r.error.line
     m = r.error.message
     assert "call 3 of" in m and "a batch of calls" in m and "the limit is 1 s per call" in m
     assert "one call takes" in m and "the check needs" in m and "--timeout" in m

@@ -344,5 +344,6 @@ def test_a_hang_inside_a_batch_of_calls_ends_within_two_call_timeouts(tmp_module
     t = time.perf_counter()
     r = check(tmp_module(src), Options(limits=Limits(call_timeout=1.5, load_timeout=5)))
     assert r.error.kind == "timeout" and "a batch of calls" in r.error.message
-    assert "while N[0] > 4" in r.error.line
+    # the loop's line: its test or its body, wherever the stack dump caught it
+    assert re.search(r"while N\[0\] > 4|: pass$", r.error.line), r.error.line
     assert time.perf_counter() - t < 2 * 1.5 + 4

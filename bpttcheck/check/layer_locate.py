@@ -16,7 +16,7 @@ import numpy as np
 
 from bpttcheck.check import catalogue
 from bpttcheck.check.layers import LayerFindings, UnitRun, reference, rounded
-from bpttcheck.check.locate import Bank, Rec, first_divergence, overwritten
+from bpttcheck.check.locate import Bank, Rec, first_divergence, overwritten, shown_path
 from bpttcheck.check.numerics import MATCH_SLACK, compare
 from bpttcheck.errors import UserCodeError
 from bpttcheck.layer_api import BLOCKS, STEP_OF
@@ -75,12 +75,12 @@ def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
         differs = float(np.max(np.abs(r.value - good[lab])))
     if top.id == "grad.overwrite-not-accumulate" and lab is not None:
         top.location = Location(
-            file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+            file=shown_path(r.file), line=r.line, step=r.step, name=r.name, source=src,
             quantity=f"{_what(lab)} alone, where the sum over the steps belongs",
             expected=f"d{lab[0].partition(':')[2]} += each step's share (+=, not =)")
     else:
         top.location = Location(
-            file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+            file=shown_path(r.file), line=r.line, step=r.step, name=r.name, source=src,
             quantity=_what(lab) if lab else None,
             expected=good_src.get(lab) if lab else None, differs_by=differs)
     top.location._key = lab[0].split("#")[0] if lab else ""

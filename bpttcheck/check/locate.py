@@ -408,6 +408,14 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
     return found[0] if found else None
 
 
+def shown_path(file: str) -> str:
+    """The user's file as reports name it: relative to the folder bpttcheck runs from when it
+    lies below it (as the user named it on the command line), else absolute."""
+    import os
+    rel = os.path.relpath(file)
+    return file if rel.startswith("..") else rel
+
+
 def _names_group(name: str, group: str) -> bool:
     """Whether a variable (``dWhh``, ``grads["bf"]``, ``self.dW``, ``W_v_d``) is the gradient
     accumulator of ``group`` (the user's name of it); ``P["Whh"]`` is the parameter itself."""
@@ -463,12 +471,12 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     if overwrite and lab is not None:  # one step's share where the sum belongs
         gname = lab[0].partition(":")[2].removesuffix("*T")
         lab_text = f"{describe(lab, probe.arch.name)} alone, where the sum over the steps belongs"
-        loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+        loc = Location(file=shown_path(r.file), line=r.line, step=r.step, name=r.name, source=src,
                        quantity=lab_text, expected=f"d{gname} += each step's share (+=, not =)")
         loc._lines, loc._key = group_lines(recs, r), lab[0]
         loc._hints = _hints(recs, good)
         return loc
-    loc = Location(file=r.file, line=r.line, step=r.step, name=r.name, source=src,
+    loc = Location(file=shown_path(r.file), line=r.line, step=r.step, name=r.name, source=src,
                     quantity=describe(lab, probe.arch.name) if lab else None,
                     expected=expected(lab, probe.arch.name, {
                         o.layout.user_name(k): k for k in probe.arch.param_names})
