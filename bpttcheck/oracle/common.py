@@ -72,6 +72,10 @@ class Trace:
                      {k: v.sum(axis=0) for k, v in contrib.items()}, contrib, self.dh, self.hs)
 
 
+def no_tap(key, value) -> None:
+    """What a model records its intermediates with when nobody asked for them."""
+
+
 class Steps:
     """Each step's share of every gradient as a model writes it, one step after another
     (``c[k][t] = v``, ``c[k][t][:, j] = v``): summed as the steps come, with the sum of their

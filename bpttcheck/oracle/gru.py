@@ -21,6 +21,7 @@ from bpttcheck.oracle.common import (
     Trace,
     finish,
     has,
+    no_tap,
     output_grad,
     sigmoid,
     softmax_xent,
@@ -46,7 +47,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
     """``taps``, a dict, receives each step's intermediate quantities by (name, t)
     (check/locate.py looks for them in what the user's code computes). ``keep``: keep each
     step's share of every gradient (Trace.contrib; made again on first use otherwise)."""
-    tap = taps.__setitem__ if taps is not None else _no_tap
+    tap = taps.__setitem__ if taps is not None else no_tap
     Wz, Wr, Wn, bz, br, bn, Wy, by = (P[k] for k in NAMES)
     (h0,) = state
     dt = P[NAMES[0]].dtype
@@ -127,10 +128,6 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
     loss, loss_steps, grads, magnitude, kept = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(),), grads, kept, dhs, hs, magnitude=magnitude,
                  again=lambda: run(P, xs, ys, state, bugs, reduction, keep=True))
-
-
-def _no_tap(key, value) -> None:
-    pass
 
 
 ARCH = Arch(name="gru", param_names=NAMES, state_names=("h",), shapes=shapes, run=run,

@@ -16,6 +16,7 @@ from bpttcheck.oracle.common import (
     Trace,
     finish,
     has,
+    no_tap,
     output_grad,
     sigmoid,
     softmax_xent,
@@ -42,7 +43,7 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
     """``taps``, a dict, receives each step's intermediate quantities by (name, t)
     (check/locate.py looks for them in what the user's code computes). ``keep``: keep each
     step's share of every gradient (Trace.contrib; made again on first use otherwise)."""
-    tap = taps.__setitem__ if taps is not None else _no_tap
+    tap = taps.__setitem__ if taps is not None else no_tap
     W = {k: P[f"W{k}"] for k in GATES}  # each (H, H+X)
     b = {k: P[f"b{k}"] for k in GATES}  # each (H,)
     Wy, by = P["Wy"], P["by"]
@@ -127,10 +128,6 @@ def run(P, xs, ys, state, bugs=frozenset(), reduction="sum", taps=None,
     loss, loss_steps, grads, magnitude, kept = finish(loss_steps, c, bugs, reduction)
     return Trace(loss, loss_steps, ps, (hs[T].copy(), cs[T].copy()), grads, kept, dhs, hs, magnitude=magnitude,
                  again=lambda: run(P, xs, ys, state, bugs, reduction, keep=True))
-
-
-def _no_tap(key, value) -> None:
-    pass
 
 
 ARCH = Arch(name="lstm", param_names=NAMES, state_names=("h", "c"), shapes=shapes, run=run,
