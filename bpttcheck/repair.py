@@ -58,8 +58,9 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
         best = _search(d, loc, source, path, opts, tmp, before, total)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if best is None:
-        return
+    if best is None or best[1] != "pass":
+        return  # only a change seen to pass every check replaces the fix: a partial one may
+        # be an accident of the case (a renamed variable that happens to fix a group)
     edit, verdict, failing = best
     d.repair = Repair(
         file=loc.file, lines=sorted(edit.lines), before=[source[n - 1].rstrip("\n") for n in
@@ -154,7 +155,7 @@ FIRST = {"gate-derivative-reapplied": "unwrap", "softmax.double-exp": "defining"
          "cprev-wraparound": "shift", "uses-current-h": "shift", "uses-prev-h": "shift",
          "tanh-derivative-missing": "factor", "missing-dh-next": "term",
          "dc-next-missing-forget": "factor"}
-KINDS = ("factor", "term", "shift", "denominator", "transpose", "unwrap", "slice",
+KINDS = ("factor", "term", "shift", "names", "denominator", "transpose", "unwrap", "slice",
          "accumulate", "sign", "drop", "defining")
 
 
@@ -202,6 +203,8 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
         yield from one(shifts[:1])
         yield from _block_shifts(n, source)
         yield from one(shifts[1:])
+    elif kind == "names":
+        yield from one(_name_swaps(code))
     elif kind == "denominator":
         yield from one(_denominators(code))
     elif kind == "transpose":
@@ -299,6 +302,24 @@ def _defining_lines(code: str, source: list[str], n: int) -> list[tuple[int, str
     return out
 
 
+def _name_swaps(code: str) -> Iterator[tuple[str, str]]:
+    """One name with a part "next"/"prev" (and the like: ``next_h``, ``dprev_c``, ``h_new``)
+    swapped for its partner: the states around a step named by time rather than indexed."""
+    for m in re.finditer(r"[A-Za-z_]\w*", code):
+        word = m.group(0)
+        parts = word.split("_")
+        for i, part in enumerate(parts):
+            stem = part[1:] if part.startswith("d") and part[1:] in _PARTNER else part
+            if stem in _PARTNER:
+                swapped = part[:len(part) - len(stem)] + _PARTNER[stem]
+                new = "_".join([*parts[:i], swapped, *parts[i + 1:]])
+                yield code[:m.start()] + new + code[m.end():], f"{word} -> {new}"
+
+
+_PARTNER = {"next": "prev", "prev": "next", "new": "old", "old": "new", "cur": "prev",
+            "curr": "prev"}
+
+
 def _denominators(code: str) -> Iterator[tuple[str, str]]:
     """``A / np.sum(B)`` -> ``A / np.sum(A)``: a normalisation by the sum of something else."""
     m = re.search(r"([\w\.\[\]'\"]+)\s*/\s*np\.sum\(\s*([^()]+?)\s*\)", code)
@@ -360,14 +381,20 @@ def _index_shifts(code: str) -> Iterator[tuple[str, str]]:
 
 
 def _transposes(code: str) -> Iterator[tuple[str, str]]:
-    for m in re.finditer(r"np\.dot\(\s*([\w\.\[\]'\"]+?)(\.T)?\s*,", code):
-        name, t = m.group(1), m.group(2)
-        repl = f"np.dot({name}{'' if t else '.T'},"
-        yield code[:m.start()] + repl + code[m.end():], f"transpose {name}"
-    for m in re.finditer(r"(?<![\w\.])([A-Za-z_][\w\.\[\]'\"]*?)(\.T)?\s*@", code):
-        name, t = m.group(1), m.group(2)
-        yield (code[:m.start()] + f"{name}{'' if t else '.T'} @" + code[m.end():],
-               f"transpose {name}")
+    """A transpose added to or taken from one operand of a product (``np.dot(A, B)``,
+    ``A @ B``), either side."""
+    operand = r"[A-Za-z_][\w\.\[\]'\"]*?"
+    for m in re.finditer(rf"np\.dot\(\s*({operand})(\.T)?\s*,\s*({operand})(\.T)?\s*\)", code):
+        for k in (1, 3):
+            name, t = m.group(k), m.group(k + 1)
+            a, b = m.start(k), m.end(k + 1) if t else m.end(k)
+            yield code[:a] + name + ("" if t else ".T") + code[b:], f"transpose {name}"
+    for m in re.finditer(rf"(?<![\w\.])({operand})(\.T)?\s*@\s*({operand})(\.T)?(?![\w\.\[])",
+                         code):
+        for k in (3, 1):
+            name, t = m.group(k), m.group(k + 1)
+            a, b = m.start(k), m.end(k + 1) if t else m.end(k)
+            yield code[:a] + name + ("" if t else ".T") + code[b:], f"transpose {name}"
 
 
 def _unwraps(code: str) -> Iterator[tuple[str, str]]:
