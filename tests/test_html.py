@@ -680,3 +680,30 @@ def test_network_listener_sees_outside_requests(browser, tmp_path):
         assert outside == ["http://bpttcheck.invalid/x.png"]
     finally:
         page.close()
+
+
+@needs_chromium
+def test_the_located_line_is_highlighted_and_visible(browser, tmp_path):
+    """Issue 15: the diagnosis card shows the user's code around the located line, that line
+    marked (a red bar and tint) with the reference's value beside it, on screen."""
+    from bpttcheck.check.engine import Options, check
+    from conftest import ZOO
+    r = check(str(ZOO / "rnn_tanh_derivative_missing_column.py"), Options(seed=0))
+    loc = r.diagnoses[0].location
+    assert loc is not None and loc.line
+    path = tmp_path / "located.html"
+    path.write_text(report_html.render(r), encoding="utf-8")
+    page, outside = open_page(browser, path)
+    try:
+        assert outside == []
+        hit = page.query_selector("#diagnoses pre.where-code .hit")
+        assert hit is not None and hit.is_visible()
+        text = hit.inner_text()
+        assert str(loc.line) in text and "da = dh" in text and "reference:" in text
+        img = decode_png(hit.screenshot())[:, :, :3].astype(int)
+        red = ((img[:, :, 0] > img[:, :, 2] + 40) & (img[:, :, 0] > 150)).sum()
+        assert red > 50  # the marked line's tint and bar
+        ctx = page.query_selector_all("#diagnoses pre.where-code .ctx")
+        assert len(ctx) >= 3  # the lines around it, unmarked
+    finally:
+        page.close()
