@@ -83,6 +83,8 @@ def kill_tree(pid: int) -> None:
 # born since that check's worker, with all below it.
 
 PR_SET_CHILD_SUBREAPER = 36
+# start time -> the children already there when the worker of that start time was started
+_BEFORE: dict[int, set[int]] = {}
 _STARTED: set[int] = set()  # children this process started and still knows
 _subreaper: list[bool] = []
 
@@ -105,7 +107,11 @@ def started(pid: int) -> int:
     ticks since boot): every stray born from it is born no earlier."""
     become_subreaper()
     _STARTED.add(pid)
-    return start_ticks(pid) or 0
+    since = start_ticks(pid) or 0
+    # the children already here are no stray of it, even one started in the same clock tick
+    # (start times have a tick's resolution: 10 ms)
+    _BEFORE.setdefault(since, set()).update(children() - {pid})
+    return since
 
 
 def ended(pid: int) -> None:
@@ -145,7 +151,7 @@ def children() -> set[int]:
 def strays(since: int) -> set[int]:
     """Children of this process it did not start, born at or after ``since`` (ticks)."""
     out = set()
-    for c in children() - _STARTED:
+    for c in children() - _STARTED - _BEFORE.get(since, set()):
         t = start_ticks(c)
         if t is not None and t >= since:
             out.add(c)

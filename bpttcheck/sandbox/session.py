@@ -660,10 +660,16 @@ class WorkerSession:
         raise UserCodeError(ErrorKind.TIMEOUT, msg, line, self._output())
 
     def _ask_for_stack(self, mark: int, wait: float = 1.0) -> None:
-        """SIGUSR1 to the worker's process group (the worker dumps its stack on it) and a
-        short wait for the dump; nothing if the signal cannot be sent."""
+        """SIGUSR1 to the worker (it dumps its stack on it) and a short wait for the dump;
+        nothing if the signal cannot be sent. Under bwrap the worker is in a session of its own
+        below bwrap (which SIGUSR1 would end): it is found among bwrap's descendants."""
         try:
-            os.killpg(self.proc.pid, signal.SIGUSR1)
+            if self.sandbox.strong:
+                for pid in proctree.descendants(self.proc.pid):
+                    if _is_worker(pid):
+                        os.kill(pid, signal.SIGUSR1)
+            else:
+                os.killpg(self.proc.pid, signal.SIGUSR1)
         except (ProcessLookupError, PermissionError, OSError):
             return
         end = time.perf_counter() + wait
@@ -744,6 +750,15 @@ class WorkerSession:
         self.close()
         if refused and not (isinstance(exc, UserCodeError) and exc.kind == refused.kind):
             raise refused from None
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` runs bpttcheck's worker (its command line names the worker module)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"bpttcheck.sandbox.worker" in f.read()
+    except OSError:
+        return False
 
 
 def _measured_fields(t) -> dict | None:
