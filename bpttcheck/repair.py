@@ -61,12 +61,12 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
     if best is None or best[1] != "pass":
         return  # only a change seen to pass every check replaces the fix: a partial one may
         # be an accident of the case (a renamed variable that happens to fix a group)
-    edit, verdict, failing = best
-    d.repair = Repair(
-        file=loc.file, lines=sorted(edit.lines), before=[source[n - 1].rstrip("\n") for n in
-                                                         sorted(edit.lines)],
-        after=[edit.lines[n].rstrip("\n") for n in sorted(edit.lines)],
-        verified=verdict == "pass", checks=total, still_failing=failing, why=edit.why)
+    edit = best[0]
+    lines = sorted(edit.lines)
+    d.repair = Repair(file=loc.file, lines=lines,
+                      before=[source[n - 1].rstrip("\n") for n in lines],
+                      after=[edit.lines[n].rstrip("\n") for n in lines],
+                      verified=True, checks=total, why=edit.why)
     d.fix = d.repair.snippet()
     if write_fixed:
         from bpttcheck.output import write_atomic
