@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from bpttcheck.check.rewrite import STEP_INDEX, index_shifts, split_comment
 from bpttcheck.result import Diagnosis, Location, Repair, Report
 
 MAX_TRIES = 8  # checks of rewritten copies per report
@@ -165,7 +166,7 @@ def candidates(loc: Location, source: list[str], diagnosis: str = "") -> Iterato
     first = next((k for pat, k in FIRST.items() if pat in diagnosis), None)
     order = ([first] if first else []) + [k for k in KINDS if k != first]
     seen: set[tuple] = set()
-    for kind in order:
+    for kind in ["value-checked", *order]:
         for edit in _of_kind(kind, loc, source):
             key = tuple(sorted(edit.lines.items()))
             if key not in seen:
@@ -178,7 +179,7 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
     n = loc.line
     line = source[n - 1].rstrip("\n")
     indent = line[: len(line) - len(line.lstrip())]
-    code, comment = _split_comment(line.strip())
+    code, comment = split_comment(line.strip())
     lhs, op, rhs = _assignment(code)
 
     def one(pairs) -> Iterator[Edit]:
@@ -186,7 +187,10 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
             if new != code:
                 yield Edit({n: indent + new + comment}, why)
 
-    if kind == "factor" and loc._key in FACTORS and op:
+    if kind == "value-checked":  # rewrites already seen to give the line the right value
+        for new, why in loc._rewrites:
+            yield Edit({n: indent + new + comment}, why)
+    elif kind == "factor" and loc._key in FACTORS and op:
         factor = _fill(FACTORS[loc._key], loc._hints)
         if factor:
             yield from one([(f"{lhs} {op} {rhs} * {factor}", f"multiply by {factor}")])
@@ -196,7 +200,7 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
             yield from one([(f"{lhs} {op} {rhs} + {term}", f"add {term}")])
     elif kind == "shift":
         part = _part_of(code, loc.name or "")
-        shifts = list(_index_shifts(code))
+        shifts = list(index_shifts(code))
         if part is not None:  # the located variable's own part of `a, b, c = x, y, z` first
             shifts.sort(key=lambda nw: nw[0][:part[0]] != code[:part[0]]
                         or nw[0][len(nw[0]) - (len(code) - part[1]):] != code[part[1]:])
@@ -224,7 +228,7 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
     elif kind == "defining":
         for m, text in [(n, line), *_defining_lines(code, source, n)]:
             ind = text[: len(text) - len(text.lstrip())]
-            dcode, dcomment = _split_comment(text.strip())
+            dcode, dcomment = split_comment(text.strip())
             for new, why in _unwraps(dcode):
                 yield Edit({m: ind + new + dcomment}, f"line {m}: {why}")
 
@@ -246,7 +250,7 @@ def _block_shifts(n: int, source: list[str]) -> Iterator[Edit]:
         edit = {}
         for m in block:
             text = source[m - 1].rstrip("\n")
-            new = _INDEX.sub(functools.partial(_moved, by=by), text)
+            new = STEP_INDEX.sub(functools.partial(_moved, by=by), text)
             if new != text:
                 edit[m] = new
         if edit:
@@ -260,7 +264,7 @@ def _moved(m: re.Match, by: int) -> str:
 
 def _indexed(text: str) -> set[str]:
     """The arrays a line indexes by the step: ``h`` and ``C`` in ``h[t], C[t - 1]``."""
-    return {m.group(1) for m in re.finditer(r"(\w+)" + _INDEX.pattern, text)}
+    return {m.group(1) for m in re.finditer(r"(\w+)" + STEP_INDEX.pattern, text)}
 
 
 def _form(k: int) -> str:
@@ -341,43 +345,11 @@ def _fill(template: str, hints: dict[str, str]) -> str | None:
     return template.format(**values)
 
 
-def _split_comment(code: str) -> tuple[str, str]:
-    """(code, '  # comment') of one line, a # inside a string left alone."""
-    quote = None
-    for i, ch in enumerate(code):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#":
-            return code[:i].rstrip(), "  " + code[i:]
-    return code, ""
-
-
 def _assignment(code: str) -> tuple[str, str, str]:
     m = re.match(r"^(.+?)\s*(\+=|-=|\*=|/=|(?<![=!<>])=(?!=))\s*(.+)$", code)
     return (m.group(1), m.group(2), m.group(3)) if m else ("", "", "")
 
 
-_INDEX = re.compile(r"\[\s*t\s*(?:([+-])\s*1\s*)?\]")
-
-
-def _index_shifts(code: str) -> Iterator[tuple[str, str]]:
-    """Every [t], [t+1], [t-1] one step over, one at a time and all of one kind together."""
-    hits = list(_INDEX.finditer(code))
-    forms = {None: "[t]", "+": "[t+1]", "-": "[t-1]"}
-    for sign in (None, "+", "-"):
-        same = [m for m in hits if m.group(1) == sign]
-        for other in ("+", None, "-"):
-            if other == sign or not same:
-                continue
-            for group in ([same] if len(same) > 1 else []) + [[m] for m in same]:
-                new, last = [], 0
-                for m in group:
-                    new += [code[last:m.start()], forms[other]]
-                    last = m.end()
-                yield "".join(new) + code[last:], f"{forms[sign]} -> {forms[other]}"
 
 
 def _transposes(code: str) -> Iterator[tuple[str, str]]:

@@ -76,6 +76,8 @@ class Location(_Model):
     _lines: tuple[int, ...] = PrivateAttr(default=())
     _key: str = PrivateAttr(default="")  # the reference quantity's name (locate.py's label)
     _hints: dict[str, str] = PrivateAttr(default_factory=dict)
+    # rewrites of the line whose value at the located step is the reference's (locate.py)
+    _rewrites: list[tuple[str, str]] = PrivateAttr(default_factory=list)
 
     def text(self) -> str:
         """One sentence for a student: the line, the step, what the reference has there."""

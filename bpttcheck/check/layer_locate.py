@@ -16,7 +16,16 @@ import numpy as np
 
 from bpttcheck.check import catalogue
 from bpttcheck.check.layers import LayerFindings, UnitRun, reference, rounded
-from bpttcheck.check.locate import Bank, Rec, first_divergence, overwritten, shown_path
+from bpttcheck.check.locate import (
+    Bank,
+    Rec,
+    earlier_steps,
+    first_divergence,
+    group_lines,
+    overwritten,
+    shown_path,
+    value_checked,
+)
 from bpttcheck.check.numerics import MATCH_SLACK, compare
 from bpttcheck.errors import UserCodeError
 from bpttcheck.layer_api import BLOCKS, STEP_OF
@@ -84,6 +93,11 @@ def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
             quantity=_what(lab) if lab else None,
             expected=good_src.get(lab) if lab else None, differs_by=differs)
     top.location._key = lab[0].split("#")[0] if lab else ""
+    if top.id != "grad.overwrite-not-accumulate" and len(group_lines(recs, r)) == 1:
+        top.location._rewrites = value_checked(
+            r, lab, good_bank, 0, lambda where, statements: w.layer_line_values(
+                run.unit.name, run.case.args, run.case.ups, where, statements),
+            earlier_steps(recs, r))
 
 
 def _what(lab: tuple) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import linecache
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,7 +207,18 @@ def _fits(name: str, label: str) -> bool:
         return _names_group(name, group)
     n = _norm(name)
     key = label.split(":")[0]
-    return n in ALIASES.get(key, ()) or n == re.sub(r"[^a-z0-9]", "", key.lower())
+    return n in ALIASES.get(key, ()) or n == re.sub(r"[^a-z0-9]", "", key.lower()) or (
+        _words(name) == _words(key) and len(_words(key)) > 1)
+
+
+def _words(name: str) -> tuple[str, ...]:
+    """A gradient's name as its words in any order: ``dc_prev`` and ``dprev_c`` are both
+    (d) c prev."""
+    parts = re.sub(r"\[.*?\]$", "", name.split(".")[-1]).lower().split("_")
+    d = parts[0].startswith("d") and len(parts[0]) > 1
+    if d:
+        parts[0] = parts[0][1:]
+    return ("d",) * d + tuple(sorted(p for p in parts if p))
 
 
 def _reads(file: str, line: int) -> set[str]:
@@ -404,7 +416,9 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
         if contrib and not any(lab[0].startswith("sum:") for lab in labs):
             hits.append((r, contrib[0]))
     named = [(r, lab) for r, lab in hits if _names_group(r.name, lab[0].split(":")[1])]
-    found = named or hits
+    # a loop variable holding one step's share (`for k, g in enumerate(layer.grads)`) is not
+    # where it is stored: a gradient's name is
+    found = named or [(r, lab) for r, lab in hits if GRAD_LIKE.search(r.name)] or hits
     return found[0] if found else None
 
 
@@ -486,7 +500,69 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     loc._lines = group
     loc._key = lab[0] if lab else ""
     loc._hints = _hints(recs, good)
+    if len(group) == 1:  # a quantity built over several lines is no one line's rewrite
+        loc._rewrites = value_checked(
+            r, lab, good, _step_offset(recs, good),
+            lambda where, statements: probe.line_values(o.case, o.layout, where, statements),
+            earlier_steps(recs, r))
     return loc
+
+
+MAX_REWRITES = 5  # rewrites whose value is right, handed to repair.py to check in full
+
+
+def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,
+                  run: Callable[[tuple, list[str]], dict],
+                  earlier: tuple[int, ...] = ()) -> list[tuple[str, str]]:
+    """Rewrites of the located line (rewrite.py) that give its variable the value the
+    reference has there: (statement, why), the smallest changes first. The reference's value
+    is the located quantity's or one the variable's name fits; failing those, any gradient of
+    the step. A rewrite must also keep the right value at ``earlier`` steps, the ones the line
+    ran at before the located one (its inputs were right there, and so was its value): a
+    rewrite right at one step only is no repair. ``run(where, statements)`` asks the worker
+    for the values (Probe.line_values, or the layer style's own)."""
+    from bpttcheck.check.rewrite import rewrites
+    options = rewrites(r.file, r.line)
+    if not options:
+        return []
+
+    def targets(step: int | None) -> tuple[Bank, Bank]:
+        at = None if step is None else step + offset
+        same = {x: v for x, v in good.values.items()
+                if x[1] == at and np.size(v) == r.value.size}
+        # a name can fit more than the located quantity (d["f"]: df or the gate's da_f)
+        named = {x: v for x, v in same.items() if _fits(r.name, x[0])
+                 or (lab is not None and x[0] == lab[0])}
+        grads = {x: v for x, v in same.items() if x[0].startswith(("d", "sum:", "contrib:"))}
+        return Bank(named, good.rtol), Bank(grads, good.rtol)
+
+    def tier(v, banks: tuple[Bank, Bank]) -> int | None:
+        v = np.asarray(v)
+        return next((k for k, b in enumerate(banks) if np.ndim(v) and b.matches(v)), None)
+
+    values = run((r.file, r.line, r.step, r.name), [x.code for x in options])
+    banks = targets(r.step)
+    tiers = {i: k for i, v in values.items() if (k := tier(v, banks)) is not None}
+    hits = sorted(tiers, key=lambda i: (tiers[i], options[i].rank, i))[:4 * MAX_REWRITES]
+    for s in earlier[-2:] if r.step is not None else ():
+        if not hits:
+            break
+        vs = run((r.file, r.line, s, r.name), [options[i].code for i in hits])
+        banks = targets(s)
+        hits = [i for j, i in enumerate(hits) if j in vs and tier(vs[j], banks) is not None]
+    return [(options[i].code, options[i].why) for i in hits[:MAX_REWRITES]]
+
+
+def earlier_steps(recs: list[Rec], r: Rec) -> tuple[int, ...]:
+    """The steps at which ``r``'s line ran before ``r``, in the order it ran at them."""
+    out: list[int] = []
+    for x in recs:
+        if x is r:
+            break
+        if x.line == r.line and x.file == r.file and x.step is not None \
+                and x.step != r.step and x.step not in out:
+            out.append(x.step)
+    return tuple(out)
 
 
 def group_lines(recs: list[Rec], start: Rec) -> tuple[int, ...]:

@@ -27,6 +27,9 @@ class Probe(Protocol):
 
     def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]: ...
 
+    def line_values(self, case: Case, layout: Layout, where: tuple,
+                    statements: list[str]) -> dict[int, np.ndarray]: ...
+
 
 class Calls(Protocol):
     """What a probe needs of the worker: one call of the user's code (and one with the user's
@@ -35,6 +38,9 @@ class Calls(Protocol):
     def call(self, case: Case, layout: Layout) -> tuple: ...
 
     def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]: ...
+
+    def line_values(self, case: Case, layout: Layout, where: tuple,
+                    statements: list[str]) -> dict: ...
 
 
 def reference(arch: Arch, case: Case, dtype: str, reduction: str = "sum",
@@ -133,6 +139,12 @@ class UserProbe:
 
     def trace(self, case: Case, layout: Layout) -> tuple[list, list, bool]:
         return self.calls.trace(case, layout)
+
+    def line_values(self, case: Case, layout: Layout, where: tuple,
+                    statements: list[str]) -> dict[int, np.ndarray]:
+        """What the line at ``where`` = (file, line, step, name) would give ``name`` if it
+        were each of ``statements`` (check/rewrite.py), by the statement's index."""
+        return self.calls.line_values(case, layout, where, statements)
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
         return loss_matches(user, ref, dtype, case)

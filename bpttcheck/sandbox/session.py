@@ -69,7 +69,9 @@ _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "call": "one call of your code", "losses": "a batch of calls of your code",
          "layer_run": "one call of your code", "layer_project": "a batch of calls of your code",
          "trace": "one call of your code, its lines recorded",
-         "layer_trace": "one call of your code, its lines recorded"}
+         "layer_trace": "one call of your code, its lines recorded",
+         "line_values": "one call of your code, with rewrites of one line tried",
+         "layer_line_values": "one call of your code, with rewrites of one line tried"}
 
 _BATCH = {"losses": "finite differences of your loss",
           "layer_project": "finite differences of your forward"}
@@ -91,6 +93,8 @@ _OK_FIELDS: dict[str, dict[str, tuple]] = {
     "layer_project": {},
     "trace": {"records": _LIST, "truncated": (int,)},
     "layer_trace": {"records": _LIST, "truncated": (int,)},
+    "line_values": {"values": _LIST},
+    "layer_line_values": {"values": _LIST},
 }
 _OK_ARRAYS = {"losses": "losses", "layer_project": "values"}
 _ERROR_FIELDS = {"kind": _STR, "message": _STR, "line": _OPT_STR, "traceback": _STR,
@@ -167,6 +171,14 @@ def _records(hdr: dict, arrs: dict) -> tuple[list[tuple[str, int, str, int | Non
             recs.append((r[0], r[1], r[2], r[3]))
             values.append(arrs[f"R{i}"])
     return recs, values, bool(hdr["truncated"])
+
+def _values(hdr: dict, arrs: dict, statements: list[str]) -> dict[int, object]:
+    """A line_values reply's arrays by statement; what is not an index the checker sent,
+    with its array, is dropped, never trusted."""
+    return {i: arrs[f"V{i}"] for i in hdr["values"]
+            if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(statements)
+            and f"V{i}" in arrs}
+
 
 _CHANNEL_CLOSED = (
     "your code closed or replaced a file descriptor bpttcheck uses (the worker's channel for "
@@ -542,6 +554,26 @@ class WorkerSession:
         hdr, arrs = self.request({"op": "trace", **self._case_header(case, layout)},
                                  self._case_arrays(case), self.limits.call_timeout * 4)
         return _records(hdr, arrs)
+
+    def line_values(self, case, layout, where: tuple, statements: list[str]) -> dict[int, object]:
+        """One call on ``case`` that stops at ``where`` = (file, line, step, name) and runs
+        each statement in place of that line (tracer.LineProbe): the value ``name`` then
+        holds, by the statement's index (a statement that did not run is absent). What is not
+        an index the checker sent, with its array, is dropped, never trusted."""
+        hdr, arrs = self.request({"op": "line_values", "where": list(where),
+                                  "statements": statements, **self._case_header(case, layout)},
+                                 self._case_arrays(case), self.limits.call_timeout * 4)
+        return _values(hdr, arrs, statements)
+
+    def layer_line_values(self, unit: str, args: list, ups: list, where: tuple,
+                          statements: list[str]) -> dict[int, object]:
+        """Layer style: ``line_values`` on one unit's forward and backward."""
+        arrays = {f"A{i}": a for i, a in enumerate(args)}
+        arrays.update({f"U{i}": a for i, a in enumerate(ups)})
+        hdr, arrs = self.request({"op": "layer_line_values", "unit": unit,
+                                  "where": list(where), "statements": statements}, arrays,
+                                 self.limits.call_timeout * 4)
+        return _values(hdr, arrs, statements)
 
     def layer_trace(self, unit: str, args: list, ups: list):
         """Layer style: one unit's forward and backward with the user's lines recorded."""

@@ -138,3 +138,110 @@ def run_traced(fn, is_user, shown, *args):
     finally:
         sys.settrace(old)
     return result, t.rec
+
+
+# ---------------------------------------------------------------------------- rewrites
+
+MAX_STATEMENTS = 3000
+PROBE_SECONDS = 3.0  # for evaluating the statements, whatever their number
+
+
+@dataclass
+class Where:
+    file: str  # the user's name of the file (as records name it)
+    line: int
+    step: int | None
+    name: str  # the variable the line writes, as records name it: dh, hs[3], self.dW, g['Whh']
+
+
+def _root(name: str) -> str:
+    return name.split("[", 1)[0].split(".", 1)[0]
+
+
+def _fresh(v):
+    """A copy of what a statement may write into: an array, a list or dict of them, an object
+    whose attributes are (``self``)."""
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, dict):
+        return {k: _fresh_item(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_fresh_item(x) for x in v]
+    if hasattr(v, "__dict__") and not isinstance(v, type):
+        import copy
+        c = copy.copy(v)
+        for k, x in list(vars(c).items()):
+            setattr(c, k, _fresh_item(x) if not isinstance(x, (dict, list)) else _fresh(x))
+        return c
+    return v
+
+
+def _fresh_item(x):
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+class LineProbe:
+    """Stops once at one line of the user's code, at one loop step, and runs each of a list of
+    statements (rewrites of that line) in place of it, on a copy of what it writes: the value
+    the line's variable would then hold, for each."""
+
+    def __init__(self, is_user, shown, where: Where, statements: list[str]) -> None:
+        self.is_user, self.shown, self.where = is_user, shown, where
+        self.statements = statements[:MAX_STATEMENTS]
+        self.values: list[np.ndarray | None] = [None] * len(self.statements)
+        self.done = False
+
+    def global_trace(self, frame, event, arg):
+        if self.done or event != "call" or not self.is_user(frame.f_code.co_filename):
+            return None
+        if self.shown(frame.f_code.co_filename) != self.where.file:
+            return None
+        return self.local_trace
+
+    def local_trace(self, frame, event, arg):
+        w = self.where
+        if (not self.done and event == "line" and frame.f_lineno == w.line
+                and _step(frame, self.is_user) == w.step):
+            self.done = True
+            with contextlib.suppress(Exception):
+                self._run_all(frame)
+            sys.settrace(None)  # the rest of the call runs untraced
+            return None
+        return None if self.done else self.local_trace
+
+    def _run_all(self, frame) -> None:
+        import time
+        import warnings
+        t0 = time.perf_counter()
+        g, loc = frame.f_globals, dict(frame.f_locals)
+        root = _root(self.where.name)
+        nbytes = 0
+        for i, text in enumerate(self.statements):
+            if time.perf_counter() - t0 > PROBE_SECONDS or nbytes > MAX_BYTES:
+                break
+            ns = dict(loc)
+            if root in ns:
+                ns[root] = _fresh(ns[root])
+            try:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    exec(compile(text, "<rewrite>", "exec"), g, ns)
+                    v = eval(self.where.name, g, ns)
+            except Exception:  # noqa: BLE001 - a rewrite that does not run is no rewrite
+                continue
+            if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and 0 < v.size <= MAX_ARRAY:
+                self.values[i] = np.array(v, dtype=np.float64)
+                nbytes += v.size * 8
+
+
+def run_probed(fn, is_user, shown, where: Where, statements: list[str], *args):
+    """fn(*args), stopping once at ``where`` to run ``statements`` in place of its line: what
+    fn returned, and the value of ``where.name`` after each statement (None: it did not run)."""
+    p = LineProbe(is_user, shown, where, statements)
+    old = sys.gettrace()
+    sys.settrace(p.global_trace)
+    try:
+        result = fn(*args)
+    finally:
+        sys.settrace(old)
+    return result, p.values

@@ -327,6 +327,10 @@ def serve(w: Worker, rf, wf) -> None:
                 reply, out_arrays = _trace_op(w, hdr, arrs, timeout)
             elif op == "layer_trace":
                 reply, out_arrays = _layer_trace_op(w, hdr, arrs, timeout)
+            elif op == "line_values":
+                reply, out_arrays = _line_values_op(w, hdr, arrs, timeout)
+            elif op == "layer_line_values":
+                reply, out_arrays = _layer_line_values_op(w, hdr, arrs, timeout)
             else:
                 reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
@@ -371,6 +375,52 @@ def _trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
     reply = {"ok": True, "truncated": int(rec.truncated),
              "records": [[r.file, r.line, r.name, r.step] for r in rec.records]}
     return reply, out
+
+
+def _line_values_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
+    """One call of the user's gradient function that stops once at a line and runs rewrites
+    of it in its place (tracer.LineProbe): the value each gives the line's variable, as
+    arrays V<i> for the rewrites that ran."""
+
+    from bpttcheck.archmeta import Dims
+    from bpttcheck.layout import Layout
+    from bpttcheck.sandbox import protocol
+    from bpttcheck.sandbox.tracer import Where, run_probed
+
+    layout = Layout.from_dict(hdr["layout"])
+    P = protocol.unpack_params("P", arrs)
+    xs, ys = [int(v) for v in arrs["xs"]], [int(v) for v in arrs["ys"]]
+    state = tuple(arrs[f"state{i}"] for i in range(hdr["nstate"]))
+    where = Where(*hdr["where"])
+    w.adapter.prepare(Dims(**hdr["dims"]))
+    w.evaluations += 1
+    _, values = w.guarded("your gradient function", timeout, run_probed, w.adapter.call,
+                          w._is_user, w._orig, where, list(hdr["statements"]), P, xs, ys,
+                          state, layout, True)
+    return _values_reply(values)
+
+
+def _layer_line_values_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
+    """Layer style: one unit's forward and backward, stopping once at a line to run
+    rewrites of it in its place."""
+    from bpttcheck.layer_api import BY_NAME
+    from bpttcheck.sandbox.tracer import Where, run_probed
+
+    u = BY_NAME[hdr["unit"]]
+    args = [arrs[f"A{i}"] for i in range(len(u.inputs))]
+    ups = [arrs[f"U{i}"] for i in range(len(u.outputs))]
+    w.adapter.timeout = timeout
+    w.evaluations += 1
+    _, values = run_probed(w.adapter.run_unit, w._is_user, w._orig, Where(*hdr["where"]),
+                           list(hdr["statements"]), u, args, ups)
+    return _values_reply(values)
+
+
+def _values_reply(values: list):
+    import numpy as np
+    out = {f"V{i}": np.asarray(v, dtype=np.float64) for i, v in enumerate(values)
+           if v is not None}
+    return {"ok": True, "values": [i for i, v in enumerate(values) if v is not None]}, out
 
 
 def _layer_trace_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
