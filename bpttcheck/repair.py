@@ -1,14 +1,17 @@
 """Verified repairs: rewrite the line a diagnosis points at, check the rewritten copy, and say
 what the change fixes.
 
-The candidates are small edits of the located line(s) — an index one step over (``h[t]`` →
-``h[t+1]``), a transpose added or dropped, ``=`` → ``+=``, a nonlinearity applied once too
-often taken off, a slice taken from the other end, a missing factor or term written with the
-user's own names (the tracer saw which of their expressions holds ``h``, ``f``, ``dh_next``),
-a sign flipped. Each is applied to a copy of the user's folder (never to their files) and the
-copy is checked in the sandbox like any submission; the first that passes every check is
-offered as a verified repair. When none passes but one fixes some checks, that one is offered
-with what still fails."""
+The candidates come first from the locator (check/rewrite.py, locate.value_checked): rewrites
+of the located statement the worker ran in place of the line, kept when they gave the
+reference's value there. Then the catalogue's edits of the located line(s) — an index one
+step over (``h[t]`` → ``h[t+1]``) on a block of lines, a transpose added or dropped, ``=`` →
+``+=``, a nonlinearity applied once too often taken off, a slice taken from the other end, a
+missing factor or term written with the user's own names (the tracer saw which of their
+expressions holds ``h``, ``f``, ``dh_next``), a sign flipped. Each is applied to a copy of the
+user's folder (never to their files) and the copy is checked in the sandbox like any
+submission; the first that passes every check is offered as a verified repair. One that
+fixes some checks only is kept as the base of a second search, at the next located line of
+the rewritten copy (a second bug); it is never offered alone."""
 from __future__ import annotations
 
 import copy
