@@ -30,6 +30,9 @@ EXAMPLES = {
     "fail-layers-dc-next-missing-forget": ("reference/bugs/layers/lstm_dc_next_missing_forget.py",
                                            "rnn_layers.py-style code: dprev_c without the "
                                            "forget gate"),
+    "fail-unmatched-repaired": ("reference/bugs/python/rnn_dbh_uses_dh_karpathy.py",
+                                "a bug no catalogue entry names (dbh accumulates dh, not "
+                                "dhraw): the line located, a rewrite of it verified"),
     "error-c-segfault": ("reference/bugs/c/segfault.c", "C code that crashes: the verdict names "
                                                          "the signal"),
 }
@@ -51,8 +54,10 @@ def build(name: str) -> tuple[str, str]:
     from bpttcheck.result import Report
 
     src, _ = EXAMPLES[name]
-    from bpttcheck import scoring
-    report = check(str(ROOT / src), Options(views=True))
+    from bpttcheck import repair, scoring
+    opts = Options(views=True)
+    report = check(str(ROOT / src), opts)
+    repair.attach(report, str(ROOT / src), opts)  # as `bpttcheck run` does: a verified repair
     report.path = src  # relative: the example reads the same on every machine
     scoring.attach(report)  # as `bpttcheck run` scores it: a point a check, the arch found
     text = report_json.render(report)

@@ -396,10 +396,12 @@ def expected(lab: Label, arch: str, canonical: dict[str, str] | None = None) -> 
         share = SHARE.get((canonical or {}).get(group, group))
         if share is None:  # a stacked matrix: every gate's share in its rows
             share = "each gate's outer(da, [h_prev; x_t]) in that gate's rows"
+        states = "h_t" in share or "h_prev" in share  # the states are named only if read
         if kind == "contrib":
-            return f"{share} (h_t the state step {lab[1]} produced, h_prev the one before)"
-        return (f"d{group} += {share} for t = T-1 down to {lab[1]} (h_t the state step t "
-                f"produced, h_prev the one before)")
+            return share + (f" (h_t the state step {lab[1]} produced, h_prev the one before)"
+                            if states else "")
+        return (f"d{group} += {share} for t = T-1 down to {lab[1]}"
+                + (" (h_t the state step t produced, h_prev the one before)" if states else ""))
     text = EXPECTED.get(name, name)
     return text.replace("{Wy}", "Why" if arch == "rnn" else "Wy")
 
