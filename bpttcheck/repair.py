@@ -40,6 +40,7 @@ TERMS = {"dh": "{dh_next}"}  # quantity -> a term it lacks
 class Edit:
     lines: dict[int, str]  # line number -> the new text of that line (indentation kept)
     why: str
+    by_value: bool = False  # seen to give the located variable the reference's value there
 
 
 def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> None:
@@ -62,15 +63,17 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
         best = _search(d, loc, source, path, opts, tmp, before, total)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if best is None or best[1] != "pass":
-        return  # only a change seen to pass every check replaces the fix: a partial one may
-        # be an accident of the case (a renamed variable that happens to fix a group)
-    edit = best[0]
+    if best is None or (best[1] != "pass" and not best[0].by_value):
+        return  # a change that passes only some checks may be an accident of the case (a
+        # renamed variable that happens to fix a group), unless the line's own value says so
+    edit, verdict, failing, then = best
     lines = sorted(edit.lines)
     d.repair = Repair(file=loc.file, lines=lines,
                       before=[source[n - 1].rstrip("\n") for n in lines],
                       after=[edit.lines[n].rstrip("\n") for n in lines],
-                      verified=True, checks=total, why=edit.why)
+                      verified=verdict == "pass", checks=total, why=edit.why,
+                      still_failing=failing if verdict != "pass" else [],
+                      next_line=then if verdict != "pass" else None)
     d.fix = d.repair.snippet()
     if write_fixed:
         from bpttcheck.output import write_atomic
@@ -100,7 +103,7 @@ def _search(d: Diagnosis, loc: Location, source: list[str], path: str, opts, tmp
     t0 = time.perf_counter()
     best = _best_edit(loc, source, Edit({}, ""), staged, target, o, before, t0, d.id)
     if best is None or best[1] == "pass":
-        return best
+        return None if best is None else (*best, None)
     edit, _, failing = best
     _write(target, source, edit)  # where is the next bug, with this one repaired?
     od = copy.deepcopy(o)
@@ -109,20 +112,23 @@ def _search(d: Diagnosis, loc: Location, source: list[str], path: str, opts, tmp
     nxt = next((x for x in r.diagnoses if x.location and x.location.line and
                 os.path.realpath(x.location.file or "") == os.path.realpath(target)), None)
     if nxt is None or nxt.location is None or nxt.location.line in edit.lines:
-        return best
+        return (*best, None)
     second = _best_edit(nxt.location, _applied(source, edit), edit, staged, target, o, failing,
                         t0, nxt.id)
-    return second if second is not None else best
+    if second is not None and second[1] == "pass":
+        return (*second, None)
+    return (*best, nxt.location.line)
 
 
 def _best_edit(loc: Location, source: list[str], base: Edit, staged: str, target: str, o,
                before: list[str], t0: float, diagnosis: str):
     from bpttcheck.check.engine import check
-    best = None
+    best = by_value = None
     for n, edit in enumerate(candidates(loc, source, diagnosis)):
         if n >= MAX_TRIES or time.perf_counter() - t0 > BUDGET_S:
             break
-        both = Edit({**base.lines, **edit.lines}, "; ".join(x for x in (base.why, edit.why) if x))
+        both = Edit({**base.lines, **edit.lines}, "; ".join(x for x in (base.why, edit.why) if x),
+                    base.by_value if base.lines else edit.by_value)
         _write(target, source, edit)
         r = check(staged, o)
         if r.error is not None:
@@ -132,7 +138,9 @@ def _best_edit(loc: Location, source: list[str], base: Edit, staged: str, target
             return both, "pass", []
         if len(failing) < len(before) and (best is None or len(failing) < len(best[2])):
             best = (both, r.verdict, failing)
-    return best
+        if by_value is None and edit.by_value and len(failing) <= len(before):
+            by_value = (both, r.verdict, failing)  # right at its line, another bug after it
+    return best if best is not None else by_value
 
 
 def _write(target: str, source: list[str], edit: Edit) -> None:
@@ -192,7 +200,7 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
 
     if kind == "value-checked":  # rewrites already seen to give the line the right value
         for new, why in loc._rewrites:
-            yield Edit({n: indent + new + comment}, why)
+            yield Edit({n: indent + new + comment}, why, by_value=True)
     elif kind == "factor" and loc._key in FACTORS and op:
         factor = _fill(FACTORS[loc._key], loc._hints)
         if factor:

@@ -102,9 +102,10 @@ class Location(_Model):
 
 
 class Repair(_Model):
-    """A rewrite of the located line(s) (repair.py) seen to pass every check on a copy of the
-    user's code (``verified`` is always true and ``still_failing`` empty: they stay in the
-    JSON for readers of the contract; only verified changes are offered)."""
+    """A rewrite of the located line(s) (repair.py), checked on a copy of the user's code:
+    ``verified`` when the copy passes every check; otherwise the rewrite was seen to give the
+    line the reference's value, and ``still_failing`` lists what a second bug still breaks
+    (``next_line``: where the locator then points)."""
     file: str
     lines: list[int]
     before: list[str]
@@ -113,6 +114,7 @@ class Repair(_Model):
     checks: int
     still_failing: list[str] = Field(default_factory=list)
     why: str = ""
+    next_line: int | None = None
 
     def snippet(self) -> str:
         """The change as a fix snippet in the user's own code, and what it was seen to do."""
@@ -120,9 +122,16 @@ class Repair(_Model):
         rows = []
         for n, b, a in zip(self.lines, self.before, self.after, strict=True):
             rows += [f"{name}:{n}", f"-   {b.strip()}", f"+   {a.strip()}"]
-        # repair.py offers verified changes only (still_failing stays empty)
-        said = (f"# with this change your code passes all {self.checks} checks (verified on a "
-                f"copy of your code)")
+        if self.verified:
+            said = (f"# with this change your code passes all {self.checks} checks (verified "
+                    f"on a copy of your code)")
+        else:
+            n = len(self.still_failing)
+            said = (f"# with this change the line computes what the reference does there, but "
+                    f"{n} of {self.checks} checks still fail ({', '.join(self.still_failing[:6])}"
+                    f"{', ...' if n > 6 else ''}): a second bug"
+                    + (f", first seen at {name} line {self.next_line}" if self.next_line
+                       else "") + " (checked on a copy of your code)")
         return "\n".join([*rows, said])
 
 

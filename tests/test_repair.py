@@ -69,6 +69,37 @@ def test_a_second_bug_is_repaired_on_top_of_the_first(tmp_path):
     assert rep is not None and rep.verified and len(rep.lines) == 2, rep
 
 
+def test_a_line_made_right_with_a_second_bug_after_it_is_offered_as_such(tmp_path):
+    """Two bugs in a GRU: dz's sign (line 56, a rewrite fixes it) and the direct path left out
+    of dhnext (line 66, no one-line rewrite does). The first rewrite gives line 56 the
+    reference's value, so it is offered, unverified, with what still fails and where the
+    second bug is; the user's file is untouched."""
+    from conftest import ROOT
+    zoo = ROOT / "tests" / "line_zoo"
+    src = (zoo / "kg_dz_sign.py").read_text().splitlines(keepends=True)
+    src[65] = (zoo / "kg_direct_path_missing.py").read_text().splitlines(keepends=True)[65]
+    p = tmp_path / "two_bugs.py"
+    p.write_text("".join(src))
+    before = _digest(p)
+    opts = Options(seed=0)
+    r = check(str(p), opts)
+    repair.attach(r, str(p), opts)
+    d = r.diagnoses[0]
+    assert d.location.line == 56
+    rep = d.repair
+    assert rep is not None and not rep.verified and rep.lines == [56], rep
+    assert rep.still_failing and rep.next_line == 66
+    assert "still fail" in d.fix and "line 66" in d.fix
+    assert _digest(p) == before
+    # the same rewrite, applied to the one-bug file, passes
+    one = tmp_path / "one_bug.py"
+    one.write_text((zoo / "kg_dz_sign.py").read_text())
+    fixed = one.read_text().splitlines(keepends=True)
+    fixed[55] = fixed[55].replace(fixed[55].strip(), rep.after[0].strip())
+    one.write_text("".join(fixed))
+    assert check(str(one), Options(seed=3)).verdict == "pass"
+
+
 def test_a_bug_no_edit_fixes_gets_no_repair_and_keeps_its_fix():
     """gru.reset-after is a different cell, not a line to rewrite: no repair is offered (a
     change that only makes some checks pass may be an accident of the case), and the

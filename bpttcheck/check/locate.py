@@ -48,6 +48,10 @@ EXPECTED = {
     "da_o": "do * o * (1 - o)", "da": "the gates' pre-activation gradients, stacked",
     "dv": "W.T @ da, the gradient of [h; x]", "dc_next": "dc * f",
     "dn_raw": "dn * (1 - n**2)", "dz_raw": "dz * z * (1 - z)", "dr_raw": "dr * r * (1 - r)",
+    "dz": "dh times what z multiplies in h minus what (1 - z) does (before z's sigmoid)",
+    "dn": "dh times the weight of the candidate n in h (before n's tanh)",
+    "dr": "the gradient at r * h_prev times h_prev (before r's sigmoid)",
+    "dh_direct": "dh times the weight of h_prev in h (the path that skips the gates)",
 }
 # (weight, the gradient at its output): W.T @ that gradient is what its input receives
 BACK_THROUGH = {"rnn": (("Whh", "dh_raw"), ("Why", "dy"), ("Wxh", "dh_raw")),
@@ -88,6 +92,8 @@ ALIASES = {
     "dh_direct": {"dhdirect", "dhprev", "dhp", "dhold", "dh"},
     # a GRU gate's gradient, before its sigmoid's derivative (the names are shared)
     "dz": {"dz", "dzg", "du", "dug"}, "dr": {"dr", "drg"},
+    # the candidate's gradient before tanh's derivative: named like the one after it
+    "dn": {"dn", "dnt", "dhc", "dcand", "dhhat", "dhtilde", "dcandidate", "dnhat"},
 }
 # a name that holds a gradient: dWhh, d_h, grad_W, delta, self.dW, g["by"], W_v_d, Wxh_grad
 GRAD_LIKE = re.compile(r"^(self\.)?(d|grad|delta)|^g\[|grad|_d$|_d\[", re.IGNORECASE)
@@ -165,6 +171,8 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
             q[("v", t)] = np.concatenate([v[H:], v[:H]])
         if lay.stacked and (f"da_{lay.stacked[0]}", t) in taps:
             q[("da", t)] = np.concatenate([taps[(f"da_{g}", t)] for g in lay.stacked])
+        if ("dv", t) in taps:  # the input's part, which many codes compute and drop (dx)
+            q[("dv:x", t)] = taps[("dv", t)][H:]
         if lay.concat == "xh" and ("dv", t) in taps:
             dv = taps[("dv", t)]
             q[("dv", t)] = np.concatenate([dv[H:], dv[:H]])
@@ -177,6 +185,7 @@ def quantities(probe: Probe, o: Observation, bugs: frozenset[str]) -> dict[Label
                 if g.size > H:  # [h; x] and [x; h], and the part that reaches h
                     q[(f"back:{W}:xh", t)] = np.concatenate([g[H:], g[:H]])
                     q[(f"back:{W}:h", t)] = g[:H]
+                    q[(f"back:{W}:x", t)] = g[H:]
     try:  # the parameters themselves, in the user's layout: a line may copy them
         for uk, v in lay.params_to_user(probe.arch, o.case.params, H).items():
             q[(f"param:{uk}", None)] = v

@@ -103,6 +103,9 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
             sym = BINOPS[type(node.op)]
             yield _splice(b, node, _wrap(left, node is rhs)), f"drop {sym} {right}", 0
             yield _splice(b, node, _wrap(right, node is rhs)), f"drop {left} {sym}", 0
+            if sym == "-":  # the difference the other way round
+                yield _splice(b, node, _wrap(f"{right} - {left}", node is rhs)), \
+                    f"{right} - {left} for {left} - {right}", 0
             flip = {"+": "-", "-": "+"}.get(sym)
             if flip:
                 mid = b[node.left.end_col_offset:node.right.col_offset].decode()
@@ -209,12 +212,12 @@ def _tanh_derivative_of(node: ast.AST) -> ast.AST | None:
 
 
 def _sigmoid_derivative_of(node: ast.AST) -> ast.AST | None:
-    """X in ``X * (1 - X)``."""
+    """X in ``X * (1 - X)`` or ``(1 - X) * X``."""
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
-        r = node.right
-        if isinstance(r, ast.BinOp) and isinstance(r.op, ast.Sub) and _is_one(r.left) \
-                and ast.dump(r.right) == ast.dump(node.left):
-            return node.left
+        for x, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(other, ast.BinOp) and isinstance(other.op, ast.Sub) \
+                    and _is_one(other.left) and ast.dump(other.right) == ast.dump(x):
+                return x
     return None
 
 
@@ -253,6 +256,17 @@ def _atoms(node: ast.AST, under_t: ast.AST | None = None) -> Iterator[tuple[ast.
         return
     for child in ast.iter_child_nodes(node):
         yield from _atoms(child)
+
+
+def _element(node: ast.AST) -> bool:
+    """One entry picked by another value (``xs[t][inputs[t]]``, ``dy[targets[t]]``): a number,
+    not an array, and one that happens to be 1 for a one-hot input would make a "repair" of
+    anything."""
+    if not isinstance(node, ast.Subscript):
+        return False
+    inner = node.slice
+    return isinstance(node.value, ast.Subscript) or any(
+        isinstance(n, ast.Subscript) for n in ast.walk(inner))
 
 
 def _base(node: ast.AST) -> str:
@@ -328,7 +342,7 @@ def _pool(file: str, line: int, code: str) -> list[str]:
     for top in tops:
         for a, _ in _atoms(top):
             text = ast.get_source_segment(source, a)
-            if text is None or "\n" in text or len(text) > 40:
+            if text is None or "\n" in text or len(text) > 40 or _element(a):
                 continue
             d = abs(getattr(a, "lineno", line) - line)
             for t in [text, *(x for x, _ in index_shifts(text))]:
