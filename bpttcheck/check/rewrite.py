@@ -336,13 +336,17 @@ def _pool(file: str, line: int, code: str) -> list[str]:
                 node.end_lineno or node.lineno) and (fn is None or node.lineno >= fn.lineno):
             fn = node
     scope = fn if fn is not None else tree
+    lines = [x.encode() for x in re.split(r"\r\n|\r|\n", source)]  # ast counts bytes
     seen: dict[str, int] = {}
     tops = (e for st in ast.walk(scope) if isinstance(st, ast.stmt)
             for e in ast.iter_child_nodes(st) if isinstance(e, ast.expr))
     for top in tops:
         for a, _ in _atoms(top):
-            text = ast.get_source_segment(source, a)
-            if text is None or "\n" in text or len(text) > 40 or _element(a):
+            if not _one_line(a) or _element(a):
+                continue
+            row = lines[a.lineno - 1]  # type: ignore[attr-defined]
+            text = row[a.col_offset:a.end_col_offset].decode()  # type: ignore[attr-defined]
+            if len(text) > 40:
                 continue
             d = abs(getattr(a, "lineno", line) - line)
             for t in [text, *(x for x, _ in index_shifts(text))]:
