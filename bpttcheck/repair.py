@@ -63,10 +63,13 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
         best = _search(d, loc, source, path, opts, tmp, before, total)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if best is None or (best[1] != "pass" and not best[0].by_value):
+    if best is None:
+        return
+    edit, verdict, failing, then = best
+    if verdict != "pass" and not (edit.by_value and (then is not None or len(failing) < len(before))):
         return  # a change that passes only some checks may be an accident of the case (a
         # renamed variable that happens to fix a group), unless the line's own value says so
-    edit, verdict, failing, then = best
+        # and the copy then goes wrong later, or less
     lines = sorted(edit.lines)
     d.repair = Repair(file=loc.file, lines=lines,
                       before=[source[n - 1].rstrip("\n") for n in lines],

@@ -201,3 +201,27 @@ def test_a_reference_line_is_shown_without_its_bug_switches():
                   'else dnext_h * (1 - next_h**2)') == "dz = dnext_h * (1 - next_h**2)"
     assert _plain('dprev_h = dz @ (Wh if has(bugs, "x") is not None else Wh.T)') == \
         "dprev_h = dz @ (Wh.T)"
+
+
+@pytest.mark.parametrize("wrong", ["dby += dby", "dby += dby * 2"])
+def test_an_accumulator_that_never_changes_is_located_by_its_line(wrong, tmp_path):
+    """`dby += dby` adds nothing, so no record shows it: the line is found by its text (the
+    first `dby += ...` of the traced loop), and the rewrite `dby += dy` repairs it. A correct
+    file with the same shape has no location."""
+    from bpttcheck import repair
+    src = (REF / "rnn_karpathy.py").read_text()
+    (tmp_path / "input.txt").write_text((REF / "input.txt").read_text())
+    p = tmp_path / "m.py"
+    p.write_text(src.replace("dby += dy", wrong, 1))
+    line = next(i + 1 for i, x in enumerate(p.read_text().splitlines()) if wrong in x)
+    opts = Options(seed=0)
+    r = check(str(p), opts)
+    d = r.diagnoses[0]
+    assert d.location is not None and d.location.line == line, d.location
+    assert "dby" in (d.location.quantity or "")
+    repair.attach(r, str(p), opts)
+    if wrong == "dby += dby":
+        assert d.repair is not None and d.repair.verified
+        assert d.repair.after[0].strip() == "dby += dy"
+    else:  # two edits away: nothing that only looks right at the first step is offered
+        assert d.repair is None

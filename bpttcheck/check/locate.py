@@ -482,9 +482,13 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     bad = Bank(bad_q, rtol) if bad_q is not None else None
     found = (overwritten(recs, good, {o.layout.user_name(k) for k in overwrite}) if overwrite
              else first_divergence(recs, good, bad))
+    if found is None and not overwrite:
+        found = never_added(recs, good, o)
     if found is None:
         return None
     r, lab = found
+    if r not in recs:  # a line that changed nothing, found by its text
+        recs.append(r)
     group = group_lines(recs, r)
     src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
     differs = None
@@ -562,6 +566,42 @@ def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,
         banks = targets(s)
         hits = [i for j, i in enumerate(hits) if j in vs and tier(vs[j], banks) is not None]
     return [(options[i].code, options[i].why) for i in hits[:MAX_REWRITES]]
+
+
+def never_added(recs: list[Rec], good: Bank, o: Observation) -> tuple[Rec, Label] | None:
+    """A gradient the user returns as all zeros where the reference's is not (``dc += dc``,
+    or a sum into another name): no record shows it change, so its line is found by its text,
+    the first statement of the traced loop that adds into a name of that gradient. The step
+    is the first one the loop ran (its records say which)."""
+    zero = [k for k, g in o.grads.items()
+            if not np.any(g) and np.any(o.ref.grads.get(k, 0.0))]
+    offset = _step_offset(recs, good)
+    for k in zero:
+        uk = o.layout.user_name(k)
+        for file in dict.fromkeys(r.file for r in recs):
+            for line, target in _additions(file):
+                body = _loop_body(file, line)
+                first = next((r for r in recs if r.file == file and r.step is not None
+                              and body is not None and body[0] <= r.line <= body[1]), None)
+                if first is None or first.step is None or not _names_group(target, uk):
+                    continue
+                lab = (f"sum:{uk}", first.step + offset)
+                if lab in good.values:
+                    zeros = np.zeros_like(np.asarray(good.values[lab], dtype=np.float64))
+                    return Rec(file, line, target, first.step, zeros), lab
+    return None
+
+
+def _additions(file: str) -> list[tuple[int, str]]:
+    """(line, target) of each one-line ``target += ...`` of a file, in the file's order."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(file)))
+    except (SyntaxError, ValueError):
+        return []
+    out = [(n.lineno, ast.unparse(n.target)) for n in ast.walk(tree)
+           if isinstance(n, ast.AugAssign) and isinstance(n.op, ast.Add)
+           and n.lineno == n.end_lineno]
+    return sorted(out)
 
 
 def earlier_steps(recs: list[Rec], r: Rec) -> tuple[int, ...]:

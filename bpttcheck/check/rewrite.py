@@ -63,7 +63,7 @@ def rewrites(file: str, line: int) -> list[Rewrite]:
     pool = _pool(file, line, code)
     out: dict[str, Rewrite] = {}
     for new, why, rank in _all(code, s, pool, _nonlinear(file)):
-        if new != code and new not in out:
+        if new != code and new not in out and not _reads_its_target(new):
             out[new] = Rewrite(new, why, rank)
     return sorted(out.values(), key=lambda r: r.rank)
 
@@ -192,6 +192,20 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
             if p != q:
                 yield head + f"{whole} + {p} * {q}", f"add {p} * {q}", 3
                 yield head + f"{whole} + {p} * (1 - {q})", f"add {p} * (1 - {q})", 3
+
+
+def _reads_its_target(code: str) -> bool:
+    """``x += f(x)``: an accumulator adding a function of itself is no gradient code, and at
+    the first step, where it is still zero, it would look right."""
+    try:
+        s = ast.parse(code).body[0]
+    except (SyntaxError, IndexError):
+        return True
+    if not isinstance(s, ast.AugAssign):
+        return False
+    target = ast.unparse(s.target)
+    return any(isinstance(n, (ast.Name, ast.Attribute, ast.Subscript))
+               and ast.unparse(n) == target for n in ast.walk(s.value))
 
 
 def _is_one(node: ast.AST) -> bool:
