@@ -59,10 +59,13 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
     before = _failing(report)
     total = len(report.checks)
     tmp = tempfile.mkdtemp(prefix="bpttcheck-repair-")
+    t0 = time.perf_counter()
     try:
         best = _search(d, loc, source, path, opts, tmp, before, total)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        # the rewritten copies' checks, after the check's own total
+        report.timings["repair"] = round(time.perf_counter() - t0, 4)
     if best is None:
         return
     edit, verdict, failing, then = best
