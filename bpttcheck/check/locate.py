@@ -92,8 +92,7 @@ ALIASES = {
     "dh_direct": {"dhdirect", "dhprev", "dhp", "dhold", "dh"},
     # a GRU gate's gradient, before its sigmoid's derivative (the names are shared)
     "dz": {"dz", "dzg", "du", "dug"}, "dr": {"dr", "drg"},
-    # the candidate's gradient before tanh's derivative: named like the one after it
-    "dn": {"dn", "dnt", "dhc", "dcand", "dhhat", "dhtilde", "dcandidate", "dnhat"},
+    "dn": {"dn", "dnt"},
 }
 # a name that holds a gradient: dWhh, d_h, grad_W, delta, self.dW, g["by"], W_v_d, Wxh_grad
 GRAD_LIKE = re.compile(r"^(self\.)?(d|grad|delta)|^g\[|grad|_d$|_d\[", re.IGNORECASE)
@@ -290,7 +289,8 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
         named = [lab for lab in (good.fitting(r.name, r.step + offset) if r.step is not None
                                  else []) if np.size(good.values[lab]) == r.value.size
                  and len(_norm(r.name)) > 1]  # h, c, f: too short to say which one
-        misnamed = backward and bool(named) and not set(named) & labs
+        misnamed = backward and bool(named) and not set(named) & labs \
+            and not _held_later(recs, j, named, good)
         if final and ((not ok and GRAD_LIKE.search(r.name)) or misnamed):
             reads = _reads(r.file, r.line)
             if all(last_ok.get(n, True) for n in reads):
@@ -298,6 +298,19 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
             fallback = fallback or r
         last_ok[_target_names(r)] = (ok and not misnamed) or not final
     return (fallback, None) if fallback else None
+
+
+def _held_later(recs: list[Rec], j: int, named: list[Label], good: Bank) -> bool:
+    """Whether a later record of the same step holds one of the ``named`` quantities: then
+    the name was the code's own for an intermediate (``dh_tilde = dh * z`` before
+    ``dh_tilde_tanh = (1 - n**2) * dh_tilde``), not a quantity computed wrong."""
+    step = recs[j].step
+    for x in recs[j + 1:j + 200]:
+        if x.step != step:
+            return False
+        if np.any(x.value) and set(named) & good.matches(x.value):
+            return True
+    return False
 
 
 def _step_offset(recs: list[Rec], good: Bank) -> int:

@@ -104,7 +104,8 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
             yield _splice(b, node, _wrap(left, node is rhs)), f"drop {sym} {right}", 0
             yield _splice(b, node, _wrap(right, node is rhs)), f"drop {left} {sym}", 0
             if sym == "-":  # the difference the other way round
-                yield _splice(b, node, _wrap(f"{right} - {left}", node is rhs)), \
+                yield _splice(b, node, _wrap(f"{right} - {left}", node is rhs
+                                             or _in_parens(b, node))), \
                     f"{right} - {left} for {left} - {right}", 0
             flip = {"+": "-", "-": "+"}.get(sym)
             if flip:
@@ -170,7 +171,9 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
     for p in pool:
         for a, _ in atoms:
             yield _splice(b, a, f"{seg(a)} * {p}"), f"multiply {seg(a)} by {p}", 2
-        w = _wrap(whole, False)
+        # a product takes one more factor as it is
+        w = whole if isinstance(rhs, ast.BinOp) and isinstance(rhs.op, (ast.Mult, ast.Div)) \
+            else _wrap(whole, False)
         yield head + f"{whole} + {p}", f"add {p}", 2
         yield head + f"{w} * {p}", f"multiply by {p}", 2
         yield head + f"{w} * (1 - {p} ** 2)", f"multiply by (1 - {p} ** 2)", 2
@@ -295,6 +298,12 @@ def _splice(b: bytes, node: ast.AST, new: str) -> str:
 
 def _splice_range(b: bytes, start: int, end: int, new: str) -> str:
     return (b[:start] + new.encode() + b[end:]).decode()
+
+
+def _in_parens(b: bytes, node: ast.AST) -> bool:
+    """Whether the source has the node in parentheses of its own already."""
+    a, e = node.col_offset, node.end_col_offset or 0  # type: ignore[attr-defined]
+    return b[a - 1:a] == b"(" and b[e:e + 1] == b")"
 
 
 def _wrap(text: str, alone: bool) -> str:
