@@ -6,21 +6,21 @@ import re
 # canonical name -> lower-cased spellings seen in the wild (underscores removed before matching)
 ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
     "rnn": {
-        "Wxh": ("wxh", "wx", "u", "wih", "winput"),
+        "Wxh": ("wxh", "wx", "u", "wih", "winput", "whx"),  # whx: to-from order (h from x)
         "Whh": ("whh", "wh", "w", "wrec", "whhh"),
-        "Why": ("why", "wy", "v", "who", "wv", "wout"),
+        "Why": ("why", "wy", "v", "who", "wv", "wout", "wyh"),
         "bh": ("bh", "bhh", "b", "bhidden"),
         "by": ("by", "c", "bo", "bv", "bout"),
     },
     "lstm": {
         "Wf": ("wf", "wforget"), "Wi": ("wi", "winput"), "Wg": ("wg", "wc", "wcc", "wcand", "wcandidate"),
         "Wo": ("wo", "woutput"), "bf": ("bf",), "bi": ("bi",), "bg": ("bg", "bc", "bcc"), "bo": ("bo",),
-        "Wy": ("wy", "wv", "why", "v", "wout"), "by": ("by", "bv", "bout"),
+        "Wy": ("wy", "wv", "why", "v", "wout", "wyh"), "by": ("by", "bv", "bout"),
     },
     "gru": {
         "Wz": ("wz", "wu", "wupdate"), "Wr": ("wr", "wreset"), "Wn": ("wn", "wh", "wcand", "wc"),
         "bz": ("bz", "bu"), "br": ("br",), "bn": ("bn", "bh", "bc"),
-        "Wy": ("wy", "wv", "why", "v", "wout"), "by": ("by", "bv", "bout"),
+        "Wy": ("wy", "wv", "why", "v", "wout", "wyh"), "by": ("by", "bv", "bout"),
     },
 }
 
