@@ -170,6 +170,17 @@ def against_own_loss(f: Findings) -> Diagnosis:
                 return diag("loss.mean-over-classes", 0.9, failing,
                             f"{said} (Y = {d.Y} classes). {f.nonstandard}", exact=True)
         facts = said
+    o = f.observation
+    if o.loss < 0 <= o.ref.loss:  # -sum(log p) of probabilities is never below zero
+        return diag("unmatched", 0.0, failing,
+                    f"your loss is {o.loss:.6g}, below zero: a cross-entropy -sum(log p) of "
+                    f"probabilities never is, so what your forward calls p is not a softmax "
+                    f"(the standard model's loss here is {o.ref.loss:.6g}). The forward is the "
+                    f"first thing to fix. {f.nonstandard}. Measured: {facts}",
+                    fix="fix the forward first: p = np.exp(z) / np.sum(np.exp(z)), the "
+                        "exponential of the logits divided by its own sum (not exp(z / sum) "
+                        "nor exp(z) / sum(z)), and loss -= np.log(p[target]); then compare "
+                        "your backward with dz = p - onehot(target)")
     return diag("unmatched", 0.0, failing,
                 f"{f.nonstandard}. With no standard model to plant known bugs in, this is "
                 f"what was measured: {facts}",
