@@ -88,13 +88,20 @@ def inspect_module(mod) -> dict:
 
 
 def _signature(fn) -> str:
-    """The signature without annotations: what the message needs is the names."""
+    """The signature without annotations, and defaults only when short (``p=params`` bound
+    to a tuple of arrays would print them all): what the message needs is the names."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return "(...)"
-    ps = [p.replace(annotation=p.empty) for p in sig.parameters.values()]
-    return str(sig.replace(parameters=ps, return_annotation=sig.empty))
+    out = []
+    for p in sig.parameters.values():
+        text = str(p.replace(annotation=p.empty, default=p.empty))
+        if p.default is not p.empty:
+            shown = repr(p.default)
+            text += "=" + (shown if len(shown) <= 20 and "\n" not in shown else "...")
+        out.append(text)
+    return "(" + ", ".join(out) + ")"
 
 
 def _params(fn, drop_self: bool) -> list[dict]:

@@ -203,3 +203,33 @@ def test_a_file_name_with_dots_is_not_a_package_path(tmp_path):
     q = tmp_path / "model.v2.py"
     q.write_text(MODEL)
     assert run(q).verdict == "pass"
+
+
+NOTEBOOK_STYLE = '''
+import numpy as np
+params = tuple(np.ones((30, 40)) for _ in range(4))
+
+def forward(inputs, h_prev, C_prev, p):
+    assert h_prev.shape == (30, 1)
+    return 0.0
+
+def backward(z, f, i, outputs, targets, p=params):
+    loss, grads = 0.0, {}
+    return loss, grads
+'''
+
+
+def test_a_forward_of_another_signature_is_not_taken_for_the_split_style(tmp_path):
+    """forward(inputs, h_prev, C_prev, p), as notebooks write it: calling it as
+    forward(params, inputs, targets, state) would blame the user's assert for our guess. It is
+    an interface error that lists the file's functions, a default of arrays shown as `...`."""
+    p = tmp_path / "nb.py"
+    p.write_text(NOTEBOOK_STYLE)
+    r = check(str(p), Options(seed=0))
+    assert r.verdict == "error" and r.error.kind == "interface", r.error
+    assert "backward(z, f, i, outputs, targets, p=...)" in r.error.message
+    assert "array(" not in r.error.message and len(r.error.message) < 2000
+    # the split style's own signature is still found
+    split = tmp_path / "split.py"
+    split.write_text((REF / "lstm_split.py").read_text())
+    assert check(str(split), Options(seed=0)).verdict == "pass"

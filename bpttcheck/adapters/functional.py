@@ -170,8 +170,13 @@ class SplitAdapter(FunctionalAdapter):
 
     @classmethod
     def detect(cls, module, path: str) -> bool:
-        return callable(getattr(module, "forward", None)) and callable(
-            getattr(module, "backward", None))
+        """forward(params, inputs, targets, state) and backward: a forward of another
+        signature (forward(inputs, h, params) in many notebooks) is not this style's, and
+        calling it as if it were would blame the user's code for our guess."""
+        fw = getattr(module, "forward", None)
+        return callable(fw) and callable(getattr(module, "backward", None)) and (
+            n_positional(fw) in (-1, 4) or _takes_varargs(fw)) and _first_arg(fw) not in (
+            "inputs", "input", "x", "xs", "X", "seq", "sequence", "data", "self")
 
     def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
         user, xs_l, ys_l, st, st_arg = self._user_inputs(P, xs, ys, state, layout)
@@ -189,3 +194,19 @@ class SplitAdapter(FunctionalAdapter):
         changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
         last = self._read_state(out[2] if len(out) == 3 else None, layout, len(state[0]))
         return loss, grads, last, changes
+
+
+def _first_arg(fn) -> str:
+    import inspect
+    try:
+        return next(iter(inspect.signature(fn).parameters), "")
+    except (TypeError, ValueError):
+        return ""
+
+
+def _takes_varargs(fn) -> bool:
+    import inspect
+    try:
+        return any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
