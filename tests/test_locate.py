@@ -225,3 +225,39 @@ def test_an_accumulator_that_never_changes_is_located_by_its_line(wrong, tmp_pat
         assert d.repair.after[0].strip() == "dby += dy"
     else:  # two edits away: nothing that only looks right at the first step is offered
         assert d.repair is None
+
+
+def test_the_tracer_records_the_arrays_a_user_function_is_called_with(tmp_path):
+    """Passing an array is an assignment: the callee's parameter, recorded at the caller's
+    line with the caller's step (and not for a call from outside the user's code)."""
+    src = tmp_path / "m.py"
+    src.write_text("import numpy as np\n"
+                   "def cell(da_next, k):\n"
+                   "    return da_next * 2\n"
+                   "def loop(a):\n"
+                   "    out = []\n"
+                   "    for t in range(2):\n"
+                   "        out.append(cell(a + t, 3))\n"
+                   "    return out\n")
+    ns: dict = {}
+    exec(compile(src.read_text(), str(src), "exec"), ns)
+    _, rec = run_traced(ns["loop"], lambda fn: fn == str(src), lambda fn: fn, np.ones(3))
+    args = [(r.line, r.step, float(r.value[0])) for r in rec.records if r.name == "da_next"]
+    assert args == [(7, 0, 1.0), (7, 1, 2.0)]
+    assert not [r for r in rec.records if r.name == "a"]  # loop's own caller is not the user's
+
+
+def test_a_call_passing_the_wrong_array_is_located_at_the_call(tmp_path):
+    """deeplearning.ai's rnn_backward passing da_prevt alone (the upstream da[:, :, t]
+    forgotten: every gradient is zero): the line is the call, not the correct cell function."""
+    src = (ROOT / "reference" / "wild" / "dlai" / "rnn_lstm_step_by_step.py").read_text()
+    good = "rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])"
+    assert good in src
+    p = tmp_path / "m.py"
+    p.write_text(src.replace(good, "rnn_cell_backward(da_prevt, caches[t])", 1))
+    line = next(i + 1 for i, x in enumerate(p.read_text().splitlines())
+                if "rnn_cell_backward(da_prevt" in x)
+    r = check(str(p), Options(seed=0))
+    loc = next((d.location for d in r.diagnoses if d.location), None)
+    assert loc is not None and loc.line == line and loc.step is not None, r.diagnoses
+    assert "dh[:, t] + dprev" in (loc.expected or "")

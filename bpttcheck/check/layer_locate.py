@@ -25,6 +25,7 @@ from bpttcheck.check.locate import (
     overwritten,
     shown_path,
     value_checked,
+    written_at,
 )
 from bpttcheck.check.numerics import MATCH_SLACK, compare
 from bpttcheck.errors import UserCodeError
@@ -91,13 +92,27 @@ def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
         top.location = Location(
             file=shown_path(r.file), line=r.line, step=r.step, name=r.name, source=src,
             quantity=_what(lab) if lab else None,
-            expected=good_src.get(lab) if lab else None, differs_by=differs)
+            expected=_assigned(lab, good, good_src) if lab else None, differs_by=differs)
     top.location._key = lab[0].split("#")[0] if lab else ""
     if top.id != "grad.overwrite-not-accumulate" and len(group_lines(recs, r)) == 1:
         top.location._rewrites = value_checked(
-            r, lab, good_bank, 0, lambda where, statements: w.layer_line_values(
+            *written_at(recs, r, lab), good_bank, 0, lambda where, statements: w.layer_line_values(
                 run.unit.name, run.case.args, run.case.ups, where, statements),
             earlier_steps(recs, r))
+
+
+def _assigned(lab: tuple, good: dict, src: dict) -> str | None:
+    """The reference's line for a quantity; for one it passes to a function (recorded at the
+    call), the line that computes the same value (``up = dh[:, t] + dprev``) if there is one."""
+    line = src.get(lab)
+    if line is None or not re.search(r"\w\(", line.split("=", 1)[-1]):
+        return line
+    v = np.asarray(good[lab])
+    for other, text in src.items():
+        if other != lab and other[1] == lab[1] and text.startswith(f"{other[0]} = ") \
+                and np.shape(good[other]) == v.shape and np.array_equal(good[other], v):
+            return text
+    return line
 
 
 def _what(lab: tuple) -> str:
@@ -195,7 +210,8 @@ def _reference_quantities(run: UnitRun, c, bugs: frozenset[str]):
 _GATES = {"lstm": "ifog", "gru": "zrn"}
 
 
-_SWITCH = re.compile(r"(\([^()]*?|[\w.\[\]]+ ?)if has\(bugs, \"[^\"]*\"\)(?: is not None| is None)? else ")
+_SWITCH = re.compile(r"(\([^()]*?|[\w.]+(?:\[[^\[\]]*\])* ?)if has\(bugs, \"[^\"]*\"\)"
+                     r"(?: is not None| is None)? else ")
 
 
 def _plain(line: str) -> str:

@@ -226,7 +226,12 @@ def _words(name: str) -> tuple[str, ...]:
     d = parts[0].startswith("d") and len(parts[0]) > 1
     if d:
         parts[0] = parts[0][1:]
-    return ("d",) * d + tuple(sorted(p for p in parts if p))
+    # deeplearning.ai's activations a are the hidden state h (da_next, a_prev; a lone da is
+    # the gradient before the tanh in many codes)
+    words = [p for p in parts if p]
+    if len(words) > 1:
+        words = ["h" if p == "a" else p for p in words]
+    return ("d",) * d + tuple(sorted(words))
 
 
 def _reads(file: str, line: int) -> set[str]:
@@ -274,6 +279,9 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
     backward = False  # names are judged from the backward pass on (forward temporaries such
     for j, r in enumerate(recs):  # as a softmax's shifted logits are named loosely)
         if not np.any(r.value):
+            if GRAD_LIKE.search(r.name) and _zero_where_named(recs, j, good, offset) \
+                    and all(last_ok.get(n, True) for n in _reads(r.file, r.line)):
+                return r, _zero_where_named(recs, j, good, offset)
             last_ok[_target_names(r)] = True
             continue
         labs = good.matches(r.value)
@@ -298,6 +306,20 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
             fallback = fallback or r
         last_ok[_target_names(r)] = (ok and not misnamed) or not final
     return (fallback, None) if fallback else None
+
+
+def _zero_where_named(recs: list[Rec], j: int, good: Bank, offset: int) -> Label | None:
+    """The quantity a zero record's name says it is, when the reference's is not zero and the
+    step writes the name no more (a zeros_like that later lines fill is no bug)."""
+    r = recs[j]
+    if r.step is None or len(_norm(r.name)) < 2 or any(
+            x.name == r.name and x.step == r.step for x in recs[j + 1:j + 400]):
+        return None
+    if _loop_body(r.file, r.line) is None:  # before the loop, t left over from the forward's
+        return None
+    named = [lab for lab in good.fitting(r.name, r.step + offset)
+             if np.size(good.values[lab]) == r.value.size and np.any(good.values[lab])]
+    return named[0] if named else None
 
 
 def _held_later(recs: list[Rec], j: int, named: list[Label], good: Bank) -> bool:
@@ -530,13 +552,36 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     loc._hints = _hints(recs, good)
     if len(group) == 1:  # a quantity built over several lines is no one line's rewrite
         loc._rewrites = value_checked(
-            r, lab, good, _step_offset(recs, good),
+            *written_at(recs, r, lab), good, _step_offset(recs, good),
             lambda where, statements: probe.line_values(o.case, o.layout, where, statements),
             earlier_steps(recs, r))
     return loc
 
 
 MAX_REWRITES = 5  # rewrites whose value is right, handed to repair.py to check in full
+
+
+def written_at(recs: list[Rec], r: Rec, lab: Label | None) -> tuple[Rec, Label | None]:
+    """The record a rewrite of ``r``'s line is judged by: ``r`` itself, or when ``r`` is an
+    argument the line passes to a function (the tracer records those under the callee's
+    names), what the line then assigns, a gradient (``dx, dh = layer.backward(...)``)."""
+    code = linecache.getline(r.file, r.line).strip()
+    try:
+        stmt = ast.parse(code).body[0]
+    except (SyntaxError, IndexError, ValueError):
+        return r, lab
+    if not isinstance(stmt, (ast.Assign, ast.AugAssign)):
+        return r, lab
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+    roots = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    if re.split(r"[\[.]", r.name)[0] in roots:
+        return r, lab
+    i = next(j for j, x in enumerate(recs) if x is r)
+    for x in recs[i + 1:i + 200]:
+        if (x.file, x.line, x.step) == (r.file, r.line, r.step) and GRAD_LIKE.search(x.name) \
+                and re.split(r"[\[.]", x.name)[0] in roots:
+            return x, None
+    return r, lab
 
 
 def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,

@@ -180,7 +180,8 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
         yield head + f"{w} * {p} * (1 - {p})", f"multiply by {p} * (1 - {p})", 2
         for node in ast.walk(rhs):
             if node is not rhs and (isinstance(node, ast.Call) or any(node is a for a, _ in atoms)):
-                yield _splice(b, node, f"({seg(node)} + {p})"), f"add {p} to {seg(node)}", 2
+                yield (_splice(b, node, _wrap(f"{seg(node)} + {p}", _in_parens(b, node))),
+                       f"add {p} to {seg(node)}", 2)
             if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
                 # a placeholder (np.zeros_like(dh)) where a product belongs
                 arg = seg(node.args[0])

@@ -114,10 +114,27 @@ class Tracer:
 
     def global_trace(self, frame, event, arg):
         if event == "call" and self.is_user(frame.f_code.co_filename):
+            with contextlib.suppress(Exception):
+                self._arguments(frame)
             self.seen[id(frame)] = (frame.f_lineno, _step(frame, self.is_user),
                                    self._snapshot(frame))
             return self.local_trace
         return None
+
+    def _arguments(self, frame) -> None:
+        """The arrays a user function is called with, recorded against the caller's line
+        under the callee's names: passing ``da_prevt`` where ``da[:, :, t] + da_prevt`` was
+        meant is an assignment that goes wrong at the call."""
+        caller = frame.f_back
+        if caller is None or not self.is_user(caller.f_code.co_filename):
+            return
+        code = frame.f_code
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        step = _step(caller, self.is_user)
+        for name in names:
+            v = frame.f_locals.get(name)
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and 1 < v.size <= MAX_ARRAY:
+                self._record(caller, caller.f_lineno, name, step, v)
 
     def local_trace(self, frame, event, arg):
         if event in ("line", "return"):
