@@ -22,6 +22,9 @@ def test_a_negative_loss_points_at_the_forward(tmp_path):
     assert r.verdict == "fail" and r.loss is not None and r.loss["user"] < 0, r.loss
     assert "below zero" in d.evidence and f"{r.loss['user']:.6g}" in d.evidence
     assert d.fix.startswith("fix the forward first")
+    # and the line where the forward departs from the standard model: the softmax's caller
+    assert d.location is not None and "softmax(" in d.location.source, d.location
+    assert "departs from the standard model" in d.location.quantity
 
 
 def test_a_positive_nonstandard_loss_keeps_the_backward_advice(tmp_path):
@@ -32,3 +35,18 @@ def test_a_positive_nonstandard_loss_keeps_the_backward_advice(tmp_path):
     assert r.verdict == "fail" and r.loss["user"] > 0
     d = r.diagnoses[0]
     assert "below zero" not in d.evidence and not d.fix.startswith("fix the forward first")
+    assert d.location is not None and "softmax(" in d.location.source, d.location
+
+
+def test_a_correct_own_model_gets_no_line(tmp_path):
+    """A model of its own whose backward is its forward's (softmax of 2 z, and dz doubled to
+    match): it passes, with nothing located."""
+    path = _with(tmp_path, SOFTMAX, "e = np.exp(2 * z - np.max(2 * z))")
+    from pathlib import Path
+    src = Path(path).read_text()
+    old = "dz[targets[t]] -= 1.0"
+    assert old in src
+    Path(path).write_text(src.replace(old, old + "; dz *= 2", 1))
+    r = check(path, Options(seed=0))
+    assert r.verdict == "pass", [(c.name, c.message) for c in r.checks if c.status == "fail"]
+    assert not r.diagnoses

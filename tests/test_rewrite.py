@@ -119,7 +119,7 @@ def test_a_probed_line_gives_each_rewrite_its_value_and_changes_nothing(T, seed,
     t = data.draw(st.integers(0, T - 1))
     statements = ["dbh += dh_raw", "dbh += dh", "dbh += undefined_name", "dbh = 'text'"]
     args, plain, got, values = _run(path, Where(path, 13, t, "dbh"), statements, T, seed)
-    hs, dhs, Whh, h0, _ = args
+    hs, dhs, Whh, _, _ = args
     # what dbh holds just before line 13 at step t, computed here by hand
     dbh, dh_next = np.zeros(3), np.zeros(3)
     for s in reversed(range(T)):

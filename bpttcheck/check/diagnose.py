@@ -7,6 +7,7 @@ Diagnosis sees the user's code only through a Probe and what the checks measured
 through the Findings."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -32,12 +33,16 @@ LOCATED = ("unmatched", "grad.overwrite-not-accumulate")  # and every exact plan
 def _point_at_line(probe: Probe, f: Findings, ds: list[Diagnosis]) -> None:
     """The line of the user's code where the top diagnosis happens (locate.py). A trace that
     fails (the code raises or hangs when traced) leaves the diagnosis without a line."""
-    from bpttcheck.check.locate import locate
+    from bpttcheck.check.locate import locate, locate_forward
     from bpttcheck.errors import UserCodeError
     top = next((d for d in ds if d._planted or d.id in LOCATED), None)
-    if top is None or f.nonstandard:
+    if top is None:
         return
     m = Matcher(probe, f)
+    if f.nonstandard:  # no standard model to walk the backward against: the forward's line
+        with contextlib.suppress(UserCodeError, ValueError, KeyError, IndexError, TypeError):
+            top.location = locate_forward(probe, f.observation, max(m.rtol, 1e-7))
+        return
     try:  # the line is extra evidence: if locating fails, the diagnosis stands without it
         top.location = locate(probe, f.observation, frozenset(top._planted) or None,
                               max(m.rtol, 1e-7),

@@ -33,7 +33,8 @@ Label = tuple[str, int | None]  # (quantity, step; None: not of a step)
 
 # what each quantity is, as the reference computes it ({W}: the output matrix's name)
 EXPECTED = {
-    "p": "softmax(z[t])", "h": "the hidden state step t produces",
+    "p": "softmax(z[t]) = exp(z[t]) / sum(exp(z[t]))", "h": "the hidden state step t produces",
+    "z": "the logits Why @ h[t] + by", "a": "the pre-activation Wxh @ x[t] + Whh @ h[t-1] + bh",
     "dy": "p[t] - onehot(y[t]) (the softmax-cross-entropy gradient)",
     "dh": "{Wy}.T @ dy + dh_next (the output's gradient plus what later steps send back)",
     "dh_raw": "(1 - h**2) * dh, with h the state step t produced",
@@ -53,6 +54,7 @@ EXPECTED = {
     "dr": "the gradient at r * h_prev times h_prev (before r's sigmoid)",
     "dh_direct": "dh times the weight of h_prev in h (the path that skips the gates)",
 }
+EXPECTED_RNN = {"h": "tanh(Wxh @ x[t] + Whh @ h[t-1] + bh), the state step t produces"}
 # (weight, the gradient at its output): W.T @ that gradient is what its input receives
 BACK_THROUGH = {"rnn": (("Whh", "dh_raw"), ("Why", "dy"), ("Wxh", "dh_raw")),
                 "lstm": (*((f"W{k}", f"da_{k}") for k in "figo"), ("Wy", "dy")),
@@ -446,7 +448,7 @@ def expected(lab: Label, arch: str, canonical: dict[str, str] | None = None) -> 
                             if states else "")
         return (f"d{group} += {share} for t = T-1 down to {lab[1]}"
                 + (" (h_t the state step t produced, h_prev the one before)" if states else ""))
-    text = EXPECTED.get(name, name)
+    text = (EXPECTED_RNN if arch == "rnn" else {}).get(name) or EXPECTED.get(name, name)
     return text.replace("{Wy}", "Why" if arch == "rnn" else "Wy")
 
 
@@ -496,6 +498,52 @@ def _norm(name: str) -> str:
     else:
         base = re.sub(r"\[.*?\]$", "", name.split(".")[-1])
     return re.sub(r"[^a-z0-9]", "", base.lower())
+
+
+# the names a forward pass gives its quantities (lower case, letters and digits only)
+FORWARD = {
+    "p": {"p", "ps", "prob", "probs", "yhat", "yhats", "softmax", "sm", "pt", "ypred", "pred",
+          "preds", "probabilities"},
+    "z": {"z", "zs", "y", "ys", "logits", "logit", "scores", "score", "yt", "o", "os"},
+    "h": {"h", "hs", "ht", "hidden", "hnext", "a", "anext", "states"},
+    "a": {"a", "pre", "preact", "preacts", "hraw", "zh", "net", "u"},
+    "c": {"c", "cs", "ct", "cell", "cnext", "cnew"},
+}
+
+
+def locate_forward(probe: Probe, o: Observation, rtol: float) -> Location | None:
+    """For a forward that is no model we know (the user's own loss is then what the gradients
+    are judged by): the first line of the forward whose value, named like a quantity of the
+    standard model, is not that quantity while what it reads still was — where the code
+    departs from the textbook cell, a softmax written wrong more often than not."""
+    if probe.caps.get("language") != "python":
+        return None
+    good_q = quantities(probe, o, frozenset())
+    names, values, _ = probe.trace(o.case, o.layout)
+    recs = [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
+    good = Bank(good_q, rtol)
+    offset = _step_offset(recs, good)
+    last_ok: dict[str, bool] = {}
+    for r in recs:
+        if GRAD_LIKE.search(r.name):
+            break  # the backward has begun: the forward was right up to here
+        ok = bool(good.matches(r.value)) if np.any(r.value) else True
+        if r.step is not None and not ok:
+            at = r.step + offset
+            named = [(k, at) for k, spellings in FORWARD.items()
+                     if _norm(r.name) in spellings and (k, at) in good_q
+                     and np.size(good_q[(k, at)]) == r.value.size]
+            if named and all(last_ok.get(n, True) for n in _reads(r.file, r.line)):
+                lab = named[0]
+                ref = np.asarray(good_q[lab], dtype=np.float64).ravel()
+                src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
+                return Location(file=shown_path(r.file), line=r.line, step=r.step, name=r.name,
+                                source=src, quantity=describe(lab, probe.arch.name)
+                                + " (where your forward departs from the standard model)",
+                                expected=expected(lab, probe.arch.name),
+                                differs_by=float(np.max(np.abs(r.value.ravel() - ref))))
+        last_ok[_target_names(r)] = ok
+    return None
 
 
 def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
