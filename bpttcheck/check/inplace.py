@@ -74,7 +74,7 @@ class Modified:
         """The located line rewritten so it no longer writes into the array, for the repair
         step to verify: ``x op= v`` -> ``x = x op (v)``, else ``name = name.copy(); line``."""
         code = split_comment(self.source)[0].strip()
-        if self.line is None or not self.name or not _one_statement(code):
+        if self.line is None or not self.name or not _simple_statements(code):
             return None
         aug = _augmented(code)
         if aug is not None and aug[0] == self.name:
@@ -143,9 +143,11 @@ def message(mods: list[Modified]) -> str:
     return "; ".join(m.sentence() for m in mods) + f". Fix: {mods[0].fix()}"
 
 
-def _one_statement(code: str) -> bool:
+def _simple_statements(code: str) -> bool:
+    """Whether a line is complete simple statements (a loop's header, a statement going on
+    to the next line, cannot take a copy in front)."""
     try:
-        return len(ast.parse(code).body) == 1
+        return len(ast.parse(code).body) >= 1
     except SyntaxError:
         return False
 
