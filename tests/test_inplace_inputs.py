@@ -7,6 +7,7 @@ first, writes into the function's own arrays only, a cache list consumed by pop)
 The subjects are written here: a small batched RNN (step and sequence) and an LSTM step in
 the layer API, with one statement swapped per subject."""
 import importlib.util
+import shutil
 import textwrap
 
 import numpy as np
@@ -18,6 +19,7 @@ from bpttcheck.adapters.layers import LayersAdapter
 from bpttcheck.check.engine import Options, check
 from bpttcheck.layer_api import BY_NAME
 from bpttcheck.report_terminal import render
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -309,3 +311,28 @@ def test_the_users_argument_names_label_the_arrays(tmp_path):
     r = check(str(path), Options())
     d = r.diagnoses[0]
     assert "rnn_backward wrote into dout" in d.evidence and "dout = dout.copy()" in d.fix
+
+
+# ---------------------------------------------------------------------------- sequence style
+
+def test_lossfun_writing_into_hprev_fails_with_the_state_named(tmp_path):
+    """min-char-rnn's lossFun that stores its last state into the caller's hprev: the loss
+    and gradients are right, hprev is not what the caller passed any more."""
+    src = (ROOT / "reference" / "python" / "rnn_karpathy.py").read_text()
+    line = "    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs)-1]"
+    assert line in src
+    bad = tmp_path / "bad" / "min_char_rnn.py"
+    good = tmp_path / "good" / "min_char_rnn.py"
+    for p, extra in ((bad, "    hprev[:] = hs[len(inputs)-1]\n"),
+                     (good, "    hnew = hprev.copy(); hnew[:] = hs[len(inputs)-1]\n")):
+        p.parent.mkdir()
+        p.write_text(src.replace(line, extra + line))
+        shutil.copy(ROOT / "reference" / "python" / "input.txt", p.parent)
+    r = check(str(bad), Options())
+    assert r.error is None, r.error
+    assert failed(r) == ["behaviour.inputs-unchanged"]
+    assert "hprev" in next(c.message for c in r.checks if c.name == "behaviour.inputs-unchanged")
+    d = r.diagnoses[0]
+    assert d.id == "grad.inputs-modified" and d.confidence >= 0.95
+    assert "hprev (by up to" in d.evidence and "hprev = hprev.copy()" in d.fix
+    assert check(str(good), Options()).verdict == "pass"
