@@ -336,3 +336,33 @@ def test_lossfun_writing_into_hprev_fails_with_the_state_named(tmp_path):
     assert d.id == "grad.inputs-modified" and d.confidence >= 0.95
     assert "hprev (by up to" in d.evidence and "hprev = hprev.copy()" in d.fix
     assert check(str(good), Options()).verdict == "pass"
+
+
+# ---------------------------------------------------------------------------- other unit styles
+
+WILD = ROOT / "reference" / "wild"
+
+
+@pytest.mark.parametrize("subject, old, new, says", [
+    (WILD / "dlai" / "rnn_lstm_step_by_step.py",
+     "        gradients = rnn_cell_backward(da[:, :, t] + da_prevt, caches[t])",
+     "        da[:, :, t] += da_prevt\n        gradients = rnn_cell_backward(da[:, :, t], caches[t])",
+     "rnn_backward wrote into da, the upstream gradient"),
+    (WILD / "dlfs2" / "time_layers.py",
+     "            dx, dh = layer.backward(dhs[:, t, :] + dh)",
+     "            dhs[:, t, :] += dh\n            dx, dh = layer.backward(dhs[:, t, :])",
+     "TimeRNN.backward wrote into dhs, the upstream gradient"),
+], ids=["dlai-da", "dlfs2-dhs"])
+def test_other_unit_styles_watch_their_upstream_gradients(tmp_path, subject, old, new, says):
+    src = subject.read_text()
+    assert src.count(old) >= 1
+    bad = tmp_path / subject.name
+    bad.write_text(src.replace(old, new, 1))
+    r = check(str(bad), Options())
+    assert r.error is None, r.error
+    bad_checks = [c for c in r.checks if c.status == "fail"]
+    assert [c.name for c in bad_checks] == ["behaviour.rnn.inputs-unchanged"], bad_checks
+    d = r.diagnoses[0]
+    assert d.id == "grad.inputs-modified" and says in d.evidence
+    assert d.location is not None and d.location.line == line_of(bad, new.split("\n")[0].strip())
+    assert check(str(subject), Options()).verdict == "pass"  # the file as it was

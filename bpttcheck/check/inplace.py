@@ -46,7 +46,7 @@ class Modified:
         if self.line is None:
             return ""
         at = f" at {os.path.basename(self.file or '')} line {self.line}"
-        at += f" (t = {self.step})" if self.step is not None else ""
+        at += f" (first at t = {self.step})" if self.step is not None else ""
         return at + (f", `{self.source}`" if self.source else "")
 
     def sentence(self) -> str:
