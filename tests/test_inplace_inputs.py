@@ -220,7 +220,9 @@ def test_a_backward_that_updates_a_parameter_is_params_modified(tmp_path):
     assert "behaviour.rnn_step.inputs-unchanged" in failed(r)
     d = next(d for d in r.diagnoses if d.groups == ["rnn_step"])
     assert d.id == "grad.params-modified"
-    assert "rnn_step_backward wrote into Wh, a parameter it was given" in d.evidence
+    assert ("rnn_step_backward wrote into Wh, a parameter its forward was given, which the "
+            "cache holds") in d.evidence
+    assert "training loop" in d.fix
 
 
 # ---------------------------------------------------------------------------- correct twins

@@ -110,7 +110,8 @@ class UnitsAdapter(PythonAdapter):
 
         ``modified`` lists every array handed to the user's code that it changed in place:
         {"function", "argument", "role" ("input", "parameter", "upstream" or "cache"),
-        "change" (the largest change of an entry, None where it is no number)}. ``spy``, when
+        "change" (the largest change of an entry, None where it is no number)}, and
+        "through": "cache" for a forward's input the backward changed. ``spy``, when
         given, sees each array as it is handed over, keyed "role:label" (sandbox/writes.py
         uses it to find the line that writes into one)."""
         prepared, watched = self._watch(u, args)
@@ -144,7 +145,8 @@ class UnitsAdapter(PythonAdapter):
             return f.status, f.message, f.line, outs, [], []
         self._note_dtype(grads)
         changed = [_change(fwd, k, roles[k], v) for k, v in by_forward.items()]
-        changed += [_change(bwd, k, roles[k], v) for k, v in modified(given, watched).items()
+        changed += [{**_change(bwd, k, roles[k], v), "through": "cache"}  # the forward's,
+                    for k, v in modified(given, watched).items()     # reached from the cache
                     if k not in by_forward]
         changed += [_change(bwd, k, "upstream", v)
                     for k, v in modified(up_given, up_watched).items()]

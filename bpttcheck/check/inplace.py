@@ -37,6 +37,7 @@ class Modified:
     source: str = ""
     name: str | None = None  # the local name it was written through
     step: int | None = None
+    through_cache: bool = False  # a forward's input that the backward reached in its cache
 
     @property
     def key(self) -> str:
@@ -53,22 +54,27 @@ class Modified:
         """What happened, with the numbers: for the check's message and the evidence."""
         size = (f"its entries changed by up to {self.change:.3g}" if self.change is not None
                 else "its shape or NaNs changed")
-        return (f"{self.function} wrote into {self.argument}, {ROLES.get(self.role, 'an array it was given')}"
-                f", in place{self.where()}; {size}")
+        how = ROLES.get(self.role, "an array it was given")
+        if self.through_cache:
+            how = how.replace(" it was given", " its forward was given, which the cache holds")
+        return f"{self.function} wrote into {self.argument}, {how}, in place{self.where()}; {size}"
 
     def fix(self) -> str:
-        """One concrete change."""
-        if self.role == "cache":
-            aug = _augmented(self.source)
-            if aug is not None and self.line is not None:
-                target, op, value = aug
-                return (f"write into a new array instead of the cache's: "
-                        f"`{target} = {target} {op} ({value})` in place of `{self.source}`")
-            return (f"write into a new array instead of the cache's: "
-                    f"`{self.name or 'a'} = {self.name or 'a'}.copy()` before changing it, "
-                    f"or compute the result under a new name")
+        """One concrete change: the located ``x op= v`` as a new array, else a copy first."""
+        code = split_comment(self.source)[0].strip()
+        aug = _augmented(code) if self.line is not None else None
+        later = (" (a parameter update belongs in the training loop, after the backward pass)"
+                 if self.role == "parameter" else "")
+        if aug is not None:
+            target, op, value = aug
+            return (f"write into a new array: `{target} = {target} {op} ({value})` in place of "
+                    f"`{code}`" + later)
+        if self.role == "cache" or self.through_cache:
+            name = self.name or self.argument
+            return (f"write into a new array, not the one the cache holds: `{name} = "
+                    f"{name}.copy()` before the line that changes it" + later)
         return (f"copy it first: `{self.argument} = {self.argument}.copy()` as the first line "
-                f"of {self.function}, or write into a new array")
+                f"of {self.function}, or write into a new array" + later)
 
     def rewrite(self) -> tuple[str, str] | None:
         """The located line rewritten so it no longer writes into the array, for the repair
@@ -114,7 +120,7 @@ def parse(raw, forward: str, backward: str) -> list[Modified]:
         role = m.get("role")
         role = role if isinstance(role, str) and role in ROLES else "input"
         fn = m.get("function")
-        out.append(Modified(
+        out.append(Modified(through_cache=m.get("through") == "cache",
             function=fn if isinstance(fn, str) else f"{forward}/{backward}",
             argument=m["argument"], role=role,
             change=float(change) if isinstance(change, (int, float)) else None))
