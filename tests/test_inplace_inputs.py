@@ -368,3 +368,21 @@ def test_other_unit_styles_watch_their_upstream_gradients(tmp_path, subject, old
     assert d.id == "grad.inputs-modified" and says in d.evidence
     assert d.location is not None and d.location.line == line_of(bad, new.split("\n")[0].strip())
     assert check(str(subject), Options()).verdict == "pass"  # the file as it was
+
+
+# ---------------------------------------------------------------------------- C
+
+@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
+                    reason="needs a C compiler")
+def test_c_writing_into_its_const_h0_fails(tmp_path):
+    src = (ROOT / "reference" / "c" / "rnn.c").read_text()
+    copy = "    memcpy(hs, h0, sizeof(float) * H);\n"
+    assert copy in src
+    bad = tmp_path / "rnn.c"
+    bad.write_text(src.replace(copy, copy + "    ((float *)h0)[0] += 0.5f;\n"))
+    r = check(str(bad), Options())
+    assert r.error is None, r.error
+    assert failed(r) == ["behaviour.inputs-unchanged"]
+    d = r.diagnoses[0]
+    assert d.id == "grad.inputs-modified" and "h0 (by up to 0.5)" in d.evidence
+    assert "memcpy" in d.fix and ".copy()" not in d.fix

@@ -244,8 +244,12 @@ def _inputs_modified(f: Findings, m: Matcher) -> Diagnosis | None:
                                    "caller's arrays are not what it passed in any more" if clean
                                    else ". Other groups fail too"))
     first = others[0]
-    fix = (f"copy it first: `{first} = {first}.copy()` as the first line of {entry.removeprefix('your ')}, "
-           f"or write into a new array")
+    if m.probe.caps.get("language") == "c":
+        fix = (f"/* {first} is the caller's (const in bpttcheck.h): copy it into a buffer of "
+               f"your own, memcpy(buf, {first}, ...), and change that */")
+    else:
+        fix = (f"copy it first: `{first} = {first}.copy()` as the first line of "
+               f"{entry.removeprefix('your ')}, or write into a new array")
     return diag("grad.inputs-modified", 0.97 if clean else 0.7, [], ev, exact=clean, fix=fix)
 
 
