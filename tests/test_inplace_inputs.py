@@ -174,7 +174,7 @@ def test_a_step_writing_into_a_view_of_dh_is_found_in_the_step(tmp_path):
     # the first write is the caller's `up += carry` (up is a view of dh) at t = T - 2, or
     # the step's own at t = T - 1: the step's comes first
     assert seq.location.line == line_of(path, "dnext_h *= 1 - next_h")
-    assert "dh = dh.copy()" in seq.fix or "dh.copy()" in seq.fix
+    assert "`dh = dh.copy()` as the first line of rnn_backward" in seq.fix
 
 
 def test_lstm_step_backward_writing_into_dnext_c_fails(tmp_path):
