@@ -101,7 +101,12 @@ class UnitAdapter(Capabilities, Protocol):
         names reports use, for styles whose names differ from the layer API's)}}."""
 
     def run_unit(self, unit: Any, args: list, ups: list) -> tuple:
-        """(status, message, line, outputs, grads, modified) of forward then backward."""
+        """(status, message, line, outputs, grads, modified) of forward then backward.
+        ``modified``: the arrays handed to the user's code that it changed, as a list of
+        names, or (built-in adapters) of {"function", "argument", "role": "input" |
+        "parameter" | "upstream" | "cache", "change": largest change or None}. An adapter
+        whose run_unit also takes ``spy`` (a callable given {"role:argument": array} as each
+        array is handed over) gets the line that writes into it (sandbox/writes.py)."""
 
     def project(self, unit: Any, args: list, ups: list, dirs: list[list], offsets) -> list[float]:
         """sum(dout * out) of the forward at args + s * dirs[j], for each (j, s) in offsets."""

@@ -7,7 +7,7 @@ import ctypes
 
 import numpy as np
 
-from bpttcheck.adapters.base import POISON, CAdapter
+from bpttcheck.adapters.base import POISON, CAdapter, modified, snapshot
 from bpttcheck.archmeta import meta
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layout import Layout
@@ -89,7 +89,12 @@ class CAbiAdapter(CAdapter):
         dims = _Dims(d.T, d.X, d.H, d.Y)
         args = [ctypes.byref(dims), pp, xs_a.ctypes.data_as(ip), ys_a.ctypes.data_as(ip),
                 *[self.pointer(s) for s in st], gp, *[self.pointer(s) for s in last]]
+        # the initial state and the sequences are the caller's too (const in bpttcheck.h)
+        handed = {**dict(zip(("h0", "c0"), st, strict=False)), "inputs": xs_a, "targets": ys_a}
+        kept = snapshot(handed)
         loss = float(self.fn(*args))
-        changed = [k for k, a, b in zip(names, params, before, strict=False) if not np.array_equal(a, b)]
+        changed = modified(dict(zip(names, before, strict=False)),
+                           dict(zip(names, params, strict=False)))
+        changed.update(modified(kept, handed))
         out = {k: np.array(g, dtype=np.float64) for k, g in zip(names, grads, strict=False)}
         return loss, out, tuple(np.array(s, dtype=np.float64) for s in last), changed

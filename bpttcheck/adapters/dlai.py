@@ -15,7 +15,7 @@ import inspect
 import numpy as np
 
 from bpttcheck.adapters.base import as_float_array
-from bpttcheck.adapters.layers import UnitsAdapter, _Stub
+from bpttcheck.adapters.layers import UnitsAdapter, _labels, _Stub, arrays_in
 from bpttcheck.errors import InterfaceError
 from bpttcheck.layer_api import LAYER_API, Unit
 
@@ -118,10 +118,24 @@ class DlaiAdapter(UnitsAdapter):
             outs.append(_rows(as_float_array(out[1], f"{fwd}'s c_next")))
         return outs, (out[-1], prepared[-1])
 
-    def _backward(self, u: Unit, ups, state):
+    def _is_parameter(self, label: str) -> bool:
+        return label.startswith("parameters[")
+
+    def _upstream(self, u: Unit, ups):
+        user_ups = [_cols(d) for d in ups]  # (n_a, m[, T_x])
+        bwd = getattr(self.module, FUNCS[u.name][1])
+        canon = {"rnn_step": ("da_next",), "rnn": ("da",),
+                 "lstm_step": ("da_next", "dc_next"), "lstm": ("da",)}[u.name]
+        return user_ups, dict(zip(_labels(bwd, canon), user_ups, strict=False))
+
+    def _cache(self, u: Unit, state):
+        bwd = getattr(self.module, FUNCS[u.name][1])
+        n = len(u.outputs)
+        return arrays_in(state[0], _labels(bwd, ("da",) * n + ("cache",))[n])
+
+    def _backward(self, u: Unit, user_ups, state):
         cache, params = state
         bwd = FUNCS[u.name][1]
-        user_ups = [_cols(d) for d in ups]
         res = self._call(bwd, getattr(self.module, bwd), *user_ups, cache)
         if res is None:
             raise _Stub(f"{bwd} returned None")

@@ -24,7 +24,7 @@ import inspect
 import numpy as np
 
 from bpttcheck.adapters.base import as_float_array, n_positional
-from bpttcheck.adapters.layers import UnitsAdapter, _Stub
+from bpttcheck.adapters.layers import UnitsAdapter, _labels, _Stub
 from bpttcheck.errors import InterfaceError
 from bpttcheck.inspection import role_of_arg
 from bpttcheck.layer_api import UNITS, Unit
@@ -108,9 +108,17 @@ class Dlfs2Adapter(UnitsAdapter):
                     for o, n in zip(out, ("h_next", "c_next"), strict=False)], layer
         return [as_float_array(out, f"{cname}.forward's result")], layer
 
+    def _upstream(self, u: Unit, ups):
+        f32 = [d.astype(np.float32) for d in ups]
+        labels = {"rnn_step": ("dh_next",), "lstm_step": ("dh_next", "dc_next"),
+                  "gru_step": ("dh_next",)}.get(u.name, ("dhs",))
+        cls = _layer_class(self.module, CLASSES[u.name])
+        fn = getattr(cls, "backward", None)
+        mine = _labels(fn, ("self", *labels))[1:] if fn is not None else list(labels)
+        return f32, dict(zip(mine, f32, strict=False))
+
     def _backward(self, u: Unit, ups, layer):
         cname = CLASSES[u.name]
-        ups = [d.astype(np.float32) for d in ups]
         res = self._call(f"{cname}.backward", layer.backward, *ups)
         if res is None:
             raise _Stub(f"{cname}.backward returned None")

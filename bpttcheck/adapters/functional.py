@@ -116,9 +116,9 @@ class FunctionalAdapter(PythonAdapter):
 
     def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
         user, xs_l, ys_l, st, st_arg = self._user_inputs(P, xs, ys, state, layout)
-        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, **_states(st)})
         out = self.module.loss_and_grads(user, xs_l, ys_l, st_arg)
-        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, **_states(st)})
         if out is None:
             from bpttcheck.adapters.base import NotImplementedByUser
             raise NotImplementedByUser("loss_and_grads returned None: is it still a stub?")
@@ -180,7 +180,7 @@ class SplitAdapter(FunctionalAdapter):
 
     def call(self, P, xs, ys, state, layout: Layout, want_grads: bool):
         user, xs_l, ys_l, st, st_arg = self._user_inputs(P, xs, ys, state, layout)
-        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        before = snapshot({**user, "inputs": xs_l, "targets": ys_l, **_states(st)})
         out = self.module.forward(user, xs_l, ys_l, st_arg)
         if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
             raise InterfaceError(f"forward returned {type(out).__name__}; expected (loss, cache) "
@@ -191,7 +191,7 @@ class SplitAdapter(FunctionalAdapter):
             bw = self.module.backward
             G = bw(user, out[1]) if n_positional(bw) >= 2 else bw(out[1])
             grads = self._read_grads(G, user, layout, "backward")
-        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, "state": st[0]})
+        changes = modified(before, {**user, "inputs": xs_l, "targets": ys_l, **_states(st)})
         last = self._read_state(out[2] if len(out) == 3 else None, layout, len(state[0]))
         return loss, grads, last, changes
 
@@ -210,3 +210,9 @@ def _takes_varargs(fn) -> bool:
         return any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return False
+
+
+def _states(st) -> dict:
+    """The initial state arrays handed to the user's code, by how it reaches them: ``state``
+    alone, ``state[0]``/``state[1]`` for an (h, c) pair (both are the caller's)."""
+    return {"state": st[0]} if len(st) == 1 else {f"state[{i}]": s for i, s in enumerate(st)}

@@ -165,10 +165,14 @@ class KarpathyAdapter(PythonAdapter):
         states = [s.reshape(-1, 1) if layout.column else s.copy()
                   for s in layout.state_to_user(state)]
         xs_l, ys_l = list(xs), list(ys)
-        before = snapshot({**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})
+        # the initial state is the caller's too (its hprev): a lossFun that writes into it
+        # changes the state the training loop carries on with
+        handed = {"inputs": xs_l, "targets": ys_l,
+                  **dict(zip(self._state_labels(len(states)), states, strict=False))}
+        before = snapshot({**{k: g[k] for k in user}, **handed})
         with _size_globals(g, self.dims.X, H, len(xs)):
             out = self.fn(xs_l, ys_l, *states)
-        changes = modified(before, {**{k: g[k] for k in user}, "inputs": xs_l, "targets": ys_l})
+        changes = modified(before, {**{k: g[k] for k in user}, **handed})  # g[k]: rebound too
         if not isinstance(out, tuple) or len(out) != len(self.order):
             got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
             raise InterfaceError(f"lossFun returned {got}; expected {len(self.order)} values: "
@@ -186,6 +190,15 @@ class KarpathyAdapter(PythonAdapter):
         last = tuple(layout.state_from_user(new_state.get(s), H, f"last {s}") if s in new_state
                      else None for s in self.arch.state_names)
         return loss, canon, last, changes
+
+    def _state_labels(self, n: int) -> list[str]:
+        """lossFun's names of its state arguments (hprev, cprev), after inputs and targets."""
+        import inspect
+        try:
+            names = list(inspect.signature(self.fn).parameters)[2:]
+        except (TypeError, ValueError):
+            names = []
+        return [names[i] if i < len(names) else ("hprev", "cprev")[i % 2] for i in range(n)]
 
     def _dims_for(self, T):
         d = self.dims

@@ -20,7 +20,9 @@ from bpttcheck.adapters.base import (
     NotImplementedByUser,
     PythonAdapter,
     as_float_array,
+    modified,
     n_positional,
+    snapshot,
 )
 from bpttcheck.errors import ErrorKind, InterfaceError
 from bpttcheck.layer_api import BY_NAME, FUNCTIONS, LAYER_API, Unit
@@ -65,9 +67,28 @@ class UnitsAdapter(PythonAdapter):
         """(canonical outputs, whatever _backward needs: the cache, the layer object)."""
         raise NotImplementedError
 
-    def _backward(self, u: Unit, ups: list[np.ndarray], state) -> list[np.ndarray]:
-        """The gradients in u.grads order, canonical layout."""
+    def _backward(self, u: Unit, ups, state) -> list[np.ndarray]:
+        """The gradients in u.grads order, canonical layout; ``ups`` is what _upstream made."""
         raise NotImplementedError
+
+    def _upstream(self, u: Unit, ups: list[np.ndarray]) -> tuple[Any, dict[str, np.ndarray]]:
+        """(what _backward needs, {user's label: upstream gradient array handed to the user's
+        code}): a style that converts the upstream gradients (another layout, float32) does it
+        here, so the arrays watched for in-place writes are the ones the user's code gets."""
+        return ups, dict(zip(u.upstream, ups, strict=False))
+
+    def _cache(self, u: Unit, state) -> dict[str, np.ndarray]:
+        """{label: array} the forward left for the backward (its cache) that the backward may
+        not write into; none where the state is the user's own object (a layer class)."""
+        return {}
+
+    def _is_parameter(self, label: str) -> bool:
+        """Whether a watched forward input is a parameter (Wx, Wh, b), not x or a state."""
+        return label in ("Wx", "Wh", "b")
+
+    def _function_names(self, u: Unit) -> tuple[str, str]:
+        nm = self.names().get(u.name) or {}
+        return nm.get("forward", u.forward), nm.get("backward", u.backward)
 
     # ------------------------------------------------------------------ calls
 
@@ -83,10 +104,22 @@ class UnitsAdapter(PythonAdapter):
                 raise _Failed(kind, str(e), getattr(e, "line", None)) from None
             raise
 
-    def run_unit(self, u: Unit, args: list[np.ndarray], ups: list[np.ndarray]):
-        """(status, message, line, outputs, grads, modified) of forward then backward."""
+    def run_unit(self, u: Unit, args: list[np.ndarray], ups: list[np.ndarray],
+                 spy: Callable[[dict[str, np.ndarray]], None] | None = None):
+        """(status, message, line, outputs, grads, modified) of forward then backward.
+
+        ``modified`` lists every array handed to the user's code that it changed in place:
+        {"function", "argument", "role" ("input", "parameter", "upstream" or "cache"),
+        "change" (the largest change of an entry, None where it is no number)}, and
+        "through": "cache" for a forward's input the backward changed. ``spy``, when
+        given, sees each array as it is handed over, keyed "role:label" (sandbox/writes.py
+        uses it to find the line that writes into one)."""
         prepared, watched = self._watch(u, args)
-        given = {k: np.array(a, copy=True) for k, a in watched.items()}
+        fwd, bwd = self._function_names(u)
+        roles = {k: "parameter" if self._is_parameter(k) else "input" for k in watched}
+        given = snapshot(watched)
+        if spy is not None:
+            spy({f"{roles[k]}:{k}": a for k, a in watched.items()})
         self._note_dtype(list(watched.values()))
         try:
             outs, state = self._forward(u, prepared)
@@ -94,15 +127,30 @@ class UnitsAdapter(PythonAdapter):
             return _status(e), str(e), None, [], [], []
         except _Failed as f:
             return f.status, f.message, f.line, [], [], []
+        outs = [np.array(o, copy=True) for o in outs]  # the cache may hold them: see below
+        by_forward = modified(given, watched)
+        inputs = list(watched.values())
+        up_prepared, up_watched = self._upstream(u, [d.copy() for d in ups])
+        cache = {k: a for k, a in self._cache(u, state).items()
+                 if not any(np.may_share_memory(a, x) for x in inputs)}  # those are inputs
+        up_given, cache_given = snapshot(up_watched), snapshot(cache)
+        if spy is not None:
+            spy({**{f"upstream:{k}": a for k, a in up_watched.items()},
+                 **{f"cache:{k}": a for k, a in cache.items()}})
         try:
-            grads = self._backward(u, [d.copy() for d in ups], state)
+            grads = self._backward(u, up_prepared, state)
         except InterfaceError as e:
             return _status(e), str(e), None, outs, [], []
         except _Failed as f:
             return f.status, f.message, f.line, outs, [], []
         self._note_dtype(grads)
-        changed = [k for k, g in given.items() if watched[k].shape != g.shape
-                   or not np.array_equal(watched[k], g, equal_nan=True)]
+        changed = [_change(fwd, k, roles[k], v) for k, v in by_forward.items()]
+        changed += [{**_change(bwd, k, roles[k], v), "through": "cache"}  # the forward's,
+                    for k, v in modified(given, watched).items()     # reached from the cache
+                    if k not in by_forward]
+        changed += [_change(bwd, k, "upstream", v)
+                    for k, v in modified(up_given, up_watched).items()]
+        changed += [_change(bwd, k, "cache", v) for k, v in modified(cache_given, cache).items()]
         return "ok", "", None, outs, [np.asarray(g) for g in grads], changed
 
     def project(self, u: Unit, args, ups, dirs: list[list[np.ndarray]], offsets):
@@ -136,8 +184,24 @@ class LayersAdapter(UnitsAdapter):
                 partial.append(u.forward if have[0] else u.backward)
         return units, partial
 
+    _parameters: frozenset[str] = frozenset()  # the user's names of Wx, Wh, b
+
     def _watch(self, u, args):
-        return args, dict(zip(u.inputs, args, strict=False))
+        labels = _labels(getattr(self.module, u.forward), u.inputs)
+        self._parameters = frozenset(m for m, c in zip(labels, u.inputs, strict=False)
+                                     if c in ("Wx", "Wh", "b"))
+        return args, dict(zip(labels, args, strict=False))
+
+    def _is_parameter(self, label: str) -> bool:
+        return label in self._parameters
+
+    def _upstream(self, u, ups):
+        fn = getattr(self.module, u.backward)
+        return ups, dict(zip(_labels(fn, u.upstream), ups, strict=False))
+
+    def _cache(self, u, cache):
+        fn = getattr(self.module, u.backward)
+        return arrays_in(cache, _labels(fn, (*u.upstream, "cache"))[-1])
 
     def _forward(self, u: Unit, args: list[np.ndarray]):
         out = self._call(u.forward, getattr(self.module, u.forward), *args)
@@ -184,6 +248,50 @@ def _param_names(fn):
         return inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return {}
+
+
+def _labels(fn, canonical: tuple[str, ...]) -> list[str]:
+    """The user's names of a function's positional arguments, the layer API's where the
+    signature cannot be read or has fewer."""
+    mine = [n for n, p in _param_names(fn).items()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [mine[i] if i < len(mine) else c for i, c in enumerate(canonical)]
+
+
+MAX_CACHE_ARRAYS = 512  # a cache is a few arrays per step: more is no cache of a probe case
+MAX_CACHE_BYTES = 32 << 20
+
+
+def arrays_in(obj, label: str, depth: int = 3) -> dict[str, np.ndarray]:
+    """The numpy arrays inside a cache (nested tuples, lists and dicts of them), each under
+    the expression that reaches it (``cache[2][1]``, ``cache['x']``); an array reached twice
+    keeps its first label."""
+    out: dict[str, np.ndarray] = {}
+    seen: set[int] = set()
+    size = [0]
+
+    def walk(x, name: str, d: int) -> None:
+        if len(out) >= MAX_CACHE_ARRAYS:
+            return
+        if isinstance(x, np.ndarray):
+            if id(x) not in seen and x.dtype != object and size[0] + x.nbytes <= MAX_CACHE_BYTES:
+                seen.add(id(x))
+                size[0] += x.nbytes
+                out[name] = x
+        elif d > 0 and isinstance(x, (tuple, list)) and len(x) <= MAX_CACHE_ARRAYS:
+            for i, v in enumerate(x):
+                walk(v, f"{name}[{i}]", d - 1)
+        elif d > 0 and isinstance(x, dict) and len(x) <= MAX_CACHE_ARRAYS:
+            for k, v in list(x.items()):
+                if isinstance(k, (str, int)):
+                    walk(v, f"{name}[{k!r}]", d - 1)
+
+    walk(obj, label, depth)
+    return out
+
+
+def _change(function: str, argument: str, role: str, change: float | None) -> dict:
+    return {"function": function, "argument": argument, "role": role, "change": change}
 
 
 def _status(e: InterfaceError) -> str:

@@ -223,6 +223,15 @@ BUGS: list[Bug] = [
                'layers': 'dWx = np.zeros_like(Wx)                         # a new array, not Wx itself\n'
                          '# update parameters outside the backward function'},
         planted=False),
+    Bug('grad.inputs-modified', ALL,
+        'The call writes into an array it was given (an upstream gradient, an input, the cache)',
+        fixes={'python': 'dh = dh.copy()   # first line of the function: a copy of its own to write into\n'
+                         '# or write into a new array: dh_t = dprev_h + dh[:, t, :]',
+               'c': '/* the arrays passed in are the caller\'s: write only into your own buffers\n'
+                    '   or the output arrays */',
+               'layers': 'dh = dh.copy()   # first line of {backward}: the caller\'s dh stays as it was\n'
+                         '# or write into a new array: dh_t = dprev_h + dh[:, t, :]'},
+        layer_title='{backward} writes into an array it was given', planted=False),
     Bug('grad.numerical', ALL,
         'Gradients computed numerically, not by a backward pass',
         fixes={'python': '# walk the forward backwards, reusing what the forward stored:\n'

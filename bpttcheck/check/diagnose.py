@@ -70,9 +70,7 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
         if set(f.failing_groups) <= set(f.numerical_groups) and not m.loss_bad:
             return _rank(out)  # the groups that fail are off by finite differences' error
     if f.failed("behaviour.inputs-unchanged"):
-        moved = _params_modified(f, m)
-        if moved:
-            out.append(moved)
+        out += [d for d in (_params_modified(f, m), _inputs_modified(f, m)) if d]
     poisoned = _poisoned(m)
     if poisoned:
         out.append(poisoned)
@@ -240,6 +238,35 @@ def _params_modified(f: Findings, m: Matcher) -> Diagnosis | None:
              ". Other groups fail too: a gradient function that moves the parameters is "
              "wrong whatever else is"))
     return diag("grad.params-modified", 0.97 if clean else 0.7, groups, ev, exact=clean)
+
+
+def _inputs_modified(f: Findings, m: Matcher) -> Diagnosis | None:
+    """The call changed an array it was given that is no parameter: the initial state
+    (hprev), the inputs or targets. The gradients can be right; the caller's state is not."""
+    o = f.observation
+    changed = o.info.get("modified") or {}
+    if not isinstance(changed, dict):
+        changed = dict.fromkeys(changed)
+    params = {o.layout.user_name(k) for k in m.names}
+    others = [n for n in changed if n not in params]
+    if not others:
+        return None
+    entry = m.probe.caps.get("entry") or "your gradient function"
+    parts = [f"{n} (by up to {changed[n]:.3g})" if changed[n] is not None else n
+             for n in others]
+    clean = not (m.failing or m.loss_bad)
+    ev = (f"after one call {entry} had changed arrays it was given that are not parameters: "
+          f"{', '.join(parts)}" + (". Its loss and gradients match the reference; but the "
+                                   "caller's arrays are not what it passed in any more" if clean
+                                   else ". Other groups fail too"))
+    first = others[0]
+    if m.probe.caps.get("language") == "c":
+        fix = (f"/* {first} is the caller's (const in bpttcheck.h): copy it into a buffer of "
+               f"your own, memcpy(buf, {first}, ...), and change that */")
+    else:
+        fix = (f"copy it first: `{first} = {first}.copy()` as the first line of "
+               f"{entry.removeprefix('your ')}, or write into a new array")
+    return diag("grad.inputs-modified", 0.97 if clean else 0.7, [], ev, exact=clean, fix=fix)
 
 
 def _poisoned(m: Matcher) -> Diagnosis | None:

@@ -63,7 +63,37 @@ def diagnose(f: LayerFindings) -> list[Diagnosis]:
         unmatched[run.unit.name] = _unmatched(f, run, left)
         out.append(unmatched[run.unit.name])
     out += _not_run(f, out)
+    out += _modified_in_place(f)
     return sorted(out, key=lambda d: -d.confidence)
+
+
+def _modified_in_place(f: LayerFindings) -> list[Diagnosis]:
+    """A unit that changed arrays it was given: grad.params-modified for its parameters,
+    grad.inputs-modified for the rest (an upstream gradient, an input, the cache). Its
+    gradients may well be right: the harm is to the caller, who uses the arrays afterwards."""
+    out = []
+    for run in f.runs.values():
+        for bid, mods in (("grad.inputs-modified", [m for m in run.modified
+                                                     if m.role != "parameter"]),
+                          ("grad.params-modified", [m for m in run.modified
+                                                     if m.role == "parameter"])):
+            if not mods:
+                continue
+            clean = not run.failed
+            ev = ("; ".join(m.sentence() for m in mods) + "."
+                  + (f" The gradients it returned match the reference, so the computation is "
+                     f"right; but whoever calls {mods[0].function} and uses "
+                     f"{mods[0].argument} afterwards (a gradient check comparing it with "
+                     f"numerical gradients, a second backward pass) sees other values"
+                     if clean else " Its gradients fail too: fix those as well"))
+            nm = f.of(run.unit.name)
+            d = _layer_diag(bid, 0.97 if clean else 0.7, run.unit.name, ev,
+                            fix=mods[0].fix(), unit=_unit_label(f, run.unit.name),
+                            backward=mods[0].function, forward=nm.forward)
+            d.exact = clean
+            d.location = next((loc for m in mods if (loc := m.location()) is not None), None)
+            out.append(d)
+    return out
 
 
 def _not_run(f: LayerFindings, out: list[Diagnosis]) -> list[Diagnosis]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bpttcheck.check import inplace
+from bpttcheck.check.inplace import Modified
 from bpttcheck.check.numerics import (
     Comparison,
     arithmetic_dtype,
@@ -23,9 +25,10 @@ from bpttcheck.check.numerics import (
     oracle_rtol,
 )
 from bpttcheck.check.recorder import Recorder, fd_result, group_result, spec_tolerance
+from bpttcheck.errors import UserCodeError
 from bpttcheck.layer_api import BLOCKS, BY_NAME, Unit
 from bpttcheck.oracle import layers as ref_layers
-from bpttcheck.result import Report
+from bpttcheck.result import CheckResult, Report
 
 N, T, D, H = 3, 4, 5, 6  # all different: a sum over the wrong axis gives the wrong shape
 
@@ -49,6 +52,7 @@ class UnitRun:
     rtol: float
     dtype: str
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # group -> vs reference
+    modified: list[Modified] = field(default_factory=list)  # arrays it changed in place
     matches: list | None = None  # known bugs that reproduce the user's gradients (cached)
 
 
@@ -147,6 +151,7 @@ class LayerChecker:
         self.findings = LayerFindings(self.units, {},
                                       names={u.name: names_of(u, extra) for u in self.units})
         self.styled = bool(extra.get("names"))  # the user's names differ from the layer API's
+        self.inplace_checks: dict[str, CheckResult] = {}  # unit -> its inputs-unchanged check
 
     def expected_checks(self) -> list[str]:
         """The checks of every unit the file defines, when nothing stops the run (the scored
@@ -184,6 +189,8 @@ class LayerChecker:
             if f.runs.get(u.name) is None:
                 fams[u.family] = "fail"
         r.parts = fams
+        if self.opts.diagnose:
+            self._where_written()
         f.failed_checks = self.rec.failed_checks()
         f.not_run = {c.name: c.message for c in r.checks if c.status == "fail"
                      and c.name.startswith(("implemented.", "runs."))}
@@ -224,13 +231,27 @@ class LayerChecker:
             self.findings.runs[u.name] = run
             for name, g, rg in zip(u.grads, grads, ref_grads, strict=False):
                 self._group(run, name, g, rg)
-            changed = hdr.get("modified") or []
-            rec.add(f"behaviour.{u.name}.inputs-unchanged", not changed,
-                    "the functions left their inputs as they were" if not changed else
-                    f"{nm.forward}/{nm.backward} modified {', '.join(changed)} in place; copy "
-                    f"before modifying")
+            run.modified = inplace.parse(hdr.get("modified"), nm.forward, nm.backward)
+            self.inplace_checks[u.name] = rec.add(f"behaviour.{u.name}.inputs-unchanged",
+                                                  not run.modified,
+                                                  inplace.message(run.modified))
         with rec.shared():
             self._fd(run)
+
+    def _where_written(self) -> None:
+        """The line that writes into each array a unit changed in place: one more call of the
+        unit, watched (sandbox/writes.py), after every unit is checked, so that a call that
+        fails here costs the line and nothing else."""
+        for name, run in self.findings.runs.items():
+            if not run.modified:
+                continue
+            try:
+                writes = self.w.layer_writes(name, run.case.args, run.case.ups,
+                                             [m.key for m in run.modified])
+            except UserCodeError:
+                return  # the worker is gone: the checks stand without their lines
+            inplace.add_writes(run.modified, writes)
+            self.inplace_checks[name].message = inplace.message(run.modified)
 
     def _group(self, run: UnitRun, name: str, g: np.ndarray, rg: np.ndarray) -> None:
         u, gname, nm = run.unit, f"{run.unit.name}.{name}", self.findings.of(run.unit.name)

@@ -71,7 +71,8 @@ _WHAT = {"load": "loading your module", "inspect": "inspecting your module",
          "trace": "one call of your code, its lines recorded",
          "layer_trace": "one call of your code, its lines recorded",
          "line_values": "one call of your code, with rewrites of one line tried",
-         "layer_line_values": "one call of your code, with rewrites of one line tried"}
+         "layer_line_values": "one call of your code, with rewrites of one line tried",
+         "layer_writes": "one call of your code, watched for writes into its arguments"}
 
 _BATCH = {"losses": "finite differences of your loss",
           "layer_project": "finite differences of your forward"}
@@ -95,6 +96,7 @@ _OK_FIELDS: dict[str, dict[str, tuple]] = {
     "layer_trace": {"records": _LIST, "truncated": (int,)},
     "line_values": {"values": _LIST},
     "layer_line_values": {"values": _LIST},
+    "layer_writes": {"writes": _LIST},
 }
 _OK_ARRAYS = {"losses": "losses", "layer_project": "values"}
 _ERROR_FIELDS = {"kind": _STR, "message": _STR, "line": _OPT_STR, "traceback": _STR,
@@ -471,6 +473,16 @@ class WorkerSession:
         outs = [arrs[f"O{i}"] for i in range(len(arrs)) if f"O{i}" in arrs]
         grads = [arrs[f"G{i}"] for i in range(len(arrs)) if f"G{i}" in arrs]
         return hdr, outs, grads
+
+    def layer_writes(self, unit: str, args: list, ups: list, keys: list[str]) -> list:
+        """Layer style: the line of the user's code that first writes into each array of
+        ``keys`` ("role:label", as the layer_run reply's ``modified`` names them):
+        [[key, file, line, source, function, local name or None, step or None], ...]."""
+        arrays = {f"A{i}": a for i, a in enumerate(args)}
+        arrays.update({f"U{i}": a for i, a in enumerate(ups)})
+        hdr, _ = self.request({"op": "layer_writes", "unit": unit, "keys": keys}, arrays,
+                              self.limits.call_timeout * 4)  # traced: slower than a call
+        return hdr["writes"]
 
     def _one_call(self, header: dict, arrays: dict):
         """A request for one call of the user's code, timed: these round trips are what one

@@ -331,6 +331,8 @@ def serve(w: Worker, rf, wf) -> None:
                 reply, out_arrays = _line_values_op(w, hdr, arrs, timeout)
             elif op == "layer_line_values":
                 reply, out_arrays = _layer_line_values_op(w, hdr, arrs, timeout)
+            elif op == "layer_writes":
+                reply, out_arrays = _layer_writes_op(w, hdr, arrs, timeout)
             else:
                 reply = {"ok": False, "kind": ErrorKind.INTERNAL, "message": f"unknown op {op}"}
         except UserFailure as f:
@@ -414,6 +416,33 @@ def _layer_line_values_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
     _, values = run_probed(w.adapter.run_unit, w._is_user, w._orig, Where(*hdr["where"]),
                            list(hdr["statements"]), u, args, ups)
     return _values_reply(values)
+
+
+def _layer_writes_op(w: Worker, hdr: dict, arrs: dict, timeout: float):
+    """Layer style: one unit's forward and backward again, with the arrays it modified
+    watched, for the line that writes into each (sandbox/writes.py)."""
+    from bpttcheck.layer_api import BY_NAME
+    from bpttcheck.sandbox.writes import find_writes
+
+    u = BY_NAME[hdr["unit"]]
+    args = [arrs[f"A{i}"] for i in range(len(u.inputs))]
+    ups = [arrs[f"U{i}"] for i in range(len(u.outputs))]
+    if not _takes_spy(w.adapter.run_unit):  # a plugin's unit adapter: no lines, no error
+        return {"ok": True, "writes": []}, {}
+    w.adapter.timeout = timeout
+    w.evaluations += 1
+    found = find_writes(w.adapter.run_unit, w._is_user, w._orig,
+                        {k for k in hdr["keys"] if isinstance(k, str)}, u, args, ups)
+    return {"ok": True, "writes": [[x.key, x.file, x.line, x.text, x.function, x.name, x.step]
+                                   for x in found]}, {}
+
+
+def _takes_spy(run_unit) -> bool:
+    import inspect
+    try:
+        return "spy" in inspect.signature(run_unit).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _values_reply(values: list):
