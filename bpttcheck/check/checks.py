@@ -34,8 +34,8 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
         rec.note("model.perturbed", f"Your forward is the standard {probe.arch.name}, perturbed",
                  perturbation.note(o, f.perturbation, probe.arch.name, f.perturbation_strict,
                                    "grad_rtol" in f.tolerances))
-        if not f.perturbation_strict:  # the perturbation is accepted up to its limit
-            own = perturbation.LIMIT
+        if perturbation.visible(o, f.perturbation) and not f.perturbation_strict:
+            own = perturbation.LIMIT  # accepted up to the limit of a perturbation
     rtol = spec_tolerance(rec, f.tolerances, "loss_rtol", own, f.dtype)
     r.tolerances["loss_rtol"] = rtol
     r.loss = {"user": o.loss, "reference": o.ref.loss}
@@ -45,7 +45,10 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
     message = (f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
                f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance "
                f"{rtol * max(abs(o.ref.loss), 1):.1e})")
-    if f.nonstandard:  # not a failure: the model is the user's own (sequence.py)
+    if f.forward_standard:  # a perturbation too small to measure (perturbation.unmeasured)
+        rec.note("model.perturbed", "Your gradients were checked against your own loss",
+                 f.nonstandard or "")
+    elif f.nonstandard:  # not a failure: the model is the user's own (sequence.py)
         rec.note("model.nonstandard", "Checked against your own loss", f.nonstandard)
         rec.add("forward.loss", False, message + "; not judged: not the standard model"
                 ).status = "skip"
@@ -522,8 +525,10 @@ def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
             max_abs_error=dc.error, max_rel_error=rel, worst_index=[],
             worst_user=dc.analytic, worst_ref=dc.numeric, tolerance=dc.tolerance,
             scale=abs(dc.numeric), n_bad=0 if dc.passed else 1, n=1, fd=fd))
-        rec.add(f"grad.{k}", False, f"d{shown}: not compared with the standard model (your "
-                f"forward differs from it); fd.{k} judges this group").status = "skip"
+        why = ("a perturbation of your forward too small to measure could explain its "
+               "difference from it" if f.forward_standard else "your forward differs from it")
+        rec.add(f"grad.{k}", False, f"d{shown}: not compared with the standard model ({why}); "
+                f"fd.{k} judges this group").status = "skip"
         rec.add(f"fd.{k}", dc.passed, message)
 
 

@@ -52,6 +52,9 @@ class Findings:
     # so the forward checks keep the dtype's tolerance
     perturbation: float = 0.0
     perturbation_strict: bool = False
+    # ``nonstandard`` is set although the forward matched: a perturbation of the forward too
+    # small for what it returns to measure (perturbation.unmeasured); the forward is judged
+    forward_standard: bool = False
     # truncated BPTT recognised (checks._recognise_truncation): its depth, the groups it changes
     truncated: int | None = None
     truncated_groups: list[str] = field(default_factory=list)

@@ -1,20 +1,29 @@
 """A forward that is the standard model, perturbed: a small constant added inside a
 nonlinearity, a softmax or a log (``sigmoid(x + 1e-12)``, ``np.log(p + 1e-8)``), a probability
 clipped away from 0. Such code is right: its gradients are the derivative of the loss it
-computes. But that loss and its states differ from the reference's by more than float64
-round-off, so judged at float64's tolerance every forward check and every group fails, by
-1e-11, and no bug explains it.
+computes. But that loss, its states and its gradients differ from the reference's by more
+than float64 round-off, so judged at float64's tolerance the forward checks and every group
+fail, by 1e-11, and no bug explains it.
 
-The perturbation is measured, not assumed: the largest relative difference between the user's
-forward (loss, returned last states) and the reference's at the same case. When it is more than
-the dtype's round-off and at most float32's unit round-off (``LIMIT``), the forward is taken as
-the standard model perturbed, and every comparison with the reference follows the measure:
+The perturbation is measured, not assumed: ``forward_gap``, the largest relative difference
+between the user's forward (the loss, the returned last states) and the reference's at the
+same case. It is taken as a perturbation of the standard model when the code computes in
+float64, the gap is at most float32's unit round-off (``LIMIT``), and either
 
-- the forward checks accept a difference up to ``LIMIT`` (a spec's ``model = "standard"``
-  keeps the dtype's tolerance: the epsilon is then a forward the assignment does not allow);
+- the gap is more than float64 round-off allows (the forward checks fail at the dtype's
+  tolerance), or
+- the gap is within it, but the gradients differ from the reference by more than round-off
+  and no more than the gap explains (a gradient reacts more to a perturbation than the loss
+  does: a forward off by 1.5e-13 leaves gradients off by 7e-13, over float64's 1.9e-13).
+
+Every comparison with the reference then follows the measure:
+
+- a forward whose gap the checks see is accepted up to ``LIMIT`` (a spec's
+  ``model = "standard"`` keeps the dtype's tolerance: the epsilon is a forward the assignment
+  does not allow);
 - the gradients are judged against the reference with ``oracle_rtol``'s round-off model, the
-  measured perturbation taking the place of the arithmetic's unit round-off (a forward off by
-  a relative ``unit`` in its values reaches the gradients the way round-off of that size does);
+  measured gap taking the place of the arithmetic's unit round-off (a forward off by a relative
+  ``unit`` in its values reaches the gradients the way round-off of that size does);
 - diagnosis plants bugs in the same reference with the same widened tolerance, so a bug is
   still named and located.
 
@@ -32,7 +41,7 @@ import math
 import numpy as np
 
 from bpttcheck.check.findings import Observation
-from bpttcheck.check.numerics import arithmetic_dtype, needed_rtol, oracle_rtol
+from bpttcheck.check.numerics import arithmetic_dtype, eps_of, needed_rtol, oracle_rtol
 from bpttcheck.check.probe import loss_rtol
 
 LIMIT = float(np.finfo(np.float32).eps)  # the largest relative perturbation of the forward
@@ -50,16 +59,32 @@ def forward_gap(o: Observation) -> float:
     return gap
 
 
+def visible(o: Observation, unit: float) -> bool:
+    """Whether the forward checks see the perturbation at the dtype's tolerance."""
+    return unit > loss_rtol(o.dtype, o.case)
+
+
 def measure(o: Observation) -> float:
-    """The perturbation of the forward (0.0: none to allow for): its gap when the code computes
-    in float64, the gap is more than float64 round-off (the forward checks fail at the dtype's
-    tolerance) and at most ``LIMIT``. Float32 arithmetic already has tolerances this wide."""
+    """The forward's perturbation, to be allowed for (0.0: none): see the module's rules."""
     if arithmetic_dtype(o.dtype) != np.float64:
-        return 0.0
+        return 0.0  # float32 arithmetic already has tolerances this wide
     gap = forward_gap(o)
-    if gap <= loss_rtol(o.dtype, o.case) or gap > LIMIT:
+    if not gap <= LIMIT:
         return 0.0
-    return gap
+    if visible(o, gap):
+        return gap
+    if gap <= eps_of(o.dtype):
+        return 0.0  # nothing measured: round-off's unit stands
+    worst = _gradient_gap(o)
+    return gap if grad_rtol(o, 0.0) < worst <= grad_rtol(o, gap) else 0.0
+
+
+def _gradient_gap(o: Observation) -> float:
+    """The smallest rtol at which every group would pass against the reference."""
+    if any(k not in o.grads for k in o.ref.grads):
+        return math.inf
+    return max((needed_rtol(o.grads[k], o.ref.grads[k], o.ref.magnitude[k])
+                for k in o.ref.grads), default=0.0)
 
 
 def grad_rtol(o: Observation, unit: float) -> float:
@@ -69,26 +94,56 @@ def grad_rtol(o: Observation, unit: float) -> float:
 
 
 def note(o: Observation, unit: float, arch_name: str, strict: bool, spec_grad: bool) -> str:
-    """The model.perturbed note: the measure, the tolerances it gave, and why."""
-    d = o.case.dims
-    plain = oracle_rtol(o.dtype, d.T, d.H + d.X + d.Y)
-    widened = grad_rtol(o, unit)
-    said = ("the loss" if all(s is None for s in o.state)
-            else "the loss and the last state")
+    """The model.perturbed note: what was measured, the tolerances it gave, and why."""
+    plain, widened = grad_rtol(o, 0.0), grad_rtol(o, unit)
+    said = "the loss" if all(s is None for s in o.state) else "the loss and the last state"
     text = (f"your forward differs from the standard {arch_name}'s by {unit:.2g} (relative, "
             f"the largest over {said}; your loss {o.loss:.15g}, the standard model's "
-            f"{o.ref.loss:.15g}): more than float64 round-off allows ({plain:.1e}), less than "
-            f"a float32 computation of the same model would ({LIMIT:.1e}). A small constant "
-            f"added inside a nonlinearity, a softmax or a log (x + 1e-12, log(p + 1e-8)), or a "
-            f"clipped probability, does this; it is no bug. ")
-    if strict:
+            f"{o.ref.loss:.15g}). ")
+    if visible(o, unit):
+        text += (f"That is more than float64 round-off allows ({plain:.1e}) and less than a "
+                 f"float32 computation of the same model would ({LIMIT:.1e}): a small constant "
+                 f"added inside a nonlinearity, a softmax or a log (x + 1e-12, log(p + 1e-8)), "
+                 f"or a clipped probability, does this; it is no bug. ")
         text += ("The assignment demands the standard model (model = \"standard\"), so the "
-                 "forward checks keep float64's tolerance and fail: remove the constant. ")
+                 "forward checks keep float64's tolerance and fail: remove the constant. "
+                 if strict else
+                 f"Your forward was accepted as the standard model within {LIMIT:.1e}. ")
     else:
-        text += (f"Your forward was accepted as the standard model within {LIMIT:.1e}. ")
+        text += (f"That is within float64 round-off of it ({plain:.1e}), but your gradients "
+                 f"differ from the standard model's by {_gradient_gap(o):.2g}, more than "
+                 f"round-off and no more than a forward off by {unit:.2g} makes them: a small "
+                 f"constant inside a nonlinearity (x + 1e-12) does this; it is no bug. ")
     text += (f"Your gradients were checked against the standard model's with the tolerance "
-             f"widened by the same measure: grad_rtol {widened:.1e} (float64's round-off model "
-             f"with {unit:.2g} in place of float64's unit round-off) instead of {plain:.1e}")
+             f"widened by the measured difference: grad_rtol {widened:.1e} (float64's "
+             f"round-off model with {unit:.2g} in place of float64's unit round-off) instead "
+             f"of {plain:.1e}")
     if spec_grad:
         text += ", except where the spec's [tolerances] grad_rtol replaces it"
-    return text + "; finite differences of your own loss check them too."
+    return text + "; finite differences of your own loss check them as well."
+
+
+def unmeasured(o: Observation) -> str | None:
+    """Why each group is judged against finite differences of the user's own loss instead,
+    when the forward cannot be measured well enough (None otherwise): no last state is
+    returned, the loss matches the reference to float64 precision (a sum over time steps can
+    hide a perturbation 1000 x its own gap), and the gradients differ from the reference by
+    more than round-off but no more than a perturbation up to ``LIMIT`` can make them, far less
+    than a bug does. Nothing measured can widen the reference's tolerance then."""
+    if arithmetic_dtype(o.dtype) != np.float64 or all(s is not None for s in o.state):
+        return None
+    if forward_gap(o) > loss_rtol(o.dtype, o.case):
+        return None  # the forward itself differs: the forward checks say so
+    plain, widest = grad_rtol(o, 0.0), grad_rtol(o, LIMIT)
+    worst = _gradient_gap(o)
+    if not plain < worst <= widest:
+        return None
+    return (f"your gradients differ from the standard model's by up to {worst:.2g} (relative): "
+            f"more than float64 round-off allows ({plain:.1e}), no more than a forward "
+            f"perturbed by up to {LIMIT:.1e} (an epsilon inside a nonlinearity, "
+            f"sigmoid(x + 1e-12)) can make them ({widest:.1e}), and far less than a bug does. "
+            f"Your loss equals the standard model's to float64 precision and your function "
+            f"returns no last state, so a perturbation of your forward could not be measured: "
+            f"each group was judged against finite differences of your own loss instead. "
+            f"Return the last state to have your forward measured and your gradients checked "
+            f"against the standard model")

@@ -63,14 +63,20 @@ class SequenceChecker:
             with rec.timed("first_call"):
                 obs = self.first_observation(case, layouts)
             self.note_model(obs.layout)
+            unseen = None
             if not self.nonstandard and not self.probe.perturbation:
-                # the loss matched; a returned last state can still show the perturbation
+                # the loss matched; a returned last state, or the gradients, can still show
+                # a perturbation of the forward
                 self.probe.perturbation = perturbation.measure(obs)
+                if not self.probe.perturbation:
+                    unseen = perturbation.unmeasured(obs)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
-                             nonstandard=self.nonstandard, tolerances=dict(opts.tolerances),
+                             nonstandard=self.nonstandard or unseen,
+                             tolerances=dict(opts.tolerances),
                              perturbation=self.probe.perturbation,
-                             perturbation_strict=opts.require_standard)
+                             perturbation_strict=opts.require_standard,
+                             forward_standard=unseen is not None)
                 # the judged precision; "float64/float32" (computed in float64, returned as
                 # float32) is reported as its arithmetic
                 r.dtype, r.reduction = f.dtype.split("/")[0], obs.reduction
@@ -219,6 +225,12 @@ class SequenceChecker:
             self.probe.variant = frozenset({variant}) if variant else frozenset()
             for i, lay, result, _ in tried:
                 obs = self.probe.judge(case, lay, result)
+                if not perturbation.measure(obs):
+                    # a loss off the reference has its reduction read off the gradients,
+                    # which a bug can mislead: the perturbation may be the other one's
+                    other = "sum" if obs.reduction == "mean" else "mean"
+                    obs = replace(obs, reduction=other,
+                                  ref=self.probe.reference(case, obs.dtype, other))
                 unit = perturbation.measure(obs)
                 if unit:
                     self.probe.perturbation = unit
