@@ -274,3 +274,41 @@ def test_a_bug_under_a_spec_demanding_the_standard_model_is_still_named(tmp_path
     r = check(write(tmp_path, buggy), Options(require_standard=True))
     assert r.verdict == "fail" and "grad.Whh" in failed(r)
     assert r.diagnoses[0].id == "rnn.dwhh-uses-current-h"
+
+
+# ------------------------------------------------------------------ the layer style
+
+LAYERS = (REF.parent / "layers" / "rnn_layers.py").read_text()
+LAYERS_EPS = edit(LAYERS, ("next_h = np.tanh(z)", "next_h = np.tanh(z + 1e-12)"),
+                  ("g = np.tanh(a[:, 3 * H:4 * H])", "g = np.tanh(a[:, 3 * H:4 * H] + 1e-12)"))
+
+
+@pytest.mark.slow
+def test_correct_layers_with_epsilons_pass_and_say_so(tmp_path):
+    plain = check(str(REF.parent / "layers" / "rnn_layers.py"), Options())
+    r = check(write(tmp_path, LAYERS_EPS), Options())
+    assert r.verdict == "pass", failed(r)
+    titles = {n.title for n in r.notes if n.id == "model.perturbed"}
+    assert {"rnn_step_forward: the textbook forward, perturbed",
+            "lstm_step_forward: the textbook forward, perturbed"} <= titles
+    for unit in ("rnn_step", "lstm_step"):
+        key = f"{unit}.grad_rtol"
+        assert plain.tolerances[key] < r.tolerances[key] <= 1e-6
+
+
+@pytest.mark.slow
+def test_a_layer_bug_with_an_epsilon_is_named_and_located(tmp_path):
+    buggy = edit(LAYERS_EPS, ("dz = dnext_h * (1.0 - next_h ** 2)", "dz = dnext_h"))
+    r = check(write(tmp_path, buggy), Options())
+    assert r.verdict == "fail"
+    assert r.diagnoses[0].id == "rnn.tanh-derivative-missing"
+    assert r.diagnoses[0].location.line == line_of(buggy, "dz = dnext_h")
+
+
+@pytest.mark.slow
+def test_a_spec_demanding_the_standard_model_fails_an_epsilon_in_a_layer(tmp_path):
+    r = check(write(tmp_path, LAYERS_EPS), Options(require_standard=True))
+    assert r.verdict == "fail"
+    assert set(failed(r)) == {"forward.rnn_step.next_h", "forward.rnn.h",
+                              "forward.lstm_step.next_h", "forward.lstm_step.next_c",
+                              "forward.lstm.h"}

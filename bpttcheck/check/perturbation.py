@@ -37,6 +37,7 @@ own, judged by its own loss. Below it, the widened tolerance is never wider than
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,19 +65,27 @@ def visible(o: Observation, unit: float) -> bool:
     return unit > loss_rtol(o.dtype, o.case)
 
 
-def measure(o: Observation) -> float:
-    """The forward's perturbation, to be allowed for (0.0: none): see the module's rules."""
-    if arithmetic_dtype(o.dtype) != np.float64:
+def rule(dtype: str, gap: float, forward_tol: float, gradient_gap: float,
+         rtol_for: Callable[[float], float]) -> float:
+    """The module's rule, for any style: the forward's ``gap`` (and the gradients',
+    ``gradient_gap``, both in compare's terms), the forward checks' tolerance, and the
+    gradients' tolerance for a unit error (``rtol_for(0.0)``: the dtype's) -> the perturbation
+    to allow for, 0.0 for none."""
+    if arithmetic_dtype(dtype) != np.float64:
         return 0.0  # float32 arithmetic already has tolerances this wide
-    gap = forward_gap(o)
     if not gap <= LIMIT:
         return 0.0
-    if visible(o, gap):
+    if gap > forward_tol:
         return gap
-    if gap <= eps_of(o.dtype):
+    if gap <= eps_of(dtype):
         return 0.0  # nothing measured: round-off's unit stands
-    worst = _gradient_gap(o)
-    return gap if grad_rtol(o, 0.0) < worst <= grad_rtol(o, gap) else 0.0
+    return gap if rtol_for(0.0) < gradient_gap <= rtol_for(gap) else 0.0
+
+
+def measure(o: Observation) -> float:
+    """The forward's perturbation, to be allowed for (0.0: none): see the module's rules."""
+    return rule(o.dtype, forward_gap(o), loss_rtol(o.dtype, o.case), _gradient_gap(o),
+                lambda unit: grad_rtol(o, unit))
 
 
 def _gradient_gap(o: Observation) -> float:
@@ -87,6 +96,11 @@ def _gradient_gap(o: Observation) -> float:
                 for k in o.ref.grads), default=0.0)
 
 
+def largest_gap(users, refs) -> float:
+    """The smallest rtol at which every array of ``users`` would pass against ``refs``."""
+    return max((needed_rtol(u, r) for u, r in zip(users, refs, strict=True)), default=0.0)
+
+
 def grad_rtol(o: Observation, unit: float) -> float:
     """The gradients' tolerance for a forward perturbed by ``unit``."""
     d = o.case.dims
@@ -94,13 +108,19 @@ def grad_rtol(o: Observation, unit: float) -> float:
 
 
 def note(o: Observation, unit: float, arch_name: str, strict: bool, spec_grad: bool) -> str:
-    """The model.perturbed note: what was measured, the tolerances it gave, and why."""
-    plain, widened = grad_rtol(o, 0.0), grad_rtol(o, unit)
+    """The model.perturbed note of sequence code."""
     said = "the loss" if all(s is None for s in o.state) else "the loss and the last state"
-    text = (f"your forward differs from the standard {arch_name}'s by {unit:.2g} (relative, "
-            f"the largest over {said}; your loss {o.loss:.15g}, the standard model's "
-            f"{o.ref.loss:.15g}). ")
-    if visible(o, unit):
+    return describe(f"your forward differs from the standard {arch_name}'s by {unit:.2g} "
+                    f"(relative, the largest over {said}; your loss {o.loss:.15g}, the standard "
+                    f"model's {o.ref.loss:.15g})", unit, visible(o, unit), strict,
+                    grad_rtol(o, 0.0), grad_rtol(o, unit), _gradient_gap(o), spec_grad)
+
+
+def describe(measured: str, unit: float, seen: bool, strict: bool, plain: float,
+             widened: float, gradient_gap: float, spec_grad: bool) -> str:
+    """The model.perturbed note: what was measured, the tolerances it gave, and why."""
+    text = measured + ". "
+    if seen:
         text += (f"That is more than float64 round-off allows ({plain:.1e}) and less than a "
                  f"float32 computation of the same model would ({LIMIT:.1e}): a small constant "
                  f"added inside a nonlinearity, a softmax or a log (x + 1e-12, log(p + 1e-8)), "
@@ -111,8 +131,8 @@ def note(o: Observation, unit: float, arch_name: str, strict: bool, spec_grad: b
                  f"Your forward was accepted as the standard model within {LIMIT:.1e}. ")
     else:
         text += (f"That is within float64 round-off of it ({plain:.1e}), but your gradients "
-                 f"differ from the standard model's by {_gradient_gap(o):.2g}, more than "
-                 f"round-off and no more than a forward off by {unit:.2g} makes them: a small "
+                 f"differ from the standard model's by {gradient_gap:.2g}, more than round-off "
+                 f"and within the tolerance a forward off by {unit:.2g} earns: a small "
                  f"constant inside a nonlinearity (x + 1e-12) does this; it is no bug. ")
     text += (f"Your gradients were checked against the standard model's with the tolerance "
              f"widened by the measured difference: grad_rtol {widened:.1e} (float64's "
