@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bpttcheck.check import perturbation
 from bpttcheck.check.cases import Case, make_case, random_direction
 from bpttcheck.check.findings import Findings
 from bpttcheck.check.model import facts_of
@@ -28,7 +29,14 @@ SMALL_MODEL = 5000  # parameters: below this every group gets its own finite-dif
 
 def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
     o, r = f.observation, rec.report
-    rtol = spec_tolerance(rec, f.tolerances, "loss_rtol", loss_rtol(f.dtype, o.case), f.dtype)
+    own = loss_rtol(f.dtype, o.case)
+    if f.perturbation:
+        rec.note("model.perturbed", f"Your forward is the standard {probe.arch.name}, perturbed",
+                 perturbation.note(o, f.perturbation, probe.arch.name, f.perturbation_strict,
+                                   "grad_rtol" in f.tolerances))
+        if perturbation.visible(o, f.perturbation) and not f.perturbation_strict:
+            own = perturbation.LIMIT  # accepted up to the limit of a perturbation
+    rtol = spec_tolerance(rec, f.tolerances, "loss_rtol", own, f.dtype)
     r.tolerances["loss_rtol"] = rtol
     r.loss = {"user": o.loss, "reference": o.ref.loss}
     if o.reduction == "mean":
@@ -37,12 +45,18 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
     message = (f"loss {o.loss:.10g}, reference {o.ref.loss:.10g} "
                f"(|diff| {abs(o.loss - o.ref.loss):.2e}, tolerance "
                f"{rtol * max(abs(o.ref.loss), 1):.1e})")
-    if f.nonstandard:  # not a failure: the model is the user's own (sequence.py)
+    if f.forward_standard:  # a perturbation too small to measure (perturbation.unmeasured)
+        rec.note("model.perturbed", "Your gradients were checked against your own loss",
+                 f.nonstandard or "")
+    elif f.nonstandard:  # not a failure: the model is the user's own (sequence.py)
         rec.note("model.nonstandard", "Checked against your own loss", f.nonstandard)
         rec.add("forward.loss", False, message + "; not judged: not the standard model"
                 ).status = "skip"
         return
-    rec.add("forward.loss", ok, message)
+    why = (f"; your forward is the standard model perturbed by {f.perturbation:.2g}, which "
+           f"the assignment's model = \"standard\" does not accept (note model.perturbed)"
+           if f.perturbation and f.perturbation_strict else "")
+    rec.add("forward.loss", ok, message + ("" if ok else why))
     if all(s is None for s in o.state):
         rec.note("forward.no-state", "No last state returned",
                  "your function returned no last hidden state, so it was not checked; "
@@ -55,12 +69,12 @@ def check_forward(rec: Recorder, probe: Probe, f: Findings) -> None:
         cmp = compare(user, ref, rtol)
         rec.add(f"forward.last_{name}", cmp.passed,
                 f"last {name}: max abs error {cmp.max_abs_error:.2e} "
-                f"(tolerance {cmp.tolerance:.1e})")
+                f"(tolerance {cmp.tolerance:.1e})" + ("" if cmp.passed else why))
 
 
 def _gradients_match(probe: Probe, f: Findings) -> bool:
     o, d = f.observation, f.observation.case.dims
-    rtol = oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y)
+    rtol = oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y, f.perturbation)
     return all(compare(o.grads[k], o.ref.grads[k], rtol).passed for k in probe.arch.param_names
                if k in o.grads)
 
@@ -86,7 +100,7 @@ def check_groups(rec: Recorder, probe: Probe, f: Findings, allow_truncated: bool
     o, r = f.observation, rec.report
     d = o.case.dims
     rtol = spec_tolerance(rec, f.tolerances, "grad_rtol",
-                          oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y), f.dtype)
+                          oracle_rtol(f.dtype, d.T, d.H + d.X + d.Y, f.perturbation), f.dtype)
     r.tolerances["grad_rtol"] = rtol
     if f.nonstandard:  # no reference to compare with: check_fd judges every group
         return
@@ -396,11 +410,14 @@ def _logit_parts(case: Case, ref) -> tuple[float, float] | None:
 
 def per_group_fd(f: Findings) -> bool:
     """Whether each group gets a finite-difference direction of its own: on small models, on
-    failing ones (evidence next to the reference's verdict) and on a model of the user's own
-    (where they are the verdict)."""
+    failing ones (evidence next to the reference's verdict), on a model of the user's own
+    (where they are the verdict) and on a perturbed forward (check/perturbation.py: the
+    assumption-free check beside a tolerance widened by a model of how the perturbation
+    reaches the gradients)."""
     o = f.unclipped or f.observation
     n_params = sum(v.size for v in o.case.params.values())
-    return n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+    return (n_params <= SMALL_MODEL or bool(f.failing_groups) or bool(f.nonstandard)
+            or bool(f.perturbation))
 
 
 def fd_calls(probe: Probe, f: Findings) -> int:
@@ -508,8 +525,10 @@ def _groups_from_fd(rec: Recorder, o, f: Findings, checks: dict) -> None:
             max_abs_error=dc.error, max_rel_error=rel, worst_index=[],
             worst_user=dc.analytic, worst_ref=dc.numeric, tolerance=dc.tolerance,
             scale=abs(dc.numeric), n_bad=0 if dc.passed else 1, n=1, fd=fd))
-        rec.add(f"grad.{k}", False, f"d{shown}: not compared with the standard model (your "
-                f"forward differs from it); fd.{k} judges this group").status = "skip"
+        why = ("a perturbation of your forward too small to measure could explain its "
+               "difference from it" if f.forward_standard else "your forward differs from it")
+        rec.add(f"grad.{k}", False, f"d{shown}: not compared with the standard model ({why}); "
+                f"fd.{k} judges this group").status = "skip"
         rec.add(f"fd.{k}", dc.passed, message)
 
 

@@ -16,6 +16,7 @@ from bpttcheck.check import catalogue, gate_order
 from bpttcheck.check.findings import Findings
 from bpttcheck.check.localise import localise
 from bpttcheck.check.matching import Matcher, diag, same_values
+from bpttcheck.check.numerics import arithmetic_dtype
 from bpttcheck.check.probe import Probe
 from bpttcheck.layout import Layout
 from bpttcheck.result import Diagnosis
@@ -105,11 +106,43 @@ def _diagnose(probe: Probe, f: Findings) -> list[Diagnosis]:
             exact, worst, changed = m.explains(o, pair)
             if exact and changed:
                 scored.append((pair, worst, changed))
+    unseen = None
+    if not (scored or overwritten):
+        unseen = _unmeasured(probe, f, m)
+        if unseen is not None:  # matched again, allowing a perturbation it cannot measure
+            scored = [(bug, worst, changed) for bug in [[b] for b in singles]
+                      if unseen.possible(bug) and unseen.exact(o, bug)
+                      for exact, worst, changed in [unseen.explains(o, bug)]
+                      if exact and changed]
+            if scored:
+                m = unseen
     for bugs, worst, changed in scored[:4]:
         out += _planted(m, bugs, worst, changed)
+        if unseen is not None:
+            out[-1].evidence += (
+                f". Your function returns no last state and your loss equals the standard "
+                f"model's to float64 precision, so a perturbation of your forward (an epsilon "
+                f"inside a nonlinearity) could not be measured: the bug was matched at the "
+                f"tolerance of the largest perturbation allowed, float32's unit round-off "
+                f"{unseen.unit:.1e}")
     if not (scored or overwritten):
         out.append(localise(m))
     return _rank(out)
+
+
+def _unmeasured(probe: Probe, f: Findings, m: Matcher) -> Matcher | None:
+    """A matcher allowing a perturbation of the forward up to perturbation.LIMIT, when such a
+    perturbation would go unmeasured and nothing matched at the tolerance of round-off: float64
+    code that returns no last state, whose loss matches the reference (a sum over time steps
+    hides a perturbation far larger than its own gap, check/perturbation.py). Planted bugs
+    differ from the right gradients by far more than such a perturbation makes; float32 code
+    is matched at this tolerance too."""
+    from bpttcheck.check import perturbation
+    o = f.observation
+    if (f.perturbation or f.nonstandard or m.loss_bad or f.failed("forward.loss")
+            or arithmetic_dtype(f.dtype) != np.float64 or all(s is not None for s in o.state)):
+        return None
+    return Matcher(probe, f, unit=perturbation.LIMIT)
 
 
 def _planted(m: Matcher, bugs: list[str], worst: float, changed: list[str]) -> list[Diagnosis]:

@@ -46,6 +46,15 @@ class Findings:
     # differs; the gradients are then judged by finite differences of the user's own loss
     nonstandard: str | None = None
     fd_checks: dict[str, DirectionalCheck] = field(default_factory=dict)  # per group
+    # the user's forward is the standard model perturbed (an epsilon inside a nonlinearity,
+    # check/perturbation.py): the measured relative perturbation, which widens every
+    # comparison with the reference (0.0: none); ``strict``: a spec demands the standard model,
+    # so the forward checks keep the dtype's tolerance
+    perturbation: float = 0.0
+    perturbation_strict: bool = False
+    # ``nonstandard`` is set although the forward matched: a perturbation of the forward too
+    # small for what it returns to measure (perturbation.unmeasured); the forward is judged
+    forward_standard: bool = False
     # truncated BPTT recognised (checks._recognise_truncation): its depth, the groups it changes
     truncated: int | None = None
     truncated_groups: list[str] = field(default_factory=list)

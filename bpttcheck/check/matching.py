@@ -72,15 +72,19 @@ def same(u: np.ndarray, m: np.ndarray, rtol: float) -> bool:
 
 
 class Matcher:
-    def __init__(self, probe: Probe, f: Findings):
+    def __init__(self, probe: Probe, f: Findings, unit: float | None = None):
         self.probe, self.f, self.o = probe, f, f.observation
         self.arch = probe.arch
         self.dtype = f.dtype
         d = self.o.case.dims
-        self.rtol = MATCH_SLACK * oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y)
+        # a perturbed forward (check/perturbation.py) widens matching as it widens the checks;
+        # ``unit``, a perturbation assumed, not measured, in its place
+        self.unit = f.perturbation if unit is None else unit
+        self.rtol = MATCH_SLACK * oracle_rtol(self.dtype, d.T, d.H + d.X + d.Y, self.unit)
         self.names = list(self.arch.param_names)
         self.failing = list(f.failing_groups)
-        self.loss_bad = f.loss_failed
+        # a loss that failed only because a spec demands the standard model is no bug's loss
+        self.loss_bad = f.loss_failed and not f.perturbation
         self.extra: list[Observation] | None = None
         self._plain: dict = {}  # reduction -> the reference without bugs at the first case
 

@@ -55,17 +55,41 @@ def fd_step(dtype) -> float:
     return FD_STEP[arithmetic_dtype(dtype)]
 
 
-def oracle_rtol(dtype, T: int, width: int) -> float:
+def oracle_rtol(dtype, T: int, width: int, unit: float = 0.0) -> float:
     """Relative tolerance for comparing a user's gradient with the float64 reference.
 
     A correct implementation in ``dtype`` carries round-off of about eps * sqrt(terms summed),
     where an entry sums T steps of products of length ``width``; ULPS gives head-room for
     reassociation and different-but-equal formulas (sigmoid via exp or via tanh). A result
     stored narrower than its arithmetic (float16) adds one rounding of its own: eps of the
-    stored type (the bound is taken relative to |r| + scale, so eps covers a half-ulp twice)."""
+    stored type (the bound is taken relative to |r| + scale, so eps covers a half-ulp twice).
+
+    ``unit``: a forward measured to differ from the reference by this much (relative; an
+    epsilon inside a nonlinearity, check/perturbation.py) is judged as arithmetic whose unit
+    error is ``unit`` instead of eps, when that is larger: the same model of how an error in
+    every forward value reaches the gradients, with the error measured, not assumed."""
     work = arithmetic_dtype(dtype)
     stored = eps_of(dtype) if stored_dtype(dtype).itemsize < work.itemsize else 0.0
-    return ULPS * eps_of(work) * math.sqrt(max(T, 1) * max(width, 1)) + stored
+    return ULPS * max(eps_of(work), unit) * math.sqrt(max(T, 1) * max(width, 1)) + stored
+
+
+def needed_rtol(user, ref, magnitude=None) -> float:
+    """The smallest rtol at which compare(user, ref, rtol, magnitude=...) passes: the largest
+    |u - r| / (|r| + scale) over the entries (0 where both are 0; inf for NaN/inf or shapes
+    that differ). What a discrepancy measures in compare's own terms."""
+    u = np.asarray(user, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    if u.shape != r.shape or not np.all(np.isfinite(u)):
+        return math.inf
+    if u.size == 0:
+        return 0.0
+    size = np.abs(r) if magnitude is None else np.maximum(np.abs(r), np.abs(magnitude))
+    bound = size + float(np.max(size))
+    err = np.abs(u - r)
+    with np.errstate(all="ignore"):
+        ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0),
+                         np.where(err > 0, np.inf, 0.0))
+    return float(np.max(ratio))
 
 
 def exact_multiple(user: np.ndarray, ref: np.ndarray) -> float | None:

@@ -85,13 +85,15 @@ def representable(grads: dict, dtype: str) -> bool:
     return True
 
 
-def loss_rtol(dtype: str, case: Case) -> float:
+def loss_rtol(dtype: str, case: Case, unit: float = 0.0) -> float:
+    """The loss's tolerance; ``unit``: the forward's measured perturbation
+    (check/perturbation.py), if any."""
     d = case.dims
-    return oracle_rtol(dtype, d.T, d.H + d.X + d.Y)
+    return oracle_rtol(dtype, d.T, d.H + d.X + d.Y, unit)
 
 
-def loss_matches(user: float, ref: float, dtype: str, case: Case) -> bool:
-    return bool(np.isfinite(user)) and abs(user - ref) <= loss_rtol(dtype, case) * max(
+def loss_matches(user: float, ref: float, dtype: str, case: Case, unit: float = 0.0) -> bool:
+    return bool(np.isfinite(user)) and abs(user - ref) <= loss_rtol(dtype, case, unit) * max(
         abs(ref), 1.0)
 
 
@@ -114,6 +116,9 @@ class UserProbe:
         # returns (check/precision.py): the judged dtype, and what it rounds to float32 first
         self.precision: str | None = None
         self.rounding: frozenset[str] = frozenset()
+        # the forward's measured perturbation (check/perturbation.py: an epsilon inside a
+        # nonlinearity), 0.0 if none: every loss is matched within the tolerance it gives
+        self.perturbation = 0.0
         # (case id, dtype, reduction, bugs, rounding) -> (case, trace, its size in bytes)
         self._kept: dict = {}
 
@@ -147,7 +152,7 @@ class UserProbe:
         return self.calls.line_values(case, layout, where, statements)
 
     def loss_matches(self, user: float, ref: float, dtype: str, case: Case) -> bool:
-        return loss_matches(user, ref, dtype, case)
+        return loss_matches(user, ref, dtype, case, self.perturbation)
 
     def observe(self, case: Case, layout: Layout) -> Observation:
         """Call the user's code and judge what it returned (``judge``)."""
@@ -169,10 +174,10 @@ class UserProbe:
         ref_sum = self.reference(case, dtype)
         reduction = "sum"
         T = case.dims.T
-        if not loss_matches(loss, ref_sum.loss, dtype, case) and loss_matches(
+        if not self.loss_matches(loss, ref_sum.loss, dtype, case) and self.loss_matches(
                 loss, ref_sum.loss / T, dtype, case):
             reduction = "mean"
-        elif not loss_matches(loss, ref_sum.loss, dtype, case):
+        elif not self.loss_matches(loss, ref_sum.loss, dtype, case):
             names = [k for k in self.arch.param_names if k in grads]
             u = np.concatenate([grads[k].ravel() for k in names] or [np.zeros(1)])
             s = np.concatenate([ref_sum.grads[k].ravel() for k in names] or [np.zeros(1)])

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bpttcheck.check import precision, severity, views
+from bpttcheck.check import perturbation, precision, severity, views
 from bpttcheck.check.cases import DEFAULT_DIMS, make_case
 from bpttcheck.check.checks import (
     check_behaviour,
@@ -63,9 +63,20 @@ class SequenceChecker:
             with rec.timed("first_call"):
                 obs = self.first_observation(case, layouts)
             self.note_model(obs.layout)
+            unseen = None
+            if not self.nonstandard and not self.probe.perturbation:
+                # the loss matched; a returned last state, or the gradients, can still show
+                # a perturbation of the forward
+                self.probe.perturbation = perturbation.measure(obs)
+                if not self.probe.perturbation:
+                    unseen = perturbation.unmeasured(obs)
             with rec.timed("compare"):
                 f = Findings(obs, dtype=obs.dtype, gate_order_mismatch=self.gate_order_mismatch,
-                             nonstandard=self.nonstandard, tolerances=dict(opts.tolerances))
+                             nonstandard=self.nonstandard or unseen,
+                             tolerances=dict(opts.tolerances),
+                             perturbation=self.probe.perturbation,
+                             perturbation_strict=opts.require_standard,
+                             forward_standard=unseen is not None)
                 # the judged precision; "float64/float32" (computed in float64, returned as
                 # float32) is reported as its arithmetic
                 r.dtype, r.reduction = f.dtype.split("/")[0], obs.reduction
@@ -147,9 +158,11 @@ class SequenceChecker:
         """Call under the first layout; if the loss does not match the reference, try the other
         candidate layouts (concatenation order, column vectors, gate order), then the
         legitimate variants of the cell under each layout (no new calls: the same results
-        judged against another model). When nothing reproduces the loss and no known forward
-        bug does either, the user's model is not a standard one: ``self.nonstandard`` says how
-        it differs, and the gradients are judged by finite differences of the user's loss."""
+        judged against another model), then the standard model (or a variant) perturbed by an
+        epsilon (check/perturbation.py: ``probe.perturbation`` is set). When nothing reproduces
+        the loss and no known forward bug does either, the user's model is not a standard one:
+        ``self.nonstandard`` says how it differs, and the gradients are judged by finite
+        differences of the user's loss."""
         first_err, tried = None, []
         for i, lay in enumerate(layouts):
             try:
@@ -180,13 +193,12 @@ class SequenceChecker:
                     obs = self.probe.judge(case, lay, result)
                     if self._standard_loss(obs):
                         self._layout_chosen(lay, layouts[0], inferred=i > 0)
-                        self.rec.note("model.variant", "Your cell is a variant of the "
-                                      f"textbook {self.arch.name}",
-                                      f"your loss {obs.loss:.10g} is that of {what} "
-                                      f"({variant}); your gradients were checked against "
-                                      "that model")
+                        self._note_variant(obs, variant, what)
                         return obs
             self.probe.variant = frozenset()
+        perturbed = self._perturbed(case, tried, layouts[0])
+        if perturbed is not None:
+            return perturbed
         fallback = tried[0][3]
         self._layout_chosen(fallback.layout, layouts[0], inferred=False)
         if not self.opts.require_standard and not self._a_known_bug_explains(fallback):
@@ -198,6 +210,36 @@ class SequenceChecker:
                 f"checked against finite differences of your own loss, as gradcheck does. "
                 f"A spec with `model = \"standard\"` fails such a forward instead")
         return fallback
+
+    def _note_variant(self, obs: Observation, variant: str, what: str) -> None:
+        self.rec.note("model.variant", f"Your cell is a variant of the textbook {self.arch.name}",
+                      f"your loss {obs.loss:.10g} is that of {what} ({variant}); your "
+                      "gradients were checked against that model")
+
+    def _perturbed(self, case, tried: list, first: Layout) -> Observation | None:
+        """The standard model (then each legitimate variant, unless a spec demands the
+        standard model) that the user's forward is, perturbed by an epsilon: the first whose
+        forward is within perturbation.LIMIT, its measure in ``probe.perturbation``."""
+        variants = [] if self.opts.require_standard else list(self.arch.variants)
+        for variant, what in [(None, ""), *variants]:
+            self.probe.variant = frozenset({variant}) if variant else frozenset()
+            for i, lay, result, _ in tried:
+                obs = self.probe.judge(case, lay, result)
+                if not perturbation.measure(obs):
+                    # a loss off the reference has its reduction read off the gradients,
+                    # which a bug can mislead: the perturbation may be the other one's
+                    other = "sum" if obs.reduction == "mean" else "mean"
+                    obs = replace(obs, reduction=other,
+                                  ref=self.probe.reference(case, obs.dtype, other))
+                unit = perturbation.measure(obs)
+                if unit:
+                    self.probe.perturbation = unit
+                    self._layout_chosen(lay, first, inferred=i > 0)
+                    if variant:
+                        self._note_variant(obs, variant, what)
+                    return obs
+        self.probe.variant = frozenset()
+        return None
 
     def _standard_loss(self, obs: Observation) -> bool:
         """Is the user's loss the reference's? Within a spec's loss_rtol when it sets one (the
