@@ -34,6 +34,7 @@ FACTORS = {  # quantity -> the factor it lacks, in terms of the user's expressio
     "dh_raw": "(1 - {h_cur}**2)", "dc": "(1 - np.tanh({c_cur})**2)", "dc_next": "{f}",
 }
 TERMS = {"dh": "{dh_next}"}  # quantity -> a term it lacks
+REPAIRED_WARNINGS = ("grad.inputs-modified",)  # warnings a rewrite of the line can remove
 
 
 @dataclass
@@ -46,8 +47,12 @@ class Edit:
 def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> None:
     """Try repairs for the first located diagnosis of a failing Python report, and put the
     best on it (``Diagnosis.repair``); ``write_fixed``: write the repaired file there."""
-    d = next((d for d in report.diagnoses if d.location and d.location.line), None)
-    if report.verdict != "fail" or d is None or not path.endswith(".py"):
+    # a failing report's first located diagnosis; a passing one's in-place write (a warning:
+    # the gradients are right, the caller's array is not) is repaired the same way
+    pool = report.diagnoses if report.verdict == "fail" else [
+        w for w in report.warnings if w.id in REPAIRED_WARNINGS]
+    d = next((d for d in pool if d.location and d.location.line), None)
+    if report.verdict not in ("fail", "pass") or d is None or not path.endswith(".py"):
         return
     loc = d.location
     assert loc is not None and loc.file is not None and loc.line is not None
@@ -87,7 +92,10 @@ def attach(report: Report, path: str, opts, write_fixed: str | None = None) -> N
 
 
 def _failing(r: Report) -> list[str]:
-    return [c.name for c in r.checks if c.status == "fail"]
+    """The checks a repair must make pass: the failing ones, and the warnings it can remove."""
+    from bpttcheck.check.severity import warning_id
+    return [c.name for c in r.checks if c.status == "fail"
+            or (c.status == "warn" and warning_id(c.name) in REPAIRED_WARNINGS)]
 
 
 def _search(d: Diagnosis, loc: Location, source: list[str], path: str, opts, tmp: str,
@@ -140,7 +148,7 @@ def _best_edit(loc: Location, source: list[str], base: Edit, staged: str, target
         if r.error is not None:
             continue
         failing = _failing(r)
-        if r.verdict == "pass":
+        if r.verdict == "pass" and not failing:
             return both, "pass", []
         if len(failing) < len(before) and (best is None or len(failing) < len(best[2])):
             best = (both, r.verdict, failing)

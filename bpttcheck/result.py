@@ -57,6 +57,9 @@ class CheckResult(_Model):
     status: Status
     message: str
     seconds: float = 0.0
+    # a failure that is a warning unless a spec says otherwise (check/severity.py): an array
+    # of the caller's written in place that the gradients do not depend on
+    _warns: bool = PrivateAttr(default=False)
 
 
 class Location(_Model):

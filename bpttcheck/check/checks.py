@@ -323,10 +323,19 @@ def _late_tokens_wrong(probe: Probe, o, rtol: float) -> bool:
 def check_behaviour(rec: Recorder, w, f: Findings) -> None:
     o = f.observation
     changed = o.info.get("modified") or []
-    rec.add("behaviour.inputs-unchanged", not changed,
-            "your code left its parameters and inputs as they were" if not changed else
-            f"your code modified {', '.join(changed)} in place; a gradient function must "
-            f"not change what it is given (copy before modifying)")
+    params = {o.layout.user_name(k) for k in o.grads}
+    # the state it was handed (hprev, c0, state): the caller's array changes, the gradients
+    # do not; parameters and inputs change what the caller trains on
+    state_only = bool(changed) and all(n not in params and n not in ("inputs", "targets")
+                                       for n in changed)
+    c = rec.add("behaviour.inputs-unchanged", not changed,
+                "your code left its parameters and inputs as they were" if not changed else
+                f"your code wrote into {', '.join(changed)}, the initial state its caller "
+                f"handed it, in place: the gradients do not change, the caller's array does "
+                f"(copy it first)" if state_only else
+                f"your code modified {', '.join(changed)} in place; a gradient function must "
+                f"not change what it is given (copy before modifying)")
+    c._warns = state_only
     loss2, grads2, _, _ = w.call(o.case, o.layout)
     diffs = {k: 0.0 if np.array_equal(grads2[k], o.grads[k], equal_nan=True) else
              float(np.nanmax(np.abs(grads2[k] - o.grads[k]))) for k in o.grads}

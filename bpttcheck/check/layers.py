@@ -240,6 +240,10 @@ class LayerChecker:
             self.inplace_checks[u.name] = rec.add(f"behaviour.{u.name}.inputs-unchanged",
                                                   not run.modified,
                                                   inplace.message(run.modified))
+            # an upstream gradient or the cache written into: the gradients stand (a warning);
+            # a forward input or a parameter changes what the caller computes with (a failure)
+            self.inplace_checks[u.name]._warns = bool(run.modified) and all(
+                m.role in ("upstream", "cache") and not m.through_cache for m in run.modified)
         with rec.shared():
             self._fd(run)
 

@@ -3,7 +3,9 @@
 Correct code never fails. A softmax without max-subtraction computes the right gradient
 wherever its logits stay below ~709 (Karpathy's own min-char-rnn is such code): the
 large-logit probe that catches it is a warning, shown in every report, not a failure.
-Truncated BPTT is a training technique, reported as a note. A spec's ``[checks]`` table
+Truncated BPTT is a training technique, reported as a note. A function that writes into the
+state, the upstream gradient or the cache it was handed, with its gradients right, warns: the
+caller's array changes (a gradient check that reuses it then fails), the gradients do not. A spec's ``[checks]`` table
 changes either: a check's full name or a warning's id -> "fail" | "warning"."""
 from __future__ import annotations
 
@@ -19,15 +21,23 @@ DEFAULT = {"probe.large-logits": "warning"}
 NOTE_FINDINGS = {"bptt.truncated": "truncated BPTT is judged against full BPTT and fails"}
 
 
-def severity(overrides: dict[str, str], check: str) -> Severity:
+def warning_id(check: str) -> str | None:
+    """The id a check's failure is reported under when it warns."""
+    if check.endswith("inputs-unchanged"):  # behaviour.inputs-unchanged, behaviour.<unit>...
+        return "grad.inputs-modified"
+    return WARNING_OF.get(check)
+
+
+def severity(overrides: dict[str, str], check: str, warns: bool = False) -> Severity:
     """The severity of a failed check: the spec's word for the check itself, then for the
-    warning id it reports under, then the default ("fail" for every check but the probes)."""
+    warning id it reports under, then the default ("fail" for every check but the probes,
+    and but a check whose result says its failure warns: ``CheckResult._warns``)."""
     if check in overrides:
         return overrides[check]
-    wid = WARNING_OF.get(check)
+    wid = warning_id(check)
     if wid and wid in overrides:
         return overrides[wid]
-    return DEFAULT.get(check, "fail")
+    return DEFAULT.get(check, "warning" if warns else "fail")
 
 
 def allows(overrides: dict[str, str], finding: str) -> bool:
@@ -40,9 +50,9 @@ def apply(r: Report, overrides: dict[str, str]) -> None:
     to ``warnings``. When nothing fails any more, every diagnosis is a warning's."""
     warned = set()
     for c in r.checks:
-        if c.status == "fail" and severity(overrides, c.name) == "warning":
+        if c.status == "fail" and severity(overrides, c.name, c._warns) == "warning":
             c.status = "warn"
-            warned.add(WARNING_OF.get(c.name, c.name))
+            warned.add(warning_id(c.name) or c.name)
     if not warned:
         return
     if all(c.status != "fail" for c in r.checks):
