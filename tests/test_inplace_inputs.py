@@ -138,6 +138,7 @@ def test_rnn_backward_writing_into_dh_warns_with_the_line_and_a_fix(tmp_path):
     assert r.verdict == "pass" and failed(r) == ["behaviour.rnn.inputs-unchanged"]
     assert [c.status for c in r.checks if c.name == failed(r)[0]] == ["warn"]
     assert not r.diagnoses and r.warnings
+    assert r.parts == {"rnn": "pass"}, r.parts  # the family passes too: a warning
     assert all(g.status == "pass" for g in r.groups)
     msg = next(c.message for c in r.checks if c.name == "behaviour.rnn.inputs-unchanged")
     assert "rnn_backward wrote into dh, the upstream gradient" in msg

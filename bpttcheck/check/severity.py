@@ -55,6 +55,7 @@ def apply(r: Report, overrides: dict[str, str]) -> None:
             warned.add(warning_id(c.name) or c.name)
     if not warned:
         return
+    _parts_again(r)
     if all(c.status != "fail" for c in r.checks):
         r.warnings, r.diagnoses = r.diagnoses, []
         return
@@ -89,3 +90,19 @@ def _named_checks() -> set[str]:
         names |= set(scored_checks(arch))
     names |= set(scored_checks("+".join(BUILT_IN), "layers"))
     return names
+
+
+def _parts_again(r: Report) -> None:
+    """The layer style's verdict a family (``parts``), once warnings no longer fail: a family
+    stays "fail" while one of its units' checks fails or did not run."""
+    if not r.parts:
+        return
+    from bpttcheck.check.layers import unit_of
+    from bpttcheck.layer_api import BY_NAME
+    for fam, verdict in list(r.parts.items()):
+        if verdict != "fail":
+            continue
+        mine = [c for c in r.checks if (u := BY_NAME.get(unit_of(c.name))) and u.family == fam]
+        if any(c.status == "warn" for c in mine) and all(
+                c.status in ("pass", "warn", "skip") for c in mine):
+            r.parts[fam] = "pass"
