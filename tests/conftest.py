@@ -48,3 +48,15 @@ def tmp_module(tmp_path):
         p.write_text(source)
         return str(p)
     return make
+
+
+def write(tmp_path, src: str, name: str = "model.py") -> str:
+    """A model file with ``src`` in a test's folder: its path."""
+    p = tmp_path / name
+    p.write_text(src)
+    return str(p)
+
+
+def failed(r) -> list[str]:
+    """The names of a report's failing checks."""
+    return [c.name for c in r.checks if c.status == "fail"]

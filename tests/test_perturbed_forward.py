@@ -14,7 +14,7 @@ from bpttcheck.check import perturbation
 from bpttcheck.check.engine import Options, check
 from bpttcheck.check.numerics import compare, needed_rtol, oracle_rtol
 from bpttcheck.oracle.common import Dims
-from conftest import REF
+from conftest import REF, failed, write
 
 RNN = (REF / "rnn_functional.py").read_text()
 LSTM = (REF / "lstm_functional.py").read_text()
@@ -52,14 +52,6 @@ DWHH_BUG = ("dWhh += np.outer(da, hs[t])", "dWhh += np.outer(da, hs[t + 1])")
 FORGET_BUG = ("dC_next = dC * f[t]", "dC_next = dC")
 
 
-def write(tmp_path, src, name="model.py"):
-    p = tmp_path / name
-    p.write_text(src)
-    return str(p)
-
-
-def failed(r):
-    return [c.name for c in r.checks if c.status == "fail"]
 
 
 def note(r, nid):

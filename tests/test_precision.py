@@ -8,7 +8,7 @@ import pytest
 
 from bpttcheck.check.engine import Options, check
 from bpttcheck.check.numerics import arithmetic_dtype, oracle_rtol
-from conftest import REF, ROOT
+from conftest import REF, ROOT, failed, write
 
 pytestmark = pytest.mark.slow
 
@@ -16,14 +16,6 @@ WILD = ROOT / "reference" / "wild"
 RNN = (REF / "rnn_functional.py").read_text()
 
 
-def write(tmp_path, src, name="model.py"):
-    p = tmp_path / name
-    p.write_text(src)
-    return str(p)
-
-
-def failed(r):
-    return [c.name for c in r.checks if c.status == "fail"]
 
 
 def note(r, nid="precision"):

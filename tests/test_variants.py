@@ -4,7 +4,7 @@ loss (said plainly), unless a spec demands the standard model."""
 import pytest
 
 from bpttcheck.check.engine import Options, check
-from conftest import REF, ROOT
+from conftest import REF, ROOT, write
 
 pytestmark = pytest.mark.slow
 
@@ -20,10 +20,6 @@ SOFTSIGN = (RNN.replace("h = np.tanh(Wxh @ x + Whh @ hs[t] + bh)",
                      "da = dh / (1 + np.abs(pre[t])) ** 2"))
 
 
-def write(tmp_path, src, name="model.py"):
-    p = tmp_path / name
-    p.write_text(src)
-    return str(p)
 
 
 def test_the_model_of_ones_own_really_is_one():

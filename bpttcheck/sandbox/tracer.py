@@ -145,16 +145,20 @@ class Tracer:
         return self.local_trace
 
 
+def _under(global_trace, fn, *args):
+    """fn(*args) with ``global_trace`` as the trace function, the previous one put back."""
+    old = sys.gettrace()
+    sys.settrace(global_trace)
+    try:
+        return fn(*args)
+    finally:
+        sys.settrace(old)
+
+
 def run_traced(fn, is_user, shown, *args):
     """fn(*args) with the user's lines recorded: (what fn returned, the Recording)."""
     t = Tracer(is_user, shown)
-    old = sys.gettrace()
-    sys.settrace(t.global_trace)
-    try:
-        result = fn(*args)
-    finally:
-        sys.settrace(old)
-    return result, t.rec
+    return _under(t.global_trace, fn, *args), t.rec
 
 
 # ---------------------------------------------------------------------------- rewrites
@@ -255,10 +259,4 @@ def run_probed(fn, is_user, shown, where: Where, statements: list[str], *args):
     """fn(*args), stopping once at ``where`` to run ``statements`` in place of its line: what
     fn returned, and the value of ``where.name`` after each statement (None: it did not run)."""
     p = LineProbe(is_user, shown, where, statements)
-    old = sys.gettrace()
-    sys.settrace(p.global_trace)
-    try:
-        result = fn(*args)
-    finally:
-        sys.settrace(old)
-    return result, p.values
+    return _under(p.global_trace, fn, *args), p.values
