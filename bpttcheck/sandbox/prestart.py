@@ -18,9 +18,14 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
     raw = None
     if spec:
         try:
-            import tomllib
             with open(spec, "rb") as f:
-                raw = tomllib.load(f).get("limits", {})
+                text = f.read()
+            # only a [limits] table changes the worker's limits, and importing tomllib (its
+            # regular expressions) is a tenth of the time before the worker starts; a guess
+            # wrong either way costs only the early worker (the engine compares the limits)
+            if b"limits" in text:
+                import tomllib
+                raw = tomllib.loads(text.decode("utf-8")).get("limits", {})
             limits = limits_for(raw, timeout, memory_mb)
         except Exception:  # noqa: BLE001 - the real spec loader reports what is wrong
             return
