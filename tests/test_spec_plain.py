@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_defaults_are_the_models_defaults():
-    assert spec.DEFAULTS == spec_models.Spec().model_dump()
-    assert spec.SIZES_DEFAULTS == spec_models.Sizes().model_dump()
+    assert spec_models.Spec().model_dump() == spec.DEFAULTS
+    assert spec_models.Sizes().model_dump() == spec.SIZES_DEFAULTS
     for table, keys in spec.PLAIN.items():  # every plain key is a key of the model
         model = spec_models.Spec.model_fields[table].annotation
         names = spec_models.Sizes.model_fields if table == "sizes" else model.model_fields
