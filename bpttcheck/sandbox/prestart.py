@@ -32,4 +32,4 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
     else:
         limits = limits_for(None, timeout, memory_mb)
     limits.run_from = os.getcwd()  # as `run` sets it (cli.py)
-    prestart(path, limits)
+    prestart(path, limits, load_early=True)
