@@ -185,6 +185,20 @@ def _is_progress(got, rid: str) -> bool:
             and not isinstance(n, bool))
 
 
+_SETPIPE_SZ = 1031  # fcntl's F_SETPIPE_SZ (Linux)
+
+
+def _widen(fd: int) -> None:
+    """Let a pipe hold a whole request or reply (a Karpathy-size call's parameters are about
+    200 KB, the default pipe 64 KB): the writer goes on without waiting for the reader to be
+    scheduled three times. Where the system refuses, the pipe stays as it was."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, _SETPIPE_SZ, 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
 
@@ -244,6 +258,8 @@ class WorkerSession:
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
+        for fd in (w1, w2):
+            _widen(fd)
         r3, w3 = os.pipe()  # the guard's refusals, as they happen (refusals.py)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         argv = [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
