@@ -13,6 +13,8 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
         return
     if (timeout is not None and not timeout > 0) or (memory_mb is not None and memory_mb < 64):
         return
+    from bpttcheck.sandbox import osbox
+    osbox.start_probe()  # bwrap answers while the submission is staged
     from bpttcheck.sandbox.limits import limits_for
     from bpttcheck.sandbox.session import prestart
     raw = None
