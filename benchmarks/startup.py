@@ -4,6 +4,7 @@ item 2), and where its start-up goes.
 
     python benchmarks/startup.py pairs [N]      # N interleaved pairs (default 15)
     python benchmarks/startup.py imports [N]    # -X importtime of N runs (default 7)
+    python benchmarks/startup.py checker [N]    # the checker's own CPU time, N runs (default 7)
 
 pairs: the plain script of bench.py section (a) (imports numpy and the Karpathy-size module,
 calls lossFun once) and `bpttcheck run rnn_h100.py --spec T25.toml` (a passing check at H=100,
@@ -12,6 +13,10 @@ order alternates (plain first, then bpttcheck first, ...). The machine is shared
 jobs, so single runs swing by a factor of two; a pair runs within a second, under about the
 same load, and the median of the per-pair ratios is the figure reported. Both the `--json -`
 form (bench.py's) and the terminal form are measured.
+
+checker: the CPU time of the checker process alone (RUSAGE_SELF when its exit hooks run; the
+worker, a process of its own, left out) of the same `run --json -`, median of N runs, next to
+its wall time.
 
 imports: the checker process of the same `bpttcheck run --json -` under `python -X importtime`;
 the self time of every module summed by package (bpttcheck's by room), median over the runs.
@@ -111,6 +116,25 @@ def pairs(n: int, src: Path) -> None:
               f"{pc:.3f} | {cc:.3f} | {cr:.2f}x |")
 
 
+def checker(n: int, src: Path) -> None:
+    compile_bytecode(src)
+    hook = ("import atexit, resource, sys; atexit.register(lambda: sys.stderr.write("
+            "'checker-cpu %.4f\\n' % sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))); ")
+    cmd = [sys.executable, "-c", hook + BOOT, str(src), *RUN_ARGS, "--json", "-"]
+    cpus, walls = [], []
+    for _ in range(n + 1):
+        t = time.perf_counter()
+        p = subprocess.run(cmd, cwd=KARPATHY, capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+        if p.returncode != 0:
+            raise SystemExit(f"{cmd} exited {p.returncode}: {p.stderr[-2000:]}")
+        cpus.append(float(p.stderr.split("checker-cpu ")[1].split()[0]))
+    cpus, walls = cpus[1:], walls[1:]  # the first run warms the page cache
+    print(f"bpttcheck from {src}: the checker's own CPU time, median of {n} runs: "
+          f"{statistics.median(cpus):.3f} s (range {min(cpus):.3f}-{max(cpus):.3f}); wall "
+          f"{statistics.median(walls):.3f} s; load average (1 min) {os.getloadavg()[0]:.1f}")
+
+
 def _group(module: str) -> str:
     parts = module.split(".")
     if parts[0] != "bpttcheck":
@@ -169,12 +193,14 @@ def imports(n: int, src: Path) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["pairs", "imports"])
+    ap.add_argument("what", choices=["pairs", "imports", "checker"])
     ap.add_argument("n", type=int, nargs="?", help="pairs (default 15) or runs (default 7)")
     ap.add_argument("--src", type=Path, default=REPO,
                     help="the source tree of bpttcheck to run (default: this one)")
     args = ap.parse_args()
     if args.what == "pairs":
         pairs(args.n or 15, args.src.resolve())
+    elif args.what == "checker":
+        checker(args.n or 7, args.src.resolve())
     else:
         imports(args.n or 7, args.src.resolve())

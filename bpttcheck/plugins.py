@@ -8,8 +8,11 @@ that names the plugin and its entry point (exit 4), never an error blamed on the
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import os
+import re
+import sys
 from functools import cache
-from importlib.metadata import entry_points
 
 from bpttcheck import hookspecs
 from bpttcheck.errors import PluginError
@@ -40,10 +43,85 @@ BUILTIN = {
 _ORIGIN: dict[type, tuple[str, str]] = {}
 
 
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
+
+
+def _read_entry_points(group: str) -> list[tuple[str, str]] | None:
+    """``importlib.metadata.entry_points(group=group)`` as (name, value) pairs, read from the
+    entry_points.txt of the distributions in sys.path's folders the way importlib.metadata
+    finds them (each folder's *.dist-info, then *.egg-info, in listing order; the first
+    distribution of a name wins), without importing it: that import alone is about a tenth
+    of the worker's start (benchmarks/RESULTS.md). None where the path holds anything else
+    (a zip, an .egg) or another finder lists distributions: importlib.metadata reads those."""
+    if any(hasattr(f, "find_distributions") and f is not importlib.machinery.PathFinder
+           for f in sys.meta_path):
+        return None
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for root in sys.path:
+        try:
+            children = os.listdir(root or ".")
+        except OSError:
+            if os.path.exists(root or "."):
+                return None  # a zip file on the path
+            continue
+        if os.path.basename(root).lower().endswith(".egg"):
+            return None
+        infos: dict[str, list[str]] = {}
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")):
+                name = _normalized(low.rpartition(".")[0].partition("-")[0])
+                infos.setdefault(name, []).append(child)
+        for name, dists in infos.items():
+            for child in dists:
+                if name in seen:
+                    continue
+                seen.add(name)
+                try:
+                    with open(os.path.join(root or ".", child, "entry_points.txt"),
+                              encoding="utf-8") as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                pairs = _section(text, group)
+                if pairs is None:
+                    return None
+                found += pairs
+    return found
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]] | None:
+    """The ``name = value`` lines of section [group] of an entry_points.txt (importlib.metadata's
+    reading: stripped lines, '#' comments); None for a line that is neither."""
+    out, here = [], False
+    for line in map(str.strip, text.splitlines()):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            here = line.strip("[]") == group
+        elif here:
+            name, eq, value = line.partition("=")
+            if not eq:
+                return None
+            out.append((name.strip(), value.strip()))
+    return out
+
+
+def entry_points(group: str) -> list[tuple[str, str]]:
+    """(name, value) of every entry point of ``group`` installed."""
+    pairs = None if "importlib.metadata" in sys.modules else _read_entry_points(group)
+    if pairs is None:
+        from importlib.metadata import entry_points as eps
+        pairs = [(ep.name, ep.value) for ep in eps(group=group)]
+    return pairs
+
+
 @cache
 def _refs(group: str) -> dict[str, str]:
     """name -> "module:attribute" of every plugin of ``group`` (nothing imported yet)."""
-    found = {ep.name: ep.value for ep in entry_points(group=group)}
+    found = dict(entry_points(group))
     refs = {**BUILTIN[group], **found} if not found.keys() >= BUILTIN[group].keys() else found
     # the built-ins first, in their own order (messages list them as rnn, lstm, gru)
     order = [n for n in BUILTIN[group] if n in refs] + sorted(n for n in refs

@@ -1,18 +1,13 @@
-"""The result of a check as plain data (pydantic models): what the JSON report contains and
-what every other report renders. CONTRACT §5 fixes the core fields."""
+"""The result of a check as plain data (dataclasses that convert their fields as pydantic
+models did: datamodel.py): what the JSON report contains and what every other report renders.
+CONTRACT §5 fixes the core fields."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-
-class _Model(BaseModel):
-    # each model builds its validator when first used, not when this module is imported:
-    # a passing check never uses half of them (Diagnosis, Location, Repair, Heatmap, ...),
-    # and building them all is about a tenth of a one-shot `bpttcheck run`'s CPU time
-    model_config = ConfigDict(defer_build=True)
+from bpttcheck.datamodel import Model as _Model
 
 # "warn": the check found something worth fixing that is no error of the gradient (a softmax
 # that overflows on large logits): the verdict stays pass (check/severity.py)
@@ -21,6 +16,7 @@ class _Model(BaseModel):
 Status = Literal["pass", "fail", "skip", "warn", "not-run"]
 
 
+@dataclass(kw_only=True)
 class FDResult(_Model):
     status: Status
     analytic: float
@@ -33,6 +29,7 @@ class FDResult(_Model):
     step: float
 
 
+@dataclass(kw_only=True)
 class GroupResult(_Model):
     name: str  # canonical name
     # what the user calls it: Layout.group_name ("W_f", "W rows 4:8 (forget gate)") or the
@@ -52,6 +49,7 @@ class GroupResult(_Model):
     clipped_at: float | None = None
 
 
+@dataclass(kw_only=True)
 class CheckResult(_Model):
     name: str  # unique: "forward.loss", "grad.Whh", "fd.Whh", "behaviour.repeat", ...
     status: Status
@@ -59,9 +57,10 @@ class CheckResult(_Model):
     seconds: float = 0.0
     # a failure that is a warning unless a spec says otherwise (check/severity.py): an array
     # of the caller's written in place that the gradients do not depend on
-    _warns: bool = PrivateAttr(default=False)
+    _warns: bool = field(default=False, init=False, repr=False)
 
 
+@dataclass(kw_only=True)
 class Location(_Model):
     """Where the user's code goes wrong (check/locate.py): the file, line and loop step of the
     first assignment that leaves the reference's path, its source, and the reference quantity
@@ -76,11 +75,11 @@ class Location(_Model):
     differs_by: float | None = None
     # for a repair (repair.py), not part of the report: the lines that write the located
     # variable in that step, and the user's own expression for each reference quantity
-    _lines: tuple[int, ...] = PrivateAttr(default=())
-    _key: str = PrivateAttr(default="")  # the reference quantity's name (locate.py's label)
-    _hints: dict[str, str] = PrivateAttr(default_factory=dict)
+    _lines: tuple[int, ...] = field(default=(), init=False, repr=False)
+    _key: str = field(default="", init=False, repr=False)  # the reference quantity's name (locate.py's label)
+    _hints: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     # rewrites of the line whose value at the located step is the reference's (locate.py)
-    _rewrites: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+    _rewrites: list[tuple[str, str]] = field(default_factory=list, init=False, repr=False)
 
     def text(self) -> str:
         """One sentence for a student: the line, the step, what the reference has there."""
@@ -104,6 +103,7 @@ class Location(_Model):
         return out
 
 
+@dataclass(kw_only=True)
 class Repair(_Model):
     """A rewrite of the located line(s) (repair.py), checked on a copy of the user's code:
     ``verified`` when the copy passes every check; otherwise the rewrite was seen to give the
@@ -115,7 +115,7 @@ class Repair(_Model):
     after: list[str]
     verified: bool
     checks: int
-    still_failing: list[str] = Field(default_factory=list)
+    still_failing: list[str] = field(default_factory=list)
     why: str = ""
     next_line: int | None = None
 
@@ -138,6 +138,7 @@ class Repair(_Model):
         return "\n".join([*rows, said])
 
 
+@dataclass(kw_only=True)
 class Diagnosis(_Model):
     id: str
     confidence: float
@@ -150,15 +151,17 @@ class Diagnosis(_Model):
     repair: Repair | None = None
     # the mutant (catalogue ids with variants) that reproduced the user's output, for the
     # locator; not part of the report
-    _planted: tuple[str, ...] = PrivateAttr(default=())
+    _planted: tuple[str, ...] = field(default=(), init=False, repr=False)
 
 
+@dataclass(kw_only=True)
 class Note(_Model):
     id: str
     title: str
     evidence: str
 
 
+@dataclass(kw_only=True)
 class ErrorInfo(_Model):
     kind: str
     message: str
@@ -166,6 +169,7 @@ class ErrorInfo(_Model):
     output: str = ""
 
 
+@dataclass(kw_only=True)
 class Flow(_Model):
     """Gradient flow through time, one entry per step t = 0..T-1.
 
@@ -177,10 +181,11 @@ class Flow(_Model):
 
     reference: list[float]
     loss_steps: list[float]
-    user_preact: list[float | None] = Field(default_factory=list)
-    reference_preact: list[float | None] = Field(default_factory=list)
+    user_preact: list[float | None] = field(default_factory=list)
+    reference_preact: list[float | None] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
 class Heatmap(_Model):
     """One parameter group as a matrix in the canonical layout (CONTRACT §1): rows and columns
     keep their meaning (row i = hidden unit i, column j = input token j, ...). A bias is one row.
@@ -202,6 +207,7 @@ class Heatmap(_Model):
     fd_tolerance: float | None = None  # what the entry-wise differences themselves carry
 
 
+@dataclass(kw_only=True)
 class CheckScore(_Model):
     """What one scored check earned. ``status`` "not-run": the check is part of the assignment
     but did not run on this code (it failed to load, timed out before it, returned no state)."""
@@ -212,6 +218,7 @@ class CheckScore(_Model):
     possible: float
 
 
+@dataclass(kw_only=True)
 class Score(_Model):
     """The score of a run (bpttcheck/scoring.py): ``possible`` is the assignment's maximum, the
     same for every submission; ``checks`` lists every check that carries points, in report
@@ -221,22 +228,23 @@ class Score(_Model):
     earned: float
     possible: float
     percent: float
-    checks: list[CheckScore] = Field(default_factory=list)
+    checks: list[CheckScore] = field(default_factory=list)
     note: str = ""
 
 
+@dataclass(kw_only=True)
 class Report(_Model):
     verdict: Literal["pass", "fail", "error"]
     arch: str | None = None
     path: str
     style: str | None = None
-    groups: list[GroupResult] = Field(default_factory=list)
-    checks: list[CheckResult] = Field(default_factory=list)
-    diagnoses: list[Diagnosis] = Field(default_factory=list)
+    groups: list[GroupResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    diagnoses: list[Diagnosis] = field(default_factory=list)
     # findings of checks whose severity is "warning" (check/severity.py): the diagnoses' shape,
     # the verdict unaffected
-    warnings: list[Diagnosis] = Field(default_factory=list)
-    notes: list[Note] = Field(default_factory=list)
+    warnings: list[Diagnosis] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     error: ErrorInfo | None = None
     evaluations: int = 0
     seed: int | None = 0  # None when the seed is hidden (BPTTCHECK_SECRET): see case_tag
@@ -245,17 +253,17 @@ class Report(_Model):
     dtype: str | None = None
     reduction: str | None = None
     layout: str | None = None
-    tolerances: dict[str, float] = Field(default_factory=dict)
-    timings: dict[str, float] = Field(default_factory=dict)
+    tolerances: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
     loss: dict[str, float] | None = None
     flow: Flow | None = None
-    parts: dict[str, str] = Field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
-    heatmaps: list[Heatmap] = Field(default_factory=list)  # only when a report needs them (--html)
+    parts: dict[str, str] = field(default_factory=dict)  # layer style: verdict per family (rnn, lstm)
+    heatmaps: list[Heatmap] = field(default_factory=list)  # only when a report needs them (--html)
     score: Score | None = None  # `run` and `grade` fill it in (scoring.attach)
     version: str = ""
     # the assignment's feedback controls (spec [assignment] title, [feedback]; feedback.py)
     title: str = ""
-    withheld: list[str] = Field(default_factory=list)  # "fix", "evidence": left out by the spec
+    withheld: list[str] = field(default_factory=list)  # "fix", "evidence": left out by the spec
 
     def shown(self, group: str) -> str:
         """A group (a canonical name, as diagnoses list them) as the user knows it: its

@@ -4,8 +4,6 @@ names such a hidden case in reports without revealing its seed. Standard library
 entry point calls it before anything else starts."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 
 SECRET_VAR = "BPTTCHECK_SECRET"
@@ -53,6 +51,8 @@ def hold() -> None:
 def submission_seed(secret: str, content: bytes) -> int:
     """The probe seed of a hidden case: an HMAC of the submission's content under the secret,
     so answers recorded at one submission's case do not replay on another's."""
+    import hashlib  # here, not at the top: hold() runs before the early worker starts
+    import hmac
     digest = hmac.new(secret.encode(), b"bpttcheck seed\0" + content, hashlib.sha256)
     return int(digest.hexdigest()[:16], 16)
 
@@ -60,6 +60,8 @@ def submission_seed(secret: str, content: bytes) -> int:
 def case_tag(secret: str, seed: int) -> str:
     """What reports show instead of a hidden seed: 8 hex digits that name the case (the same
     submission and secret give the same tag) and reveal nothing of the seed or the secret."""
+    import hashlib
+    import hmac
     digest = hmac.new(secret.encode(), b"bpttcheck case tag\0" + str(seed).encode(),
                       hashlib.sha256)
     return digest.hexdigest()[:8]

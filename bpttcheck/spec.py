@@ -1,172 +1,158 @@
-"""Assignment specs (CONTRACT 2.4): TOML, validated by pydantic, errors that name the field."""
+"""Assignment specs (CONTRACT 2.4): TOML, validated by pydantic (spec_models.py), errors that name
+the field.
+
+A spec of only the common keys with plain values — the probe's sizes, the limits, the
+assignment's facts, the feedback switches, the tolerances, each as TOML writes it and within
+its range — is read here without pydantic: importing it and building the spec's models is about
+a third of the checker's CPU time in a one-shot `bpttcheck run` (benchmarks/RESULTS.md). Such a
+spec reads to the same values pydantic gives it (tests/test_spec_plain.py holds the two equal);
+anything else, an error included, is validated by pydantic, which names what is wrong."""
 from __future__ import annotations
 
-import contextlib
-import difflib
+import copy
 import math
 import tomllib
-from typing import Literal, get_args
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from typing import Any
 
 from bpttcheck import scoring
 from bpttcheck.check.cases import DEFAULT_DIMS
-from bpttcheck.errors import InterfaceError, SpecError
-from bpttcheck.layout import Layout, gate_order
+from bpttcheck.errors import SpecError
+from bpttcheck.feedback import VISIBILITIES
+from bpttcheck.layout import Layout
 from bpttcheck.sandbox.limits import Limits as WorkerLimits
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class Sizes(_Strict):
-    """The probe case's sizes; each size left out is the checker's default (DEFAULT_DIMS)."""
-
-    T: int = Field(DEFAULT_DIMS.T, ge=1, le=1000)
-    X: int = Field(DEFAULT_DIMS.X, ge=1, le=100000)
-    H: int = Field(DEFAULT_DIMS.H, ge=1, le=100000)
-    Y: int = Field(DEFAULT_DIMS.Y, ge=1, le=100000)
+# the models themselves (Spec, Sizes, Limits, ...) are spec_models', found here as before
+_MODELS = ("Spec", "Sizes", "LayoutSpec", "Limits", "CGlobals", "Assignment", "Feedback",
+           "Tolerances")
 
 
-class LayoutSpec(_Strict):
-    concat: Literal["hx", "xh"] | None = None
-    column_vectors: bool | None = None
-    transposed: bool = False
-    stacked: bool = False
-    gate_order: str | None = None
-    stacked_names: tuple[str, str] = ("W", "b")
-    split: bool = False  # per gate Wh<g> (H, H) and Wx<g> (H, X)
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:
+        from bpttcheck import spec_models
+        return getattr(spec_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Limits(_Strict):
-    timeout: float | None = Field(None, gt=0, le=3600)  # None: 10 s a call, 20 s to import
-    memory_mb: int = Field(WorkerLimits.memory_mb, ge=64)
-    # refuse to check anything where the OS sandbox (bwrap) is not available (exit 4)
-    require_sandbox: bool = False
+# ------------------------------------------------------------------ the plain reading
+
+def _is_int(lo: float, hi: float = math.inf):
+    return lambda v: type(v) is int and lo <= v <= hi
 
 
-class CGlobals(_Strict):
-    """The globals style of C (seed 000): which symbols play which role."""
-
-    forward: str = "forward"
-    backward: str = "backward"
-    loss: str = "loss"
-    inputs: str = "inputs"
-    targets: str = "targets"
-    h: str = "h"  # float h[T+1][H], h[0] the initial state
-    params: dict[str, str] = {}  # canonical name -> global (default: the canonical name)
-    grads: dict[str, str] = {}  # canonical name -> global (default: "d" + canonical)
-    sizes_from: dict[Literal["T", "X", "H", "Y"], str] = {"T": "T_S", "X": "X_S", "H": "H_S",
-                                                          "Y": "Y_S"}
-    dtype: Literal["float32", "float64"] = "float32"
+def _is_str(v) -> bool:
+    return type(v) is str
 
 
-class Assignment(_Strict):
-    arch: str | None = None  # rnn, lstm, gru or an installed plugin's architecture
-    style: str | None = None
-    seed: int = 0
-    title: str = ""
-    file: str | None = None  # `grade`: the file to check in each student's folder
-    # "standard": a forward that is not the textbook cell fails forward.loss; "any" (the
-    # default): a known variant is checked as that model, any other model by finite
-    # differences of its own loss
-    model: Literal["any", "standard"] = "any"
-    # gradients computed by finite differences or the complex step of the submission's own
-    # loss fail behaviour.numerical-gradients (check/numgrad.py); off: not measured at all
-    forbid_numerical_gradients: bool = False
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, v):
-        from bpttcheck.plugins import architecture_names, unknown_arch
-        if v is not None and v not in architecture_names():
-            raise ValueError(unknown_arch(v))
-        return v
+def _is_bool(v) -> bool:
+    return type(v) is bool
 
 
-class Feedback(_Strict):
-    """What a student is shown (bpttcheck/feedback.py applies it to every report)."""
-
-    # Gradescope's visibility of results.json and of each test
-    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
-    # strict: TOML has booleans; "no" or 0 is a mistake to point out, not to guess at
-    show_fix: bool = Field(True, strict=True)  # false: diagnoses' and warnings' fixes left out
-    show_evidence: bool = Field(True, strict=True)  # false: their evidence (id, title stay)
+def _is_rtol(v) -> bool:  # Tolerances: a float (strict) strictly between 0 and 1
+    return type(v) is float and 0 < v < 1
 
 
-class Tolerances(_Strict):
-    """Relative tolerances that replace the ones derived from the code's dtype (each left out
-    keeps its dtype's default; the report prints the value used and says it came from here)."""
-
-    # forward.loss, forward.last_<state> (and whether the loss is the standard model's)
-    loss_rtol: float | None = Field(None, gt=0, lt=1, strict=True)
-    grad_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # grad.<group>, entrywise
-    fd_rtol: float | None = Field(None, gt=0, lt=1, strict=True)  # fd.*: share of the terms
+def _is_timeout(v) -> bool:  # Limits.timeout: a number, 0 < t <= 3600
+    return type(v) in (int, float) and 0 < v <= 3600
 
 
-class Spec(_Strict):
-    assignment: Assignment = Assignment()
-    feedback: Feedback = Feedback()
-    tolerances: Tolerances = Tolerances()
-    sizes: Sizes | None = None
-    layout: LayoutSpec = LayoutSpec()
-    names: dict[str, str] = {}
-    returns: list[str] | None = None  # Karpathy style: what lossFun returns, in order
-    points: dict[str, float] = {}
-    # severity of a check or a finding: "probe.large-logits" / "softmax.unstable" /
-    # "bptt.truncated" / "behaviour.repeat" ... -> "fail" | "warning" (check/severity.py)
-    checks: dict[str, Literal["fail", "warning"]] = {}
-    limits: Limits = Limits()
-    c_globals: CGlobals | None = None
+# table -> key -> the test a TOML value must pass to be read here as it is (a timeout given
+# as an int becomes a float, as pydantic makes it); the ranges are spec_models' constraints
+PLAIN: dict[str, dict[str, Any]] = {
+    "sizes": {"T": _is_int(1, 1000), "X": _is_int(1, 100000), "H": _is_int(1, 100000),
+              "Y": _is_int(1, 100000)},
+    "limits": {"timeout": _is_timeout, "memory_mb": _is_int(64), "require_sandbox": _is_bool},
+    "assignment": {"arch": _is_str, "style": _is_str, "seed": _is_int(-math.inf),
+                   "title": _is_str, "file": _is_str,
+                   "model": lambda v: v in ("any", "standard") and type(v) is str,
+                   "forbid_numerical_gradients": _is_bool},
+    "feedback": {"visibility": lambda v: type(v) is str and v in VISIBILITIES,
+                 "show_fix": _is_bool, "show_evidence": _is_bool},
+    "tolerances": {"loss_rtol": _is_rtol, "grad_rtol": _is_rtol, "fd_rtol": _is_rtol},
+}
 
-    @field_validator("points")
-    @classmethod
-    def _non_negative(cls, v, info: ValidationInfo):
-        for k, p in v.items():
-            if p < 0:
-                raise ValueError(f"points for {k!r} must not be negative")
-        # keys in the student's names become check names (README, "Points")
-        a = info.data.get("assignment") or Assignment()
-        return scoring.canonical_points(v, a.arch, a.style, _layout_of(info.data, a.arch))
+# Spec().model_dump(): what a spec that leaves everything out reads to
+DEFAULTS: dict[str, Any] = {
+    "assignment": {"arch": None, "style": None, "seed": 0, "title": "", "file": None,
+                   "model": "any", "forbid_numerical_gradients": False},
+    "feedback": {"visibility": "visible", "show_fix": True, "show_evidence": True},
+    "tolerances": {"loss_rtol": None, "grad_rtol": None, "fd_rtol": None},
+    "sizes": None,
+    "layout": {"concat": None, "column_vectors": None, "transposed": False, "stacked": False,
+               "gate_order": None, "stacked_names": ("W", "b"), "split": False},
+    "names": {}, "returns": None, "points": {}, "checks": {},
+    "limits": {"timeout": None, "memory_mb": WorkerLimits.memory_mb, "require_sandbox": False},
+    "c_globals": None,
+}
+SIZES_DEFAULTS = {"T": DEFAULT_DIMS.T, "X": DEFAULT_DIMS.X, "H": DEFAULT_DIMS.H,
+                  "Y": DEFAULT_DIMS.Y}
 
-    @field_validator("checks")
-    @classmethod
-    def _known_checks(cls, v):
-        from bpttcheck.check.severity import known_key
-        for k in v:
-            problem = known_key(k)
-            if problem:
-                raise ValueError(problem)
-        return v
 
+class PlainTable:
+    """A table of a spec read without pydantic: its keys as attributes, like the model's."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update({k: PlainTable(v) if isinstance(v, dict) and k not in
+                              ("names", "points", "checks") else v for k, v in values.items()})
+
+    def model_dump(self) -> dict:
+        return {k: v.model_dump() if isinstance(v, PlainTable) else copy.deepcopy(v)
+                for k, v in self.__dict__.items()}
+
+    def __repr__(self) -> str:
+        return f"PlainTable({self.model_dump()!r})"
+
+
+class PlainSpec(PlainTable):
     def adapter_options(self) -> dict:
-        o: dict = {}
-        lay = self.layout
-        if lay.concat:
-            o["concat"] = lay.concat
-        if lay.column_vectors is not None:
-            o["column_vectors"] = lay.column_vectors
-        if lay.transposed:
-            o["transposed"] = True
-        if lay.split:
-            o["split"] = True
-        if self.returns:
-            o["returns"] = list(self.returns)
-        if lay.stacked:
-            o.update(stacked=True, gate_order=lay.gate_order, stacked_names=list(lay.stacked_names))
-        if self.names:
-            o["names"] = dict(self.names)
-        if self.c_globals:
-            o["c_globals"] = self.c_globals.model_dump()
-        return o
+        return adapter_options(self)
+
+
+def read_plain(data: dict) -> PlainSpec | None:
+    """The spec ``data`` (parsed TOML) as pydantic would validate it, when every table and key
+    in it is one of PLAIN's with a value that passes its test; None otherwise."""
+    out = copy.deepcopy(DEFAULTS)
+    for table, values in data.items():
+        tests = PLAIN.get(table)
+        if tests is None or not isinstance(values, dict):
+            return None
+        if table == "sizes":
+            out["sizes"] = dict(SIZES_DEFAULTS)
+        for key, v in values.items():
+            test = tests.get(key)
+            if test is None or not test(v):
+                return None
+            out[table][key] = float(v) if key == "timeout" else v
+    arch = out["assignment"]["arch"]
+    if arch is not None:  # Assignment._known_arch: an installed architecture
+        from bpttcheck.plugins import architecture_names
+        if arch not in architecture_names():
+            return None
+    return PlainSpec(out)
+
+
+# ------------------------------------------------------------------ shared by both readings
+
+def adapter_options(spec) -> dict:
+    """The adapter options a spec declares (its layout, names, returns, C globals)."""
+    o: dict = {}
+    lay = spec.layout
+    if lay.concat:
+        o["concat"] = lay.concat
+    if lay.column_vectors is not None:
+        o["column_vectors"] = lay.column_vectors
+    if lay.transposed:
+        o["transposed"] = True
+    if lay.split:
+        o["split"] = True
+    if spec.returns:
+        o["returns"] = list(spec.returns)
+    if lay.stacked:
+        o.update(stacked=True, gate_order=lay.gate_order, stacked_names=list(lay.stacked_names))
+    if spec.names:
+        o["names"] = dict(spec.names)
+    if spec.c_globals:
+        o["c_globals"] = spec.c_globals.model_dump()
+    return o
 
 
 def _unknown_check(key: str) -> str | None:
@@ -179,20 +165,6 @@ def _unknown_check(key: str) -> str | None:
     return None
 
 
-def _layout_of(data: dict, arch: str | None) -> Layout:
-    """The layout a spec declares (its names, stacked arrays, split halves), for the keys
-    that use the student's names; a gate order that is no permutation is left for the
-    adapter to report."""
-    lay, names = data.get("layout") or LayoutSpec(), data.get("names") or {}
-    stacked = None
-    if lay.stacked and lay.gate_order:
-        with contextlib.suppress(InterfaceError):
-            stacked = gate_order(arch or ("gru" if len(lay.gate_order) == 3 else "lstm"),
-                                 lay.gate_order)
-    return Layout(names=dict(names), stacked=stacked, stacked_names=tuple(lay.stacked_names),
-                  split=lay.split, transposed=lay.transposed)
-
-
 # what the checker keeps of one set of parameters at once, besides the per-step contributions:
 # the parameters, the reference's and the user's gradients, finite-difference directions, the
 # gradients of the planted bugs diagnosis compares (a generous count: measured peaks stay below)
@@ -200,7 +172,7 @@ COPIES = 24
 WORKER_COPIES = 8  # the worker: parameters, gradients, the user's own temporaries
 
 
-def memory_estimate(sizes: Sizes, arch: str | None) -> tuple[int, int, str]:
+def memory_estimate(sizes, arch: str | None) -> tuple[int, int, str]:
     """(bytes the checker needs, bytes the worker needs, how they were counted) for a probe case
     of these sizes: float64 parameters of the architecture (the largest built-in one when it is
     not known: an LSTM), the per-step contributions diagnosis keeps (T x parameters), COPIES
@@ -219,38 +191,13 @@ def memory_estimate(sizes: Sizes, arch: str | None) -> tuple[int, int, str]:
     return checker, worker, how
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class whose key ``loc[-1]`` is (Spec for a top-level key), or None."""
-    model: type[BaseModel] = Spec
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        inner = [a for a in (get_args(field.annotation) or (field.annotation,))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not inner:
-            return None
-        model = inner[0]
-    return model
-
-
-def _unknown_key(loc: tuple) -> str:
-    """An unknown key's message: the valid keys where it stands, and the closest one."""
-    model = _model_at(loc)
-    if model is None:
-        return "unknown key"
-    valid = list(model.model_fields)
-    where = "at the top level" if len(loc) == 1 else f"in [{'.'.join(map(str, loc[:-1]))}]"
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
-    return (f"unknown key {str(loc[-1])!r}; valid keys {where}: {', '.join(valid)}"
-            + (f" (did you mean {close[0]!r}?)" if close else ""))
-
-
 def _gib(n: int) -> str:
     return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.0f} MiB"
 
 
-def load_spec(path: str) -> Spec:
+def load_spec(path: str):
+    """The spec at ``path``: a spec_models.Spec, or a PlainSpec with the same values when
+    read_plain can read it; SpecError saying what is wrong."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -263,15 +210,10 @@ def load_spec(path: str) -> Spec:
     except (ValueError, RecursionError) as e:  # huge integers, absurdly deep nesting
         raise SpecError(f"spec {path} could not be read: {type(e).__name__}: "
                         f"{str(e)[:200]}") from None
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = _unknown_key(err["loc"]) if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  {loc}: {msg}")
-        raise SpecError(f"spec {path} is invalid:\n" + "\n".join(lines)) from None
+    spec: Any = read_plain(data)
+    if spec is None:
+        from bpttcheck.spec_models import validate
+        spec = validate(data, path)
     if spec.sizes is not None:
         checker, worker, how = memory_estimate(spec.sizes, spec.assignment.arch)
         limit = spec.limits.memory_mb << 20

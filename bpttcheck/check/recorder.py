@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from typing import cast
 
 import numpy as np
 
 from bpttcheck.check.numerics import Comparison, DirectionalCheck
-from bpttcheck.result import CheckResult, FDResult, GroupResult, Note, Report
+from bpttcheck.result import CheckResult, FDResult, GroupResult, Note, Report, Status
 
 
 class Recorder:
@@ -86,7 +87,8 @@ def fd_result(dc: DirectionalCheck, what: str, source: str = "your own loss",
               status: str | None = None, detail: bool = True) -> tuple[FDResult, str]:
     """A group's finite-difference result and the message of its fd.* check; ``detail`` adds
     the noise and the Taylor remainder rates."""
-    fd = FDResult(status=status or ("pass" if dc.passed else "fail"), analytic=dc.analytic,
+    # a status that is none of Status is refused when FDResult is made (datamodel.py)
+    fd = FDResult(status=cast(Status, status or ("pass" if dc.passed else "fail")), analytic=dc.analytic,
                   numeric=dc.numeric, error=dc.error, tolerance=dc.tolerance, noise=dc.noise,
                   taylor_rates=[None if np.isnan(x) else x for x in dc.taylor_rates],
                   rate_verdict=dc.rate_verdict, step=dc.step)

@@ -8,7 +8,6 @@ timeout say what was measured."""
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 
 MARGIN = 4.0  # the check's calls may take this many times what the measured call says
@@ -63,6 +62,7 @@ class CallBudget:
     def call_seconds(self) -> float | None:
         """What one call takes: the median of the single calls measured (the first call, then
         the repeat and the large-logits probe), or None before any."""
+        import statistics  # here: the early worker's start does not wait for it
         return statistics.median(self.singles) if self.singles else None
 
     def measured(self, seconds: float) -> None:

@@ -82,6 +82,8 @@ class Sandbox:
 
 
 _probed: list[Sandbox] = []
+# (bwrap, its process) of the first tier's probe when start_probe began it
+_pending: list[tuple[str, subprocess.Popen]] = []
 
 
 def current() -> Sandbox:
@@ -90,13 +92,34 @@ def current() -> Sandbox:
     if os.environ.get(SWITCH_VAR, "").strip().lower() == "weak":
         return Sandbox(None, why_weak=f"the OS sandbox was turned off ({SWITCH_VAR}=weak)")
     if not _probed:
-        _probed.append(probe())
+        _probed.append(probe(_pending.pop() if _pending else None))
     return _probed[0]
+
+
+def start_probe() -> None:
+    """Begin the probe's first try now, in the background, for current() to wait on: the
+    early worker of `bpttcheck run` stages the submission meanwhile, instead of waiting for
+    bwrap first (a few milliseconds of its start). The answer is the same probe's."""
+    if _probed or _pending or os.environ.get(SWITCH_VAR, "").strip().lower() == "weak":
+        return
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return
+    try:
+        p = subprocess.Popen(_probe_command(bwrap, TIERS[0]), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError:
+        return  # probe() tries again and says why
+    _pending.append((bwrap, p))
 
 
 def reset() -> None:
     """Forget the probe's answer (tests that change PATH or bwrap)."""
     _probed.clear()
+    for _, p in _pending:
+        p.kill()
+        p.wait()
+    _pending.clear()
 
 
 def weak_note(sb: Sandbox) -> tuple[str, str, str] | None:
@@ -121,27 +144,47 @@ def require(sb: Sandbox | None = None) -> None:
             f"{SWITCH_VAR} if it says weak. No submission was run.")
 
 
-def probe() -> Sandbox:
+def _probe_command(bwrap: str, flags: tuple[str, ...]) -> list[str]:
+    true = os.path.realpath(shutil.which("true") or "/bin/true")
+    return [bwrap, *flags, *COMMON, *_system_mounts(), "--ro-bind", true, true, "--", true]
+
+
+def probe(started: tuple[str, subprocess.Popen] | None = None) -> Sandbox:
     """Whether bwrap can make its namespaces here, tried with each tier of TIERS and the
-    system mounts a worker gets (a few milliseconds each; a failure returns at once)."""
+    system mounts a worker gets (a few milliseconds each; a failure returns at once).
+    ``started``: the first tier's try, already running (start_probe)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
+        if started is not None:
+            started[1].kill()
+            started[1].wait()
         return Sandbox(None, why_weak="bwrap not found")
-    true = shutil.which("true") or "/bin/true"
     first = ""
-    for flags in TIERS:
-        cmd = [bwrap, *flags, *COMMON, *_system_mounts(), "--ro-bind", os.path.realpath(true),
-               os.path.realpath(true), "--", os.path.realpath(true)]
+    for i, flags in enumerate(TIERS):
+        if i == 0 and started is not None and started[0] == bwrap:
+            proc = started[1]
+        else:
+            if i == 0 and started is not None:  # another bwrap now (PATH changed): ask it
+                started[1].kill()
+                started[1].wait()
+            try:
+                proc = subprocess.Popen(_probe_command(bwrap, flags),
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+            except OSError as e:
+                first = first or f"{type(e).__name__}: {e}"
+                continue
         try:
-            res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, timeout=PROBE_SECONDS, check=False)
-        except (OSError, subprocess.TimeoutExpired) as e:
+            _, err = proc.communicate(timeout=PROBE_SECONDS)
+        except subprocess.TimeoutExpired as e:
+            proc.kill()
+            proc.wait()
             msg = f"{type(e).__name__}: {e}"
         else:
-            if res.returncode == 0:
+            if proc.returncode == 0:
                 return Sandbox(bwrap, flags)
-            lines = res.stderr.decode(errors="replace").strip().splitlines()
-            msg = lines[0] if lines else f"exit status {res.returncode}"
+            lines = err.decode(errors="replace").strip().splitlines()
+            msg = lines[0] if lines else f"exit status {proc.returncode}"
         first = first or msg
     if "namespace" in first.lower() or "permission" in first.lower():
         return Sandbox(None, why_weak=f"user namespaces are off: {first}")

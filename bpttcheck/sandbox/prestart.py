@@ -13,18 +13,25 @@ def prestart_for(path: str, spec, sanitize: bool, timeout, memory_mb) -> None:
         return
     if (timeout is not None and not timeout > 0) or (memory_mb is not None and memory_mb < 64):
         return
+    from bpttcheck.sandbox import osbox
+    osbox.start_probe()  # bwrap answers while the submission is staged
     from bpttcheck.sandbox.limits import limits_for
     from bpttcheck.sandbox.session import prestart
     raw = None
     if spec:
         try:
-            import tomllib
             with open(spec, "rb") as f:
-                raw = tomllib.load(f).get("limits", {})
+                text = f.read()
+            # only a [limits] table changes the worker's limits, and importing tomllib (its
+            # regular expressions) is a tenth of the time before the worker starts; a guess
+            # wrong either way costs only the early worker (the engine compares the limits)
+            if b"limits" in text:
+                import tomllib
+                raw = tomllib.loads(text.decode("utf-8")).get("limits", {})
             limits = limits_for(raw, timeout, memory_mb)
         except Exception:  # noqa: BLE001 - the real spec loader reports what is wrong
             return
     else:
         limits = limits_for(None, timeout, memory_mb)
     limits.run_from = os.getcwd()  # as `run` sets it (cli.py)
-    prestart(path, limits)
+    prestart(path, limits, load_early=True)

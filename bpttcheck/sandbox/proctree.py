@@ -186,6 +186,7 @@ def _reap(pids: set[int], seconds: float = 2.0) -> None:
     import time
     end = time.monotonic() + seconds
     left = set(pids)
+    pause = 0.0005  # a killed process is gone within a millisecond or two: look again soon
     while left and time.monotonic() < end:
         for p in list(left):
             try:
@@ -195,4 +196,5 @@ def _reap(pids: set[int], seconds: float = 2.0) -> None:
             if done:
                 left.discard(p)
         if left:
-            time.sleep(0.01)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.01)

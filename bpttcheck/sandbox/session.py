@@ -199,6 +199,20 @@ def _is_progress(got, rid: str) -> bool:
             and not isinstance(n, bool))
 
 
+_SETPIPE_SZ = 1031  # fcntl's F_SETPIPE_SZ (Linux)
+
+
+def _widen(fd: int) -> None:
+    """Let a pipe hold a whole request or reply (a Karpathy-size call's parameters are about
+    200 KB, the default pipe 64 KB): the writer goes on without waiting for the reader to be
+    scheduled three times. Where the system refuses, the pipe stays as it was."""
+    try:
+        import fcntl
+        fcntl.fcntl(fd, _SETPIPE_SZ, 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
 _PRESTARTED: dict = {}  # _key(path, limits) -> a WorkerSession started before it was asked for
 
 
@@ -216,14 +230,16 @@ def any_prestarted() -> bool:
     return bool(_PRESTARTED)
 
 
-def prestart(path: str, limits: Limits) -> None:
+def prestart(path: str, limits: Limits, load_early: bool = False) -> None:
     """Start the worker for ``path`` now; session() hands it out if asked with equal limits.
-    A worker that is never asked for is killed at exit."""
+    A worker that is never asked for is killed at exit. ``load_early``: the worker imports
+    the file as soon as it is up (WorkerSession), for `bpttcheck run`; not for a spare
+    worker that is staged again before it is used (`watch`)."""
     import atexit
     if _key(path, limits) in _PRESTARTED:
         return
     try:
-        w = WorkerSession(path, limits)
+        w = WorkerSession(path, limits, load_early=load_early)
     except OSError:
         return  # the ordinary start will say what is wrong
     _PRESTARTED[_key(path, limits)] = w
@@ -234,7 +250,13 @@ def session(path: str, limits: Limits) -> WorkerSession:
     return w if w is not None else WorkerSession(path, limits)
 
 class WorkerSession:
-    def __init__(self, path: str, limits: Limits | None = None):
+    def __init__(self, path: str, limits: Limits | None = None, load_early: bool = False):
+        """``load_early``: the worker imports the staged file (a .py or notebook) as soon as
+        it has started, under the guard and within the load timeout as the load request
+        would, and answers that request with the result; meanwhile this process is still
+        importing its own modules (the early worker of `bpttcheck run`: about a tenth of a
+        passing check's wall time). Only in the OS sandbox: with the fallback, nothing of the
+        user's runs before the checks that may refuse it (--require-sandbox) are done."""
         self.path = os.path.abspath(path)
         self.limits = limits or Limits()
         # its real path: the OS sandbox shows the folder at that path, and the worker's
@@ -250,6 +272,8 @@ class WorkerSession:
         os.makedirs(home)
         r1, w1 = os.pipe()
         r2, w2 = os.pipe()
+        for fd in (w1, w2):
+            _widen(fd)
         r3, w3 = os.pipe()  # the guard's refusals, as they happen (refusals.py)
         pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         argv = [sys.executable, "-I", "-c", BOOT, pkg_parent, _plugin_path(), str(r1), str(w2),
@@ -257,6 +281,8 @@ class WorkerSession:
         env = self._env(home)
         fds: tuple[int, ...] = (r1, w2, w3)  # closed here once the worker has them
         self.sandbox = osbox.current()
+        if load_early and self.sandbox.strong and self.user_path.endswith((".py", ".ipynb")):
+            argv += [self.user_path, repr(self.limits.load_timeout)]
         self._info: int | None = None  # bwrap says here that the sandbox is up
         self._up: bool | None = None  # what it said (read once the worker has ended)
         if self.sandbox.strong:
@@ -498,7 +524,9 @@ class WorkerSession:
         message), and all of them within what is left of the budget; a request that is no
         call (the import) gets ``timeout``. Past either, the worker is killed (_timed_out)."""
         start = last = time.perf_counter()
-        done, mark = 0, self._dump_size()
+        # the import is the first thing the worker runs under its guard, and an early worker
+        # may have begun it (and dumped a hang's stack) before this request was sent
+        done, mark = 0, (0 if op == "load" else self._dump_size())
         budget_end = start + self.budget.remaining(calls) + GRACE if calls else math.inf
         while True:
             now = time.perf_counter()

@@ -43,6 +43,30 @@ class Worker:
             faulthandler.register(signal.SIGUSR1, file=self.tb_file, all_threads=False)
         self.adapter: Any = None  # the adapter instance, once a module is loaded
         self.evaluations = 0
+        # (path, timeout, what importing it gave or raised): the import done before the
+        # load request came (main's load_early), for that request to take
+        self.early: tuple[str, float, Any] | None = None
+
+    def load_early(self, path: str, timeout: float) -> None:
+        """Import ``path`` now, as the load request will ask (the checker is still starting);
+        its result, or the failure, is kept for that request."""
+        try:
+            got: Any = self.load_module(path, timeout)
+        except Exception as e:  # noqa: BLE001 - raised again when the load request comes
+            got = e
+        self.early = (path, timeout, got)
+
+    def load(self, path: str, timeout: float):
+        """load_module's (module, skipped, notes), from the early import when it was this one."""
+        early, self.early = self.early, None
+        if early is None or early[:2] != (path, timeout):
+            if early is not None:
+                raise UserFailure(ErrorKind.INTERNAL, "the worker imported another file than "
+                                  "the one the checker asked for")
+            return self.load_module(path, timeout)
+        if isinstance(early[2], Exception):
+            raise early[2]
+        return early[2]
 
     # ------------------------------------------------------------------ user frames
 
@@ -248,7 +272,7 @@ def serve(w: Worker, rf, wf) -> None:
                 if hdr["path"].endswith(".so"):
                     mod, skipped, notes = None, [], []  # a C library: the adapter loads it
                 else:
-                    mod, skipped, notes = w.load_module(hdr["path"], timeout)
+                    mod, skipped, notes = w.load(hdr["path"], timeout)
                 options = {}
                 declared = getattr(mod, "BPTTCHECK", None)
                 if isinstance(declared, dict):
@@ -622,5 +646,8 @@ def main(argv: list[str]) -> None:
     faulthandler.enable(file=open(tb_path + ".crash", "w"))
     _preload()
     guard.install(workdir, report_fd)  # from here on: no processes, no network, no reference (guard.py)
-    serve(Worker(workdir, origdir, tb_path), rf, wf)
+    w = Worker(workdir, origdir, tb_path)
+    if len(argv) > 7:  # load_early (session.WorkerSession): the file and the load timeout
+        w.load_early(argv[6], float(argv[7]))
+    serve(w, rf, wf)
     os._exit(0)  # skip atexit hooks the user's module may have registered

@@ -1,0 +1,61 @@
+"""plugins.py reads the entry points without importing importlib.metadata (a tenth of the
+worker's start): it must find exactly what importlib.metadata finds, or leave it to it."""
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import zipfile
+
+import pytest
+
+from bpttcheck import plugins
+
+
+def _metadata(group: str) -> list[tuple[str, str]]:
+    return [(ep.name, ep.value) for ep in importlib.metadata.entry_points(group=group)]
+
+
+def _dist(folder, dirname: str, text: str | None) -> None:
+    d = folder / dirname
+    d.mkdir(parents=True)
+    (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dirname.split('-')[0]}\n"
+                                f"Version: 1.0\n")
+    if text is not None:
+        (d / "entry_points.txt").write_text(text)
+
+
+@pytest.mark.parametrize("group", [plugins.ADAPTERS, plugins.ARCHITECTURES])
+def test_the_installed_plugins_are_read_as_importlib_metadata_reads_them(group):
+    assert plugins._read_entry_points(group) == _metadata(group)
+
+
+def test_plugins_on_the_path_are_read_as_importlib_metadata_reads_them(tmp_path, monkeypatch):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _dist(a, "Foo.Bar-1.0.dist-info", "# a comment\n\n[bpttcheck.adapters]\n  one = foo:One  \n"
+          "[console_scripts]\nfoo = foo:main\n[bpttcheck.adapters]\ntwo=foo:Two\n")
+    _dist(a, "plain_thing-2.0.egg-info", "[bpttcheck.architectures]\nrnn2 = thing:ARCH\n")
+    _dist(a, "empty-1.0.dist-info", None)  # no entry points at all
+    # the same distribution again, later on the path (another spelling): importlib.metadata
+    # takes the first one only
+    _dist(b, "foo_bar-2.0.dist-info", "[bpttcheck.adapters]\nthree = foo:Three\n")
+    _dist(b, "other-1.0.dist-info", "[bpttcheck.adapters]\none = other:One\n")
+    monkeypatch.setattr(sys, "path", [str(a), str(tmp_path / "missing"), str(b), *sys.path])
+    for group in (plugins.ADAPTERS, plugins.ARCHITECTURES):
+        got = plugins._read_entry_points(group)
+        assert got == _metadata(group)
+    assert ("one", "foo:One") in plugins._read_entry_points(plugins.ADAPTERS)
+    assert ("three", "foo:Three") not in plugins._read_entry_points(plugins.ADAPTERS)
+
+
+def test_what_it_cannot_read_is_left_to_importlib_metadata(tmp_path, monkeypatch):
+    a = tmp_path / "a"
+    _dist(a, "broken-1.0.dist-info", "[bpttcheck.adapters]\nno equals sign here\n")
+    monkeypatch.setattr(sys, "path", [str(a), *sys.path])
+    assert plugins._read_entry_points(plugins.ADAPTERS) is None
+    z = tmp_path / "plugins.zip"  # a zip on the path: importlib.metadata looks inside
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("zipped-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped\n")
+        f.writestr("zipped-1.0.dist-info/entry_points.txt", "[bpttcheck.adapters]\nz = zz:Z\n")
+    monkeypatch.setattr(sys, "path", [str(z), *sys.path[1:]])
+    assert plugins._read_entry_points(plugins.ADAPTERS) is None
+    assert ("z", "zz:Z") in plugins.entry_points(plugins.ADAPTERS)  # found all the same
