@@ -110,7 +110,13 @@ class Rec:
 
 
 class Bank:
-    """Reference quantities by size, each matched against a recorded array in one numpy step."""
+    """Reference quantities by size, each matched against a recorded array in one numpy step.
+
+    A Karpathy-size LSTM has thousands of records and hundreds of quantities of each size:
+    a few entries of each quantity are compared first, and only the quantities they do not
+    rule out are compared whole; an array asked about again is answered from memory."""
+
+    SAMPLE = 8  # entries compared first
 
     def __init__(self, quantities: dict[Label, np.ndarray], rtol: float):
         self.rtol = rtol
@@ -122,6 +128,11 @@ class Bank:
         self.values = dict(quantities)
         self.groups = {n: ([lab for lab, _ in g], np.stack([v for _, v in g]))
                        for n, g in groups.items()}
+        self._mag = {n: np.max(np.abs(M), axis=1) for n, (_, M) in self.groups.items()}
+        self._at = {n: np.unique(np.linspace(0, n - 1, min(n, self.SAMPLE)).astype(int))
+                    for n in self.groups}
+        self._sample = {n: M[:, self._at[n]] for n, (_, M) in self.groups.items()}
+        self._memo: dict[int, tuple[np.ndarray, set[Label]]] = {}
 
     def zeroed(self, good: Bank, step: int | None) -> list[Label]:
         """Quantities of ``step`` that are zero here and not in ``good`` (a bug's missing
@@ -138,16 +149,28 @@ class Bank:
         return [lab for lab in self._by_step.get(step, ()) if _fits(name, lab[0])]
 
     def matches(self, v: np.ndarray) -> set[Label]:
-        g = self.groups.get(v.size)
+        seen = self._memo.get(id(v))
+        if seen is not None and seen[0] is v:
+            return set(seen[1])
+        out = self._matches(v)
+        self._memo[id(v)] = (v, out)  # v kept: its id stays its own
+        return set(out)
+
+    def _matches(self, v: np.ndarray) -> set[Label]:
+        n = v.size
+        g = self.groups.get(n)
         if g is None or not np.all(np.isfinite(v)):
             return set()
         labels, M = g
         out: set[Label] = set()
         flats = [v.ravel()] + ([v.T.ravel()] if v.ndim == 2 and 1 not in v.shape else [])
         for flat in flats:
-            scale = np.maximum(np.max(np.abs(M), axis=1), np.max(np.abs(flat)))
-            ok = np.max(np.abs(M - flat), axis=1) <= self.rtol * scale + 1e-300
-            out.update(labels[i] for i in np.flatnonzero(ok))
+            tol = self.rtol * np.maximum(self._mag[n], np.max(np.abs(flat))) + 1e-300
+            near = np.flatnonzero(np.max(np.abs(self._sample[n] - flat[self._at[n]]), axis=1)
+                                  <= tol)
+            if near.size:
+                ok = np.max(np.abs(M[near] - flat), axis=1) <= tol[near]
+                out.update(labels[i] for i in near[ok])
         return out
 
 
