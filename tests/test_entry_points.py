@@ -11,6 +11,17 @@ import pytest
 from bpttcheck import plugins
 
 
+@pytest.fixture(autouse=True)
+def _path_finders_only(monkeypatch):
+    """Only the standard finders on sys.meta_path, as in a worker: a test run earlier in the
+    same process may have left one of its own (a finder that lists distributions), and then
+    the reader rightly leaves the work to importlib.metadata (tested below)."""
+    import importlib.machinery
+    monkeypatch.setattr(sys, "meta_path", [
+        f for f in sys.meta_path if not hasattr(f, "find_distributions")
+        or f is importlib.machinery.PathFinder])
+
+
 def _metadata(group: str) -> list[tuple[str, str]]:
     return [(ep.name, ep.value) for ep in importlib.metadata.entry_points(group=group)]
 
@@ -59,3 +70,18 @@ def test_what_it_cannot_read_is_left_to_importlib_metadata(tmp_path, monkeypatch
     monkeypatch.setattr(sys, "path", [str(z), *sys.path[1:]])
     assert plugins._read_entry_points(plugins.ADAPTERS) is None
     assert ("z", "zz:Z") in plugins.entry_points(plugins.ADAPTERS)  # found all the same
+
+
+def test_a_finder_that_lists_distributions_leaves_the_work_to_importlib_metadata(monkeypatch):
+    class Lister:
+        @staticmethod
+        def find_distributions(context=None):
+            return iter(())
+
+        @staticmethod
+        def find_spec(*a, **k):
+            return None
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Lister])
+    assert plugins._read_entry_points(plugins.ADAPTERS) is None
+    assert plugins.entry_points(plugins.ADAPTERS)  # the built-in adapters, all the same
