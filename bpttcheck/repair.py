@@ -213,8 +213,9 @@ def _of_kind(kind: str, loc: Location, source: list[str]) -> Iterator[Edit]:
                 yield Edit({n: indent + new + comment}, why)
 
     if kind == "value-checked":  # rewrites already seen to give the line the right value
-        for new, why in loc._rewrites:
-            yield Edit({n: indent + new + comment}, why, by_value=True)
+        for new, why, *named in loc._rewrites:
+            # only a value the line is named for makes a partial repair worth offering
+            yield Edit({n: indent + new + comment}, why, by_value=bool(named and named[0]))
     elif kind == "factor" and loc._key in FACTORS and op:
         factor = _fill(FACTORS[loc._key], loc._hints)
         if factor:

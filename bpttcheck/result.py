@@ -78,8 +78,9 @@ class Location(_Model):
     _lines: tuple[int, ...] = field(default=(), init=False, repr=False)
     _key: str = field(default="", init=False, repr=False)  # the reference quantity's name (locate.py's label)
     _hints: dict[str, str] = field(default_factory=dict, init=False, repr=False)
-    # rewrites of the line whose value at the located step is the reference's (locate.py)
-    _rewrites: list[tuple[str, str]] = field(default_factory=list, init=False, repr=False)
+    # rewrites of the line whose value at the located step is the reference's (locate.py):
+    # (statement, why[, named: the value is the quantity the line is named for])
+    _rewrites: list[tuple] = field(default_factory=list, init=False, repr=False)
 
     def text(self) -> str:
         """One sentence for a student: the line, the step, what the reference has there."""

@@ -657,7 +657,7 @@ def written_at(recs: list[Rec], r: Rec, lab: Label | None) -> tuple[Rec, Label |
 
 def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,
                   run: Callable[[tuple, list[str]], dict],
-                  earlier: tuple[int, ...] = ()) -> list[tuple[str, str]]:
+                  earlier: tuple[int, ...] = ()) -> list[tuple[str, str, bool]]:
     """Rewrites of the located line (rewrite.py) that give its variable the value the
     reference has there: (statement, why), the smallest changes first. The reference's value
     is the located quantity's or one the variable's name fits; failing those, any gradient of
@@ -694,7 +694,9 @@ def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,
         vs = run((r.file, r.line, s, r.name), [options[i].code for i in hits])
         banks = targets(s)
         hits = [i for j, i in enumerate(hits) if j in vs and tier(vs[j], banks) is not None]
-    return [(options[i].code, options[i].why) for i in hits[:MAX_REWRITES]]
+    # "named": the value is the quantity the line's name (or the locator) says it is; a
+    # rewrite that gives some other gradient of the step is only worth a full check
+    return [(options[i].code, options[i].why, tiers[i] == 0) for i in hits[:MAX_REWRITES]]
 
 
 def never_added(recs: list[Rec], good: Bank, o: Observation) -> tuple[Rec, Label] | None:

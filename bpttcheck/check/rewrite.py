@@ -90,6 +90,12 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
         if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
             inner = seg(node.args[0])
             yield _splice(b, node, _wrap(inner, node is rhs)), f"take {seg(node.func)}() off", 0
+        if isinstance(node, ast.Call) and len(node.args) == 1:
+            # a derivative function applied to what is already the nonlinearity's output
+            # (tanh(h, derivative=True) of h = tanh(a)): the derivative written from the output
+            arg = _wrap(seg(node.args[0]), False)
+            for form in (f"(1 - {arg} ** 2)", f"{arg} * (1 - {arg})"):
+                yield _splice(b, node, form), f"{form} for {seg(node)}", 1
         if isinstance(node, ast.Call) and seg(node.func) in SWAPPED_CALLS:
             other = SWAPPED_CALLS[seg(node.func)]
             yield _splice(b, node.func, other), f"{other} for {seg(node.func)}", 0
