@@ -68,17 +68,39 @@ def rewrites(file: str, line: int) -> list[Rewrite]:
     return sorted(out.values(), key=lambda r: r.rank)
 
 
+@dataclass(frozen=True)
+class _Line:
+    """One statement's bytes and the parts of it every kind of rewrite reads."""
+    b: bytes
+    s: ast.Assign | ast.AugAssign
+    rhs: ast.expr
+    whole: str  # the right-hand side's text
+    head: str  # everything before it (``dh_raw = ``)
+    atoms: list[tuple[ast.AST, ast.AST | None]]
+
+    def seg(self, node: ast.AST) -> str:
+        return self.b[node.col_offset:node.end_col_offset].decode()  # type: ignore[attr-defined]
+
+
 def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
          nonlinear: list[str]) -> Iterator[tuple[str, str, int]]:
+    """Every rewrite, the kinds in the order of their rank."""
     b = code.encode()
-    rhs = s.value
-    if not _one_line(rhs):
+    if not _one_line(s.value):
         return
-    seg = _segments(b)
-    whole = seg(rhs)
-    head = b[:rhs.col_offset].decode()
-    atoms = list(_atoms(rhs))
-    # changes of form
+    L = _Line(b, s, s.value, b[s.value.col_offset:s.value.end_col_offset].decode(),
+              b[:s.value.col_offset].decode(), list(_atoms(s.value)))
+    yield from _forms(L, pool)
+    yield from _names(L, pool, nonlinear)
+    yield from _terms(L, pool)
+    yield from _products(L, pool)
+
+
+def _forms(L: _Line, pool: list[str]) -> Iterator[tuple[str, str, int]]:
+    """Changes of form: a transpose, a step index, a call off, operands swapped or dropped,
+    a derivative's form, blocks in another order, another slice, a sign, an operator."""
+    b, s, rhs, whole, head, atoms, seg = L.b, L.s, L.rhs, L.whole, L.head, L.atoms, L.seg
+    code = b.decode()
     for a, transposed in atoms:
         if transposed is not None:
             yield _splice(b, transposed, seg(a)), f"take the transpose off {seg(a)}", 0
@@ -101,9 +123,9 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
             yield _splice(b, node.func, other), f"{other} for {seg(node.func)}", 0
         if isinstance(node, ast.Call) and len(node.args) == 2 and seg(node.func) in (
                 "np.dot", "numpy.dot", "np.outer", "np.matmul"):
-            x, y = (seg(a) for a in node.args)
-            yield (_splice(b, node, f"{seg(node.func)}({y}, {x})"),
-                   f"{seg(node.func)}({y}, {x}) for {seg(node.func)}({x}, {y})", 0)
+            one, two = (seg(a) for a in node.args)
+            yield (_splice(b, node, f"{seg(node.func)}({two}, {one})"),
+                   f"{seg(node.func)}({two}, {one}) for {seg(node.func)}({one}, {two})", 0)
         if isinstance(node, ast.BinOp) and type(node.op) in BINOPS and _one_line(node):
             left, right = seg(node.left), seg(node.right)
             sym = BINOPS[type(node.op)]
@@ -154,7 +176,11 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
             else s.targets[0].end_col_offset].decode()
     for new_op in {"=": ("+=",), "+=": ("=", "-="), "-=": ("+=",)}.get(op, ()):
         yield f"{lhs} {new_op} {whole}", f"{new_op} for {op}", 0
-    # another name
+
+
+def _names(L: _Line, pool: list[str], nonlinear: list[str]) -> Iterator[tuple[str, str, int]]:
+    """Another name the function uses, where one operand is read (or each time it is)."""
+    b, atoms, seg = L.b, L.atoms, L.seg
     for a, _ in atoms:
         for p in pool:
             if p != seg(a):
@@ -173,7 +199,11 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
                 for start, end in spans:  # from the right: the offsets to the left still hold
                     out = out[:start] + p.encode() + out[end:]
                 yield out.decode(), f"{p} for {text} (each time)", 1
-    # a factor or a term it lacks
+
+
+def _terms(L: _Line, pool: list[str]) -> Iterator[tuple[str, str, int]]:
+    """A factor or a term the line lacks, written with one of the function's names."""
+    b, rhs, whole, head, atoms, seg = L.b, L.rhs, L.whole, L.head, L.atoms, L.seg
     for p in pool:
         for a, _ in atoms:
             yield _splice(b, a, f"{seg(a)} * {p}"), f"multiply {seg(a)} by {p}", 2
@@ -195,7 +225,11 @@ def _all(code: str, s: ast.Assign | ast.AugAssign, pool: list[str],
                        f"{arg} * {p} for {seg(node)}", 2)
         if re.search(r"\[\s*t\s*-\s*1\s*\]", whole):  # the first step reads the initial state
             yield head + f"{whole} if t > 0 else {p}", f"{p} at t = 0", 2
-    # a whole path left out: a term that is a product of two of the nearest names
+
+
+def _products(L: _Line, pool: list[str]) -> Iterator[tuple[str, str, int]]:
+    """A whole path left out: a term that is a product of two of the nearest names."""
+    whole, head = L.whole, L.head
     near = pool[:PAIRED]
     for p in near:
         for q in near:
@@ -243,12 +277,6 @@ def _sigmoid_derivative_of(node: ast.AST) -> ast.AST | None:
                     and _is_one(other.left) and ast.dump(other.right) == ast.dump(x):
                 return x
     return None
-
-
-def _segments(b: bytes):
-    def seg(node: ast.AST) -> str:
-        return b[node.col_offset:node.end_col_offset].decode()  # type: ignore[attr-defined]
-    return seg
 
 
 def _one_line(node: ast.AST) -> bool:
