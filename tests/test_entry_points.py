@@ -6,24 +6,27 @@ import importlib.metadata
 import sys
 import zipfile
 
-import pytest
-
 from bpttcheck import plugins
 
 
-@pytest.fixture(autouse=True)
-def _path_finders_only(monkeypatch):
-    """Only the standard finders on sys.meta_path, as in a worker: a test run earlier in the
-    same process may have left one of its own (a finder that lists distributions), and then
-    the reader rightly leaves the work to importlib.metadata (tested below)."""
-    import importlib.machinery
-    monkeypatch.setattr(sys, "meta_path", [
-        f for f in sys.meta_path if not hasattr(f, "find_distributions")
-        or f is importlib.machinery.PathFinder])
+def _fresh(code: str, *path: str):
+    """What ``code`` prints as JSON, run in a fresh interpreter (as a worker starts: nothing
+    has touched the finders; dask, imported by an earlier test in this process, brings the
+    importlib_metadata backport, whose finder takes over from the standard one, and then the
+    reader rightly leaves the work to importlib.metadata: tested below), with ``path`` first
+    on sys.path."""
+    import json
+    import subprocess
+    pre = f"import sys; sys.path[:0] = {list(path)!r}; "
+    out = subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
 
 
-def _metadata(group: str) -> list[tuple[str, str]]:
-    return [(ep.name, ep.value) for ep in importlib.metadata.entry_points(group=group)]
+READ = ("import json, importlib.metadata as m; from bpttcheck import plugins; "
+        "print(json.dumps({g: [plugins._read_entry_points(g), "
+        "[[e.name, e.value] for e in m.entry_points(group=g)]] "
+        "for g in (plugins.ADAPTERS, plugins.ARCHITECTURES)}))")
 
 
 def _dist(folder, dirname: str, text: str | None) -> None:
@@ -35,12 +38,12 @@ def _dist(folder, dirname: str, text: str | None) -> None:
         (d / "entry_points.txt").write_text(text)
 
 
-@pytest.mark.parametrize("group", [plugins.ADAPTERS, plugins.ARCHITECTURES])
-def test_the_installed_plugins_are_read_as_importlib_metadata_reads_them(group):
-    assert plugins._read_entry_points(group) == _metadata(group)
+def test_the_installed_plugins_are_read_as_importlib_metadata_reads_them():
+    for mine, theirs in _fresh(READ).values():
+        assert mine == theirs and mine
 
 
-def test_plugins_on_the_path_are_read_as_importlib_metadata_reads_them(tmp_path, monkeypatch):
+def test_plugins_on_the_path_are_read_as_importlib_metadata_reads_them(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     _dist(a, "Foo.Bar-1.0.dist-info", "# a comment\n\n[bpttcheck.adapters]\n  one = foo:One  \n"
           "[console_scripts]\nfoo = foo:main\n[bpttcheck.adapters]\ntwo=foo:Two\n")
@@ -50,12 +53,11 @@ def test_plugins_on_the_path_are_read_as_importlib_metadata_reads_them(tmp_path,
     # takes the first one only
     _dist(b, "foo_bar-2.0.dist-info", "[bpttcheck.adapters]\nthree = foo:Three\n")
     _dist(b, "other-1.0.dist-info", "[bpttcheck.adapters]\none = other:One\n")
-    monkeypatch.setattr(sys, "path", [str(a), str(tmp_path / "missing"), str(b), *sys.path])
-    for group in (plugins.ADAPTERS, plugins.ARCHITECTURES):
-        got = plugins._read_entry_points(group)
-        assert got == _metadata(group)
-    assert ("one", "foo:One") in plugins._read_entry_points(plugins.ADAPTERS)
-    assert ("three", "foo:Three") not in plugins._read_entry_points(plugins.ADAPTERS)
+    got = _fresh(READ, str(a), str(tmp_path / "missing"), str(b))
+    for mine, theirs in got.values():
+        assert mine == theirs
+    adapters = got[plugins.ADAPTERS][0]
+    assert ["one", "foo:One"] in adapters and ["three", "foo:Three"] not in adapters
 
 
 def test_what_it_cannot_read_is_left_to_importlib_metadata(tmp_path, monkeypatch):
