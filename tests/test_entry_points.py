@@ -2,7 +2,6 @@
 worker's start): it must find exactly what importlib.metadata finds, or leave it to it."""
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 import zipfile
 
