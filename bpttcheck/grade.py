@@ -685,15 +685,25 @@ def _collect(subs: list[Submission], run: Settings, out: str, html: bool, jobs: 
     are done, with nothing else running; a second death is its own doing (error ``killed``).
     This process is a subreaper: what a dead check leaves behind comes back here and is
     killed (sandbox/proctree.py)."""
+    import shutil
+    import tempfile
+
     from bpttcheck.sandbox import proctree
     _warm(html)
     since = proctree.now_ticks()
     proctree.become_subreaper()
     rows: dict[int, Row] = {}
-    lost = _run_batch(list(range(len(subs))), subs, run, out, html, jobs, bar, rows, since)
-    killed = {}
-    for i in lost:
-        killed.update(_run_batch([i], subs, run, out, html, 1, bar, rows, since))
+    # the checks' session folders go below one folder of this grading's, removed at the end:
+    # a check killed by its submission never removes its own
+    scratch = tempfile.mkdtemp(prefix="bpttcheck-grade-")
+    try:
+        lost = _run_batch(list(range(len(subs))), subs, run, out, html, jobs, bar, rows,
+                          since, scratch)
+        killed = {}
+        for i in lost:
+            killed.update(_run_batch([i], subs, run, out, html, 1, bar, rows, since, scratch))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if len(killed) == len(subs) >= 3:  # not a class of saboteurs: this machine kills them
         raise GradeError(f"the process checking each of the {len(subs)} submissions died, "
                          f"twice ({next(iter(killed.values()))}); that is no student's doing "
@@ -730,7 +740,7 @@ def _warm(html: bool) -> None:
 
 def _run_batch(todo: list[int], subs: list[Submission], run: Settings, out: str, html: bool,
                jobs: int, bar: Progress | None, rows: dict[int, Row],
-               since: int) -> dict[int, str]:
+               since: int, scratch: str) -> dict[int, str]:
     """Check ``subs[i]`` for each i in ``todo`` (at most ``jobs`` processes at a time) and put
     the rows that come back in ``rows``; returns {i: how its process ended} for those whose
     process ended without one."""
@@ -745,8 +755,8 @@ def _run_batch(todo: list[int], subs: list[Submission], run: Settings, out: str,
         while queue and len(running) < jobs:
             i = queue.pop()
             receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_check_in_child, args=(send, subs[i], run, out, html),
-                               daemon=True)
+            proc = ctx.Process(target=_check_in_child,
+                               args=(send, subs[i], run, out, html, scratch), daemon=True)
             try:
                 proc.start()
             except OSError as e:
@@ -777,9 +787,13 @@ def _run_batch(todo: list[int], subs: list[Submission], run: Settings, out: str,
     return lost
 
 
-def _check_in_child(conn, sub: Submission, run: Settings, out: str, html: bool) -> None:
+def _check_in_child(conn, sub: Submission, run: Settings, out: str, html: bool,
+                    scratch: str) -> None:
     """In the forked process: grade one submission, send its row back as JSON (never a
-    pickle: the pipe is no more trusted than the submission's own process)."""
+    pickle: the pipe is no more trusted than the submission's own process). Its temporary
+    folders go below ``scratch``, which the grading removes."""
+    import tempfile
+    tempfile.tempdir = scratch
     sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # not the parent's live bar
     try:
         data: dict = asdict(grade_one(sub, run, out, html))

@@ -340,6 +340,10 @@ def _without_timings(rows) -> dict:
 @pytest.mark.slow
 def test_submissions_that_kill_the_grading_processes_cost_the_others_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("BPTTCHECK_SANDBOX", "weak")  # the fallback's defence (the OS sandbox: test_os_sandbox.py)
+    import tempfile
+    scratch = tmp_path / "tmp"  # where every temporary folder of the grading goes
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     attackers = {"mallory": KILL_PARENT, "trudy": PIDFD_PARENT, "eve": KILL_NEIGHBOURS}
     s = settings(timeout=5.0)
     clean = grade(str(_class(tmp_path / "clean", {})), s, str(tmp_path / "out0"), jobs=2,
@@ -360,6 +364,9 @@ def test_submissions_that_kill_the_grading_processes_cost_the_others_nothing(mon
     assert by["eve"]["verdict"] == "pass"
     table = _table(tmp_path / "out1")
     assert table["mallory"]["error_kind"] == "killed" and table["alice"]["verdict"] == "pass"
+    # the session folders of the killed checks went with the grading's own (they never
+    # remove theirs); the compiled-library cache is the only thing a grading keeps
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("bpttcheck-so-")] == []
 
 
 ESCAPEE = """
