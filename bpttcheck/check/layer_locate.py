@@ -24,6 +24,7 @@ from bpttcheck.check.locate import (
     group_lines,
     overwritten,
     shown_path,
+    source_line,
     value_checked,
     written_at,
 )
@@ -79,7 +80,7 @@ def _locate(w, f: LayerFindings, ds: list[Diagnosis]) -> None:
     if found is None:
         return
     r, lab = found
-    src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
+    src = source_line(r.file, r.line)
     differs = None
     if lab is not None and np.shape(good.get(lab)) == r.value.shape:
         differs = float(np.max(np.abs(r.value - good[lab])))

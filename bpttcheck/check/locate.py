@@ -273,9 +273,11 @@ def _target_names(rec: Rec) -> str:
     return re.sub(r"\[.*$", "", rec.name)
 
 
-def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec, Label | None] | None:
+def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None,
+                     offset: int | None = None) -> tuple[Rec, Label | None] | None:
     """The record where the user's computation leaves the right path, and the reference
-    quantity it stands for (None when it stands for none we know)."""
+    quantity it stands for (None when it stands for none we know). ``offset``: the user's
+    step to the reference's (``_step_offset``), when the caller has it already."""
     if bad is not None:
         for r in recs:
             if not np.any(r.value):  # a quantity the bug zeroes (a term left out) starts here
@@ -300,13 +302,15 @@ def first_divergence(recs: list[Rec], good: Bank, bad: Bank | None) -> tuple[Rec
         return None
     last_ok: dict[str, bool] = {}
     fallback = None
-    offset = _step_offset(recs, good)
+    if offset is None:
+        offset = _step_offset(recs, good)
     backward = False  # names are judged from the backward pass on (forward temporaries such
     for j, r in enumerate(recs):  # as a softmax's shifted logits are named loosely)
         if not np.any(r.value):
-            if GRAD_LIKE.search(r.name) and _zero_where_named(recs, j, good, offset) \
-                    and all(last_ok.get(n, True) for n in _reads(r.file, r.line)):
-                return r, _zero_where_named(recs, j, good, offset)
+            zeroed = _zero_where_named(recs, j, good, offset) if GRAD_LIKE.search(r.name) \
+                else None
+            if zeroed and all(last_ok.get(n, True) for n in _reads(r.file, r.line)):
+                return r, zeroed
             last_ok[_target_names(r)] = True
             continue
         labs = good.matches(r.value)
@@ -493,6 +497,19 @@ def overwritten(recs: list[Rec], good: Bank, groups: set[str]) -> tuple[Rec, Lab
     return found[0] if found else None
 
 
+def traced(probe: Probe, o: Observation) -> list[Rec]:
+    """The records of one traced call of the user's code at the observation's case (a
+    cut-short trace: its start)."""
+    names, values, _ = probe.trace(o.case, o.layout)
+    return [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
+
+
+def source_line(file: str, line: int) -> str:
+    """A line of the user's source as a report quotes it: stripped, a comment two spaces
+    after the code however far it stood."""
+    return re.sub(r"\s{2,}#", "  #", linecache.getline(file, line).strip())
+
+
 def shown_path(file: str) -> str:
     """The user's file as reports name it: relative to the folder bpttcheck runs from when it
     lies below it (as the user named it on the command line), else absolute."""
@@ -542,8 +559,7 @@ def locate_forward(probe: Probe, o: Observation, rtol: float) -> Location | None
     if probe.caps.get("language") != "python":
         return None
     good_q = quantities(probe, o, frozenset())
-    names, values, _ = probe.trace(o.case, o.layout)
-    recs = [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
+    recs = traced(probe, o)
     good = Bank(good_q, rtol)
     offset = _step_offset(recs, good)
     last_ok: dict[str, bool] = {}
@@ -559,9 +575,8 @@ def locate_forward(probe: Probe, o: Observation, rtol: float) -> Location | None
             if named and all(last_ok.get(n, True) for n in _reads(r.file, r.line)):
                 lab = named[0]
                 ref = np.asarray(good_q[lab], dtype=np.float64).ravel()
-                src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
                 return Location(file=shown_path(r.file), line=r.line, step=r.step, name=r.name,
-                                source=src, quantity=describe(lab, probe.arch.name)
+                                source=source_line(r.file, r.line), quantity=describe(lab, probe.arch.name)
                                 + " (where your forward departs from the standard model)",
                                 expected=expected(lab, probe.arch.name),
                                 differs_by=float(np.max(np.abs(r.value.ravel() - ref))))
@@ -582,21 +597,21 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
         lab = mutated_quantity(good_q, bad_q)
         return None if lab is None else Location(
             quantity=describe(lab, probe.arch.name), expected=expected(lab, probe.arch.name))
-    names, values, _ = probe.trace(o.case, o.layout)  # a cut-short trace: its start
-    recs = [Rec(f, ln, n, s, v) for (f, ln, n, s), v in zip(names, values, strict=True)]
+    recs = traced(probe, o)
     good = Bank(good_q, rtol)
     bad = Bank(bad_q, rtol) if bad_q is not None else None
+    offset = _step_offset(recs, good)
     found = (overwritten(recs, good, {o.layout.user_name(k) for k in overwrite}) if overwrite
-             else first_divergence(recs, good, bad))
+             else first_divergence(recs, good, bad, offset))
     if found is None and not overwrite:
-        found = never_added(recs, good, o)
+        found = never_added(recs, good, o, offset)
     if found is None:
         return None
     r, lab = found
     if r not in recs:  # a line that changed nothing, found by its text
         recs.append(r)
     group = group_lines(recs, r)
-    src = re.sub(r"\s{2,}#", "  #", linecache.getline(r.file, r.line).strip())
+    src = source_line(r.file, r.line)
     differs = None
     if lab is not None and lab in good_q and np.asarray(good_q[lab]).size == r.value.size:
         ref = np.asarray(good_q[lab], dtype=np.float64).ravel()
@@ -623,7 +638,7 @@ def locate(probe: Probe, o: Observation, bugs: frozenset[str] | None,
     loc._hints = _hints(recs, good)
     if len(group) == 1:  # a quantity built over several lines is no one line's rewrite
         loc._rewrites = value_checked(
-            *written_at(recs, r, lab), good, _step_offset(recs, good),
+            *written_at(recs, r, lab), good, offset,
             lambda where, statements: probe.line_values(o.case, o.layout, where, statements),
             earlier_steps(recs, r))
     return loc
@@ -699,14 +714,14 @@ def value_checked(r: Rec, lab: Label | None, good: Bank, offset: int,
     return [(options[i].code, options[i].why, tiers[i] == 0) for i in hits[:MAX_REWRITES]]
 
 
-def never_added(recs: list[Rec], good: Bank, o: Observation) -> tuple[Rec, Label] | None:
+def never_added(recs: list[Rec], good: Bank, o: Observation,
+                offset: int) -> tuple[Rec, Label] | None:
     """A gradient the user returns as all zeros where the reference's is not (``dc += dc``,
     or a sum into another name): no record shows it change, so its line is found by its text,
     the first statement of the traced loop that adds into a name of that gradient. The step
     is the first one the loop ran (its records say which)."""
     zero = [k for k, g in o.grads.items()
             if not np.any(g) and np.any(o.ref.grads.get(k, 0.0))]
-    offset = _step_offset(recs, good)
     for k in zero:
         uk = o.layout.user_name(k)
         for file in dict.fromkeys(r.file for r in recs):

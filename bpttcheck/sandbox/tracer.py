@@ -67,10 +67,10 @@ def _add(out: dict, name: str, v) -> None:
         out[name] = v
 
 
-def _step(frame, is_user=None) -> int | None:
+def step_of(frame, is_user=None, depth: int = 4) -> int | None:
     """The loop step a frame is at: its own counter, else (a step function called from the
-    loop, ``cell.backward(dh, cache)``) the nearest user caller's."""
-    for _ in range(4):
+    loop, ``cell.backward(dh, cache)``) the nearest user caller's, ``depth`` frames up."""
+    for _ in range(depth):
         for n in STEP_NAMES:
             v = frame.f_locals.get(n)
             if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
@@ -100,7 +100,7 @@ class Tracer:
             for k, a in now.items():
                 if before.get(k) != snap[k]:
                     self._record(frame, line, k, step, a)
-        self.seen[id(frame)] = (frame.f_lineno, _step(frame, self.is_user), snap)
+        self.seen[id(frame)] = (frame.f_lineno, step_of(frame, self.is_user), snap)
 
     def _record(self, frame, line: int, name: str, step, a: np.ndarray) -> None:
         r = self.rec
@@ -116,7 +116,7 @@ class Tracer:
         if event == "call" and self.is_user(frame.f_code.co_filename):
             with contextlib.suppress(Exception):
                 self._arguments(frame)
-            self.seen[id(frame)] = (frame.f_lineno, _step(frame, self.is_user),
+            self.seen[id(frame)] = (frame.f_lineno, step_of(frame, self.is_user),
                                    self._snapshot(frame))
             return self.local_trace
         return None
@@ -130,7 +130,7 @@ class Tracer:
             return
         code = frame.f_code
         names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-        step = _step(caller, self.is_user)
+        step = step_of(caller, self.is_user)
         for name in names:
             v = frame.f_locals.get(name)
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and 1 < v.size <= MAX_ARRAY:
@@ -145,12 +145,13 @@ class Tracer:
         return self.local_trace
 
 
-def _under(global_trace, fn, *args):
-    """fn(*args) with ``global_trace`` as the trace function, the previous one put back."""
+def call_traced(global_trace, fn, *args, **kwargs):
+    """fn(*args, **kwargs) with ``global_trace`` as the trace function, the previous one put
+    back."""
     old = sys.gettrace()
     sys.settrace(global_trace)
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     finally:
         sys.settrace(old)
 
@@ -158,7 +159,7 @@ def _under(global_trace, fn, *args):
 def run_traced(fn, is_user, shown, *args):
     """fn(*args) with the user's lines recorded: (what fn returned, the Recording)."""
     t = Tracer(is_user, shown)
-    return _under(t.global_trace, fn, *args), t.rec
+    return call_traced(t.global_trace, fn, *args), t.rec
 
 
 # ---------------------------------------------------------------------------- rewrites
@@ -222,7 +223,7 @@ class LineProbe:
     def local_trace(self, frame, event, arg):
         w = self.where
         if (not self.done and event == "line" and frame.f_lineno == w.line
-                and _step(frame, self.is_user) == w.step):
+                and step_of(frame, self.is_user) == w.step):
             self.done = True
             with contextlib.suppress(Exception):
                 self._run_all(frame)
@@ -259,4 +260,4 @@ def run_probed(fn, is_user, shown, where: Where, statements: list[str], *args):
     """fn(*args), stopping once at ``where`` to run ``statements`` in place of its line: what
     fn returned, and the value of ``where.name`` after each statement (None: it did not run)."""
     p = LineProbe(is_user, shown, where, statements)
-    return _under(p.global_trace, fn, *args), p.values
+    return call_traced(p.global_trace, fn, *args), p.values

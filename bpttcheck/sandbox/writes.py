@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import linecache
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-STEP_NAMES = ("t", "step", "i", "k", "j", "idx")  # the loop counter, by the names people use
+from bpttcheck.sandbox.tracer import call_traced, step_of
 
 
 @dataclass
@@ -70,7 +69,7 @@ class WriteWatch:
             file = frame.f_code.co_filename
             self.found[k] = Write(k, self.shown(file), line,
                                   linecache.getline(file, line).strip(), frame.f_code.co_name,
-                                  _name_in(frame, a), _step(frame, self.is_user))
+                                  _name_in(frame, a), step_of(frame, self.is_user, depth=3))
             del self.watched[k]
 
 
@@ -85,25 +84,8 @@ def _name_in(frame, a: np.ndarray) -> str | None:
                  and np.may_share_memory(v, a)), None)
 
 
-def _step(frame, is_user) -> int | None:
-    for _ in range(3):
-        for n in STEP_NAMES:
-            v = frame.f_locals.get(n)
-            if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-                return int(v)
-        frame = frame.f_back
-        if frame is None or not is_user(frame.f_code.co_filename):
-            return None
-    return None
-
-
 def find_writes(run_unit, is_user, shown, wanted: set[str], *args) -> list[Write]:
     """run_unit(*args, spy=...) under the watch: the first write into each wanted array."""
     watch = WriteWatch(is_user, shown, wanted)
-    old = sys.gettrace()
-    sys.settrace(watch.global_trace)
-    try:
-        run_unit(*args, spy=watch)
-    finally:
-        sys.settrace(old)
+    call_traced(watch.global_trace, run_unit, *args, spy=watch)
     return list(watch.found.values())
